@@ -1,0 +1,285 @@
+"""The command line: a thin layer over the library API.
+
+Heavy libraries (chromadb, llama-index, the embedding model) are imported
+inside the commands that need them, so `--help` and listing commands start
+fast. Exit codes: 0 success, 1 some work failed (the rest is done), 2 usage
+error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import AssistantError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class DateParam(click.ParamType):
+    """YYYY-MM-DD, YYYY-MM (first day) or YYYY (1 January)."""
+
+    name = "DATE"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> date:
+        if isinstance(value, date):
+            return value
+        text = str(value).strip()
+        for fmt in ("%Y-%m-%d", "%Y-%m", "%Y"):
+            try:
+                return datetime.strptime(text, fmt).date()
+            except ValueError:
+                continue
+        self.fail(f"{text!r} is not a date (use YYYY-MM-DD)", param, ctx)
+
+
+DATE = DateParam()
+
+
+def _settings(ctx: click.Context):
+    from .settings import Settings
+
+    obj = ctx.find_root().obj
+    if "settings" not in obj:
+        obj["settings"] = Settings.load(**obj["flags"])
+    return obj["settings"]
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+@click.group(context_settings=CONTEXT)
+@click.option("--home", type=click.Path(path_type=Path), help="Where the store and everything "
+              "else lives [env: ASSISTANT_HOME].")
+@click.option("--chroma-url", help="Use a Chroma server instead of the embedded store "
+              "[env: ASSISTANT_CHROMA_URL].")
+@click.option("--embed-model-dir", type=click.Path(path_type=Path),
+              help="Local copy of the embedding model, a folder holding onnx/ "
+              "[env: ASSISTANT_EMBED_MODEL_DIR].")
+@click.option("--base-url", help="OpenAI-compatible endpoint [env: OPENAI_BASE_URL].")
+@click.option("--env-file", type=click.Path(path_type=Path), help="Read settings from this "
+              "file instead of ./.env.")
+@click.version_option(package_name="paper-assistant")
+@click.pass_context
+def cli(ctx: click.Context, home, chroma_url, embed_model_dir, base_url, env_file) -> None:
+    """A research-paper assistant: ingest ML paper abstracts, search them, ask cited questions.
+
+    Settings come from these flags, then the environment, then a .env file.
+    Start with `assistant ingest` (the bundled sample papers) and `assistant search QUERY`.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["flags"] = {
+        "home": home,
+        "chroma_url": chroma_url,
+        "embed_model_dir": embed_model_dir,
+        "base_url": base_url,
+        "env_file": env_file,
+    }
+
+
+# -- ingest ---------------------------------------------------------------------
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(
+    ["hf-page", "jsonl", "csv", "arxiv-atom", "arxiv-snapshot", "hf-api"]),
+    help="Read every file as this format instead of detecting it.")
+@click.option("--page-year", type=int, help="Year of the Daily Papers pages (default: the latest "
+              "year that puts the page date on or before today).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def ingest(ctx: click.Context, paths: tuple[Path, ...], fmt: str | None, page_year: int | None,
+           as_json: bool) -> None:
+    """Add papers from PATHS (files or folders) to the library.
+
+    With no PATHS, ingests the bundled sample corpus. Unchanged papers are
+    skipped, changed abstracts replace the old chunks. Exit 1 when some
+    records failed (the good ones are stored).
+    """
+    from .ingest import ingest as run_ingest
+
+    settings = _settings(ctx)
+    progress_cb, finish = _progress("Embedding papers", enabled=not as_json)
+    try:
+        report = run_ingest(list(paths), settings, fmt=fmt, page_year=page_year,
+                            progress=progress_cb)
+    finally:
+        finish()
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        _print_ingest(report)
+    if report.interrupted:
+        click.echo("interrupted: what was written is consistent; run the same command again "
+                   "to finish", err=True)
+        ctx.exit(130)
+    ctx.exit(report.exit_code)
+
+
+def _progress(label: str, enabled: bool):
+    """A rich progress bar on stderr, only when stderr is a terminal."""
+    if not enabled or not sys.stderr.isatty():
+        return None, lambda: None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                   TimeRemainingColumn(), console=_console(stderr=True), transient=True)
+    task = bar.add_task(label, total=None)
+    bar.start()
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    return update, bar.stop
+
+
+def _print_ingest(report) -> None:
+    from rich.table import Table
+
+    console = _console()
+    table = Table(title="Ingest", title_justify="left")
+    for col in ("file", "read", "added", "updated", "unchanged", "duplicate", "failed"):
+        table.add_column(col, justify="left" if col == "file" else "right")
+    for f in report.files:
+        table.add_row(_short(f.source), str(f.read), str(f.added), str(f.updated),
+                      str(f.unchanged), str(f.duplicates), str(f.failed))
+    table.add_row("[b]papers[/b]", "", str(report.added), str(report.updated),
+                  str(report.unchanged), "", str(len(report.failures)))
+    console.print(table)
+    console.print(f"library: {report.total_papers} papers, {report.total_chunks} chunks "
+                  f"({report.seconds:.1f} s)")
+    for failure in report.failures:
+        where = f"{failure.source}:{failure.line}" if failure.line else failure.source
+        console.print(f"[red]failed[/red] {where}: {failure.reason}", soft_wrap=True)
+
+
+def _short(path: str) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        parts = Path(path).parts
+        return str(Path(*parts[-2:])) if len(parts) > 2 else path
+
+
+# -- search ---------------------------------------------------------------------
+
+
+def filter_options(func):
+    func = click.option("--title", "title_kw",
+                        help="Only papers whose title has these words.")(func)
+    func = click.option("--author", help="Only papers whose authors/organisation have these "
+                        "words.")(func)
+    func = click.option("--until", type=DATE, help="Published on or before this date.")(func)
+    func = click.option("--since", type=DATE, help="Published on or after this date.")(func)
+    return func
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("query")
+@click.option("--k", "k", default=10, show_default=True, type=click.IntRange(1, 200),
+              help="How many papers.")
+@filter_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def search(ctx: click.Context, query: str, k: int, since: date | None, until: date | None,
+           author: str | None, title_kw: str | None, as_json: bool) -> None:
+    """Find papers about QUERY (dense + keyword search, no language model)."""
+    from .retrieve import Filters, open_retriever
+
+    retriever = open_retriever(_settings(ctx))
+    hits = retriever.search(query, k=k, filters=Filters(since, until, author, title_kw))
+    if as_json:
+        _emit_json({"query": query, "results": [h.to_dict() for h in hits]})
+        return
+    if not hits:
+        click.echo("No papers found." + ("" if retriever.papers else
+                                          " The library is empty: run `assistant ingest`."))
+        return
+    from rich.table import Table
+
+    table = Table(show_lines=True)
+    table.add_column("#", justify="right")
+    table.add_column("title", ratio=2)
+    table.add_column("date")
+    table.add_column("score", justify="right")
+    table.add_column("passage", ratio=3)
+    for h in hits:
+        table.add_row(str(h.rank), h.title, h.published.isoformat() if h.published else "",
+                      f"{h.score:.4f}", _clip(h.passage, 240))
+    _console().print(table)
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1].rstrip() + "…"
+
+
+# -- papers ---------------------------------------------------------------------
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def papers(ctx: click.Context, as_json: bool) -> None:
+    """What is in the library: counts, date range, sources."""
+    from .library import summarise
+
+    summary = summarise(_settings(ctx))
+    if as_json:
+        _emit_json(summary)
+        return
+    from rich.table import Table
+
+    console = _console()
+    console.print(f"[b]{summary['papers']}[/b] papers, {summary['chunks']} chunks "
+                  f"in {summary['location']}")
+    if summary["papers"]:
+        console.print(f"published {summary['earliest'] or '?'} … {summary['latest'] or '?'}; "
+                      f"{summary['undated']} without a date, "
+                      f"{summary['year_inferred']} with an inferred year")
+        console.print(f"embedder: {summary['embedder']}")
+        table = Table(title="sources", title_justify="left")
+        table.add_column("file")
+        table.add_column("papers", justify="right")
+        for source, count in summary["sources"].items():
+            table.add_row(_short(source), str(count))
+        console.print(table)
+    else:
+        console.print("The library is empty: run `assistant ingest`.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one-line errors for the user's mistakes, no tracebacks."""
+    try:
+        result = cli.main(args=argv, prog_name="assistant", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    except AssistantError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        return exc.exit_code
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

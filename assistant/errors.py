@@ -1,0 +1,27 @@
+"""Errors that reach the user as one line, never as a traceback.
+
+The CLI catches `AssistantError` and prints its message; everything else is a
+bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class AssistantError(Exception):
+    """A failure the user can act on. `exit_code` is what the CLI returns."""
+
+    exit_code = 1
+
+
+class UsageError(AssistantError):
+    """The command was asked for something it cannot do as given."""
+
+    exit_code = 2
+
+
+class StoreError(AssistantError):
+    """The store cannot be opened, written or queried as configured."""
+
+
+class EmbedderMismatch(StoreError):
+    """The library was indexed with another embedding model."""

@@ -1,0 +1,177 @@
+"""JSON Lines and CSV: the formats users export from their own tools.
+
+Both carry one paper per record under loosely agreed column names, so one
+mapping step serves both; header names are matched without regard to case
+because spreadsheets capitalise them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from assistant.readers._common import (
+    ReadResult,
+    check_title_abstract,
+    clean,
+    date_error,
+    parse_date,
+    shorten,
+    split_authors,
+)
+from assistant.records import Paper, RecordError, parse_arxiv_id
+
+_ALIASES = {
+    "arxiv_id": ("arxiv_id", "arxiv", "id"),
+    "published": ("published", "date", "published_at", "publishedat"),
+    "organisation": ("organisation", "organization"),
+}
+
+
+def _get(record: dict[str, Any], *names: str) -> Any:
+    """First non-empty value among the names: CSV gives "" for absent cells."""
+    for name in names:
+        value = record.get(name)
+        if value not in (None, "", []):
+            return value
+    return None
+
+
+def record_to_paper(record: dict[str, Any], source: str, line: int) -> Paper | RecordError:
+    """Map one JSONL object or CSV row onto a Paper, or say what is wrong with it.
+
+    Keys are lower-cased first so "Title" and "title" both work.
+    """
+    fields = {str(key).strip().lower(): value for key, value in record.items()}
+    title = clean(_get(fields, "title"))
+    abstract = clean(_get(fields, "abstract"))
+    problem = check_title_abstract(title, abstract, source, line)
+    if problem:
+        return problem
+
+    raw_id = _get(fields, *_ALIASES["arxiv_id"])
+    url = _get(fields, "url")
+    url = clean(url) if url is not None else None
+    arxiv_id = parse_arxiv_id(str(raw_id)) if raw_id is not None else None
+    if arxiv_id is None and url:
+        arxiv_id = parse_arxiv_id(url)
+
+    published = None
+    for name in _ALIASES["published"]:
+        raw_date = _get(fields, name)
+        if raw_date is not None:
+            published = parse_date(str(raw_date))
+            if published is None:
+                return date_error(source, line, name, raw_date)
+            break
+
+    upvotes = None
+    raw_upvotes = _get(fields, "upvotes")
+    if raw_upvotes is not None:
+        try:
+            upvotes = int(str(raw_upvotes).strip())
+        except ValueError:
+            reason = f"upvotes is not a number: {shorten(str(raw_upvotes))}"
+            return RecordError(source, line, reason)
+
+    authors = split_authors(_get(fields, "authors"))
+    organisation = _get(fields, *_ALIASES["organisation"])
+    return Paper(
+        title=title,
+        abstract=abstract,
+        source=source,
+        line=line,
+        arxiv_id=arxiv_id,
+        url=url or None,
+        authors=authors,
+        author_count=len(authors) or None,
+        organisation=clean(organisation) or None,
+        published=published,
+        upvotes=upvotes,
+    )
+
+
+def iter_json_lines(
+    text: str, source: str, result: ReadResult
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line, object) for each JSON object line; report the rest in `result`.
+
+    Shared with the arXiv snapshot, which is JSON Lines with its own fields.
+    """
+    for number, raw in enumerate(text.split("\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            reason = f"invalid JSON: {exc.msg} (column {exc.colno})"
+            result.errors.append(RecordError(source, number, reason))
+            continue
+        if not isinstance(value, dict):
+            kind = type(value).__name__
+            result.errors.append(RecordError(source, number, f"not a JSON object (got {kind})"))
+            continue
+        yield number, value
+
+
+def read_jsonl(text: str, source: str) -> ReadResult:
+    """One JSON object per line; a bad line costs only that line."""
+    result = ReadResult()
+    for number, record in iter_json_lines(text, source, result):
+        outcome = record_to_paper(record, source, number)
+        _collect(result, outcome)
+    return result
+
+
+def read_csv(text: str, source: str) -> ReadResult:
+    """A CSV with a header row naming at least `title` and `abstract`.
+
+    Quoted cells may span lines, so the record's line is taken from the csv
+    reader's own line count (the line after the previous record ended), not
+    from the row index. The reader is strict so that a stray or unclosed quote
+    is reported against its record instead of silently swallowing the rest.
+    """
+    result = ReadResult()
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: list[str] | None = None
+    header_line = 0
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            result.errors.append(RecordError(source, start, f"broken CSV: {exc}"))
+            if reader.line_num < start:
+                break  # the reader made no progress; nothing more can be read
+            continue
+        if not any(cell.strip() for cell in row):
+            continue
+        if header is None:
+            header = [cell.strip().lstrip("\ufeff").lower() for cell in row]
+            header_line = start
+            for needed in ("title", "abstract"):
+                if needed not in header:
+                    result.errors.append(
+                        RecordError(source, header_line, f"CSV header has no {needed!r} column")
+                    )
+                    return result
+            continue
+        record: dict[str, Any] = {}
+        for name, cell in zip(header, row, strict=False):  # short rows: missing cells
+            record.setdefault(name, cell)
+        _collect(result, record_to_paper(record, source, start))
+    if header is None:
+        result.errors.append(RecordError(source, None, "CSV has no header row"))
+    return result
+
+
+def _collect(result: ReadResult, outcome: Paper | RecordError) -> None:
+    if isinstance(outcome, Paper):
+        result.papers.append(outcome)
+    else:
+        result.errors.append(outcome)
