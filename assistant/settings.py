@@ -8,7 +8,7 @@ trap that sends LlamaIndex and friends to a hosted model).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ def default_home() -> Path:
 @dataclass(frozen=True)
 class Settings:
     base_url: str | None = None
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never shown
     model: str | None = None
     home: Path = Path(".")
     embed_model_dir: Path | None = None

@@ -1,0 +1,808 @@
+"""The model client: every language-model call goes through here.
+
+Only the OpenAI-compatible chat API is used, so one code path serves OpenAI,
+Ollama, llama.cpp's server, vLLM and LM Studio. What this module adds over the
+bare SDK is the behaviour a command-line user needs from a flaky local server:
+one-line errors that say what to fix, bounded waits, retries that do not
+multiply the user's timeout, and a streamed answer that is never silently
+replayed after part of it was shown.
+
+`openai` (and `httpx`, `tiktoken`) are imported inside functions so that
+importing this module, and so `assistant --help`, stays cheap.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import importlib.util
+import math
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import AssistantError
+from .settings import Settings
+
+if TYPE_CHECKING:
+    import openai
+
+T = TypeVar("T")
+
+# Server-directed waits (Retry-After) longer than this are not sat out: a CLI
+# user is better served by an error that says how long the server wants.
+RETRY_AFTER_CAP_S = 30.0
+# Our own backoff when the server gives no Retry-After: 0.5, 1, 2, 4, 8, 8 ... s (minus jitter).
+BACKOFF_INITIAL_S = 0.5
+BACKOFF_MAX_S = 8.0
+# Connecting to a local server should be quick; a long connect wait hides "wrong host".
+CONNECT_TIMEOUT_CAP_S = 10.0
+
+_THINK_BLOCK = re.compile(r"^\s*<think>.*?</think>\s*", re.DOTALL)
+_MODEL_MISSING = re.compile(
+    r"model.*(not found|does not exist|doesn't exist|not exist|unknown|no such|not available)"
+    r"|(unknown|invalid|no such) model",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+@dataclass
+class ChatResult:
+    """One finished (or cancelled) chat call, with what it cost."""
+
+    text: str
+    model: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    first_token_s: float | None
+    total_s: float
+    finish_reason: str | None
+    # True when the token counts are our tiktoken estimate, not the server's usage report.
+    usage_estimated: bool = False
+
+
+class LLMError(AssistantError):
+    """A model call failed in a way the user can act on (one line, no secrets)."""
+
+
+class EndpointUnreachable(LLMError):
+    """Nothing answered at the configured URL."""
+
+
+class ModelNotFound(LLMError):
+    """The endpoint does not serve the requested model (or none was chosen)."""
+
+
+class AuthenticationRefused(LLMError):
+    """The endpoint answered 401/403."""
+
+
+class ModelTimeout(LLMError):
+    """The model took longer than ASSISTANT_TIMEOUT."""
+
+
+class StreamInterrupted(LLMError):
+    """A streamed answer broke after part of it arrived.
+
+    It is not retried: the caller may already have shown `partial` to the user,
+    and a second generation would not continue the first one.
+    """
+
+    def __init__(self, message: str, partial: str = "") -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
+class ServerError(LLMError):
+    """The server refused or failed the request; the message is the server's own."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotConfigured(LLMError):
+    """No endpoint is configured. There is deliberately no hosted default."""
+
+    exit_code = 2
+
+
+class _EarlyBreak(Exception):
+    """A stream broke before its first token; safe to ask once more."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ModelClient:
+    """A chat client for one OpenAI-compatible endpoint.
+
+    The SDK is built with `max_retries=0` and retries happen here instead: the
+    SDK (2.x) also retries timeouts and refused connections, which turns one
+    `ASSISTANT_TIMEOUT` into several and delays "is the server running?" by
+    seconds, and it sits out any Retry-After up to two minutes.
+    """
+
+    def __init__(
+        self, settings: Settings, model: str | None = None, *, max_retries: int = 3
+    ) -> None:
+        if not settings.base_url:
+            raise NotConfigured(
+                "no model endpoint configured: set OPENAI_BASE_URL "
+                "(e.g. http://127.0.0.1:11434/v1 for Ollama)"
+            )
+        self.base_url: str = settings.base_url.rstrip("/")
+        self.timeout: float = float(settings.timeout)
+        self.max_retries: int = max(0, int(max_retries))
+        self._api_key: str | None = settings.api_key
+        self._display_url = _display_url(self.base_url)
+        self._requested_model: str | None = model or settings.model
+        self._model: str | None = None
+        self._sdk_client: openai.OpenAI | None = None
+        self._models: list[str] | None = None  # server's list; None = not listed / unlistable
+        self._models_listed = False
+        self._verified: set[str] = set()
+        self._stream_usage_ok = True  # False once the server rejected stream_options
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        model = self._model or self._requested_model
+        return (
+            f"ModelClient(base_url={self._display_url!r}, model={model!r}, "
+            f"timeout={self.timeout:g}, max_retries={self.max_retries})"
+        )
+
+    def __enter__(self) -> ModelClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release pooled connections (a long-lived TUI would otherwise keep them open)."""
+        with self._lock:
+            if self._sdk_client is not None:
+                self._sdk_client.close()
+                self._sdk_client = None
+
+    # -- model selection ---------------------------------------------------------------
+
+    @property
+    def model(self) -> str:
+        """The model name sent with each request.
+
+        Resolved on first use so that constructing a client never touches the
+        network; a server that serves a single model needs no configuration.
+        """
+        if self._model is None:
+            if self._requested_model:
+                self._model = self._requested_model
+            else:
+                available = self._available_models()
+                if available and len(available) == 1:
+                    self._model = available[0]
+                elif available:
+                    raise self._fail(
+                        ModelNotFound,
+                        f"no model chosen and the endpoint at {self._display_url} has several: "
+                        f"{', '.join(available)}; set ASSISTANT_MODEL or pass --model",
+                    )
+                else:
+                    raise self._fail(
+                        ModelNotFound,
+                        f"no model chosen and the endpoint at {self._display_url} lists none; "
+                        "set ASSISTANT_MODEL or pass --model",
+                    )
+        return self._model
+
+    def list_models(self) -> list[str]:
+        """Ask the server which models it serves (always a fresh request, for `doctor`)."""
+        sdk = self._sdk()
+        page = self._request(lambda: sdk.models.list())
+        names: list[str] = []
+        for item in getattr(page, "data", None) or []:
+            name = getattr(item, "id", None)
+            if isinstance(name, str) and name not in names:
+                names.append(name)
+        with self._lock:
+            self._models, self._models_listed = names, True
+        return names
+
+    def _available_models(self) -> list[str] | None:
+        """The server's models, listed once per client; None when the server cannot list them.
+
+        Unreachable endpoints and refused keys still raise: they would fail the
+        chat call anyway, and failing here gives the clearer message.
+        """
+        with self._lock:
+            if self._models_listed:
+                return self._models
+            try:
+                return self.list_models()
+            except ServerError:
+                # No /models (404), or a server that errs on it: skip the check, not the chat.
+                self._models, self._models_listed = None, True
+                return None
+
+    def _check_model(self, model: str) -> None:
+        """Refuse an unknown model before the first chat call with it.
+
+        llama.cpp's server answers any model name with whatever it has loaded,
+        so without this check a typo in ASSISTANT_MODEL is silently ignored.
+        """
+        if model in self._verified:
+            return
+        available = self._available_models()
+        if available and not _model_matches(model, available):
+            raise self._fail(ModelNotFound, self._not_found_message(model, available))
+        self._verified.add(model)
+
+    def _not_found_message(self, model: str, available: list[str]) -> str:
+        listed = ", ".join(available) if available else "(no models)"
+        return (
+            f"model '{model}' not found at {self._display_url}; the server has: {listed} "
+            "(set ASSISTANT_MODEL or pass --model)"
+        )
+
+    # -- chat ----------------------------------------------------------------------------
+
+    def chat(
+        self,
+        messages: list[dict],
+        *,
+        stream: bool = False,
+        on_token: Callable[[str], None] | None = None,
+        max_tokens: int | None = None,
+        temperature: float = 0.0,
+        stop: list[str] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ChatResult:
+        """Send one chat request and return the whole answer.
+
+        With `stream=True`, `on_token` sees each piece as it arrives (raw, so a
+        `<think>` block shows while the model reasons); without streaming it is
+        called once with the final text, so callers can treat both alike.
+        `cancel` is checked between streamed chunks: setting it ends the call
+        early with what arrived and finish_reason "cancelled".
+        """
+        model = self.model
+        self._check_model(model)
+        params: dict[str, Any] = {"model": model, "messages": messages, "temperature": temperature}
+        if max_tokens is not None:
+            params["max_tokens"] = max_tokens
+        if stop:
+            params["stop"] = stop
+        start = time.monotonic()
+        if cancel is not None and cancel.is_set():
+            return ChatResult("", model, None, None, None, 0.0, "cancelled")
+        if not stream:
+            return self._chat_whole(params, messages, start, on_token)
+        try:
+            return self._chat_stream(params, messages, start, on_token, cancel)
+        except _EarlyBreak:
+            # Nothing was shown yet, so asking again cannot duplicate output; once only.
+            pass
+        try:
+            return self._chat_stream(params, messages, start, on_token, cancel)
+        except _EarlyBreak as exc:
+            raise self._fail(
+                StreamInterrupted,
+                f"the connection to the model at {self._display_url} broke before the answer "
+                f"started, twice: {exc.reason}",
+                partial="",
+            ) from None
+
+    def _chat_whole(
+        self,
+        params: dict[str, Any],
+        messages: list[dict],
+        start: float,
+        on_token: Callable[[str], None] | None,
+    ) -> ChatResult:
+        sdk = self._sdk()
+        response = self._request(
+            lambda: sdk.chat.completions.create(**params), model=params["model"]
+        )
+        total = time.monotonic() - start
+        choice = response.choices[0] if response.choices else None
+        raw = (choice.message.content or "") if choice is not None else ""
+        text = strip_think(raw)
+        if on_token is not None and text:
+            on_token(text)
+        prompt_tokens, completion_tokens, estimated = _usage(response.usage, messages, raw)
+        return ChatResult(
+            text=text,
+            model=response.model or params["model"],
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            first_token_s=total,
+            total_s=total,
+            finish_reason=choice.finish_reason if choice is not None else None,
+            usage_estimated=estimated,
+        )
+
+    def _open_stream(self, params: dict[str, Any]) -> Any:
+        """Start a streamed completion, asking for usage where the server allows it."""
+        import openai
+
+        sdk = self._sdk()
+        if self._stream_usage_ok:
+            kwargs = {**params, "stream": True, "stream_options": {"include_usage": True}}
+            try:
+                return self._with_retries(lambda: sdk.chat.completions.create(**kwargs))
+            except openai.BadRequestError as exc:
+                text = (_server_message(exc) + " " + str(exc)).lower()
+                if "stream_options" not in text and "include_usage" not in text:
+                    raise self._translate(exc, params["model"]) from exc
+                # Older servers reject the option outright; remember and ask without it.
+                self._stream_usage_ok = False
+            except openai.APIError as exc:
+                raise self._translate(exc, params["model"]) from _chain(exc)
+        kwargs = {**params, "stream": True}
+        return self._request(lambda: sdk.chat.completions.create(**kwargs), model=params["model"])
+
+    def _chat_stream(
+        self,
+        params: dict[str, Any],
+        messages: list[dict],
+        start: float,
+        on_token: Callable[[str], None] | None,
+        cancel: threading.Event | None,
+    ) -> ChatResult:
+        import httpx
+        import openai
+
+        stream = self._open_stream(params)
+        pieces: list[str] = []
+        first_token_s: float | None = None
+        finish_reason: str | None = None
+        usage: Any = None
+        served_model: str | None = None
+        try:
+            for chunk in stream:
+                served_model = getattr(chunk, "model", None) or served_model
+                if getattr(chunk, "usage", None) is not None:
+                    usage = chunk.usage
+                for choice in chunk.choices or []:
+                    if choice.index not in (0, None):
+                        continue
+                    piece = getattr(choice.delta, "content", None) if choice.delta else None
+                    if piece:
+                        if first_token_s is None:
+                            first_token_s = time.monotonic() - start
+                        pieces.append(piece)
+                        if on_token is not None:
+                            on_token(piece)
+                    if choice.finish_reason:
+                        finish_reason = choice.finish_reason
+                if cancel is not None and cancel.is_set():
+                    finish_reason = "cancelled"
+                    break
+        except httpx.TimeoutException:
+            if not pieces:
+                raise self._fail(ModelTimeout, self._timeout_message()) from None
+            raise self._fail(
+                StreamInterrupted,
+                f"the model at {self._display_url} stopped sending for {self.timeout:g} s "
+                "mid-answer (ASSISTANT_TIMEOUT); the partial answer is kept",
+                partial="".join(pieces),
+            ) from None
+        except (httpx.TransportError, httpx.StreamError) as exc:
+            reason = _transport_reason(exc)
+            if not pieces:
+                raise _EarlyBreak(reason) from None
+            raise self._fail(
+                StreamInterrupted,
+                f"the connection to the model at {self._display_url} broke mid-answer "
+                f"({reason}); the partial answer is kept",
+                partial="".join(pieces),
+            ) from None
+        except (openai.APIError, ValueError) as exc:
+            # An error event inside the stream, or a chunk that is not JSON.
+            detail = _server_message(exc) if isinstance(exc, openai.APIError) else str(exc)
+            if not pieces:
+                raise self._fail(
+                    ServerError,
+                    f"the model endpoint at {self._display_url} reported an error: {detail}",
+                ) from None
+            raise self._fail(
+                StreamInterrupted,
+                f"the model at {self._display_url} reported an error mid-answer: {detail}",
+                partial="".join(pieces),
+            ) from None
+        finally:
+            stream.close()
+        total = time.monotonic() - start
+        raw = "".join(pieces)
+        prompt_tokens, completion_tokens, estimated = _usage(usage, messages, raw)
+        return ChatResult(
+            text=strip_think(raw),
+            model=served_model or params["model"],
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            first_token_s=first_token_s,
+            total_s=total,
+            finish_reason=finish_reason,
+            usage_estimated=estimated,
+        )
+
+    # -- transport: SDK client, retries, error translation -------------------------------
+
+    def _sdk(self) -> openai.OpenAI:
+        with self._lock:
+            if self._sdk_client is None:
+                import httpx
+                import openai
+
+                self._sdk_client = openai.OpenAI(
+                    base_url=self.base_url,
+                    api_key=self._api_key or "not-needed",
+                    # A read timeout bounds each wait for bytes, so a stream that sends
+                    # headers and then stalls times out too, not just a silent server.
+                    timeout=httpx.Timeout(
+                        self.timeout, connect=min(self.timeout, CONNECT_TIMEOUT_CAP_S)
+                    ),
+                    max_retries=0,
+                )
+            return self._sdk_client
+
+    def _request(self, call: Callable[[], T], *, model: str | None = None) -> T:
+        """Run one SDK call with retries; any failure leaves as an LLMError."""
+        import openai
+
+        try:
+            return self._with_retries(call)
+        except openai.APIError as exc:
+            raise self._translate(exc, model) from _chain(exc)
+
+    def _with_retries(self, call: Callable[[], T]) -> T:
+        """Retry rate limits, server errors and dropped connections, nothing else.
+
+        Timeouts are not retried (the user's ASSISTANT_TIMEOUT is the bound on a
+        call), nor are refused connections (the server is not running; retrying
+        only delays saying so).
+        """
+        import httpx
+        import openai
+
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except openai.APITimeoutError:
+                raise
+            except openai.APIConnectionError as exc:
+                if isinstance(exc.__cause__, httpx.ConnectError) or attempt >= self.max_retries:
+                    raise
+                delay = _backoff(attempt)
+            except openai.APIStatusError as exc:
+                wait = self._retry_delay(exc, attempt)
+                if wait is None:
+                    raise
+                delay = wait
+            attempt += 1
+            time.sleep(delay)
+
+    def _retry_delay(self, exc: openai.APIStatusError, attempt: int) -> float | None:
+        """Seconds to wait before retrying `exc`, or None to give up."""
+        if attempt >= self.max_retries:
+            return None
+        status = exc.status_code
+        if not (status in (408, 409, 429) or (status >= 500 and status != 501)):
+            return None
+        headers = exc.response.headers
+        if headers.get("x-should-retry") == "false":
+            return None
+        retry_after = _retry_after(headers)
+        if retry_after is not None:
+            return retry_after if retry_after <= RETRY_AFTER_CAP_S else None
+        return _backoff(attempt)
+
+    def _translate(self, exc: openai.APIError, model: str | None) -> LLMError:
+        """Turn an SDK exception into the one-line error the user should see."""
+        import httpx
+        import openai
+
+        url = self._display_url
+        if isinstance(exc, openai.APITimeoutError):
+            if isinstance(exc.__cause__, httpx.ConnectTimeout):
+                return self._fail(EndpointUnreachable, self._unreachable("connection timed out"))
+            return self._fail(ModelTimeout, self._timeout_message())
+        if isinstance(exc, openai.APIConnectionError):
+            return self._fail(EndpointUnreachable, self._unreachable(_transport_reason(exc)))
+        if isinstance(exc, openai.APIStatusError):
+            status = exc.status_code
+            detail = _server_message(exc)
+            if status in (401, 403):
+                if not self._api_key:
+                    message = f"the endpoint at {url} wants an API key: set OPENAI_API_KEY"
+                else:
+                    message = f"the endpoint at {url} refused the API key (OPENAI_API_KEY)"
+                return self._fail(AuthenticationRefused, f"{message}: {status} {detail}")
+            if model and (status == 404 or (status == 400 and _MODEL_MISSING.search(detail))):
+                return self._missing_model(model, status, detail)
+            if status == 404:
+                return self._fail(
+                    ServerError,
+                    f"the endpoint at {url} answered 404 ({detail}); "
+                    "is OPENAI_BASE_URL right? it usually ends in /v1",
+                    status=status,
+                )
+            if status == 429:
+                wait = _retry_after(exc.response.headers)
+                asks = f" and asks to wait {wait:g} s" if wait is not None else ""
+                return self._fail(
+                    ServerError,
+                    f"the endpoint at {url} is rate-limiting requests (429){asks}: {detail}",
+                    status=status,
+                )
+            return self._fail(
+                ServerError, f"the model endpoint at {url} answered {status}: {detail}", status
+            )
+        return self._fail(
+            ServerError, f"the model endpoint at {url} reported an error: {_server_message(exc)}"
+        )
+
+    def _missing_model(self, model: str, status: int, detail: str) -> LLMError:
+        """A 404 (or a 400 about the model): list what the server has to say which."""
+        try:
+            available: list[str] | None = self.list_models()
+        except LLMError:
+            available = None
+        if available is None and status == 404:
+            return self._fail(
+                ServerError,
+                f"the endpoint at {self._display_url} answered 404 ({detail}) and cannot list "
+                "its models; is OPENAI_BASE_URL right? it usually ends in /v1",
+                status=status,
+            )
+        if available is None or _model_matches(model, available):
+            return self._fail(
+                ServerError,
+                f"the model endpoint at {self._display_url} answered {status}: {detail}",
+                status=status,
+            )
+        return self._fail(ModelNotFound, self._not_found_message(model, available))
+
+    def _timeout_message(self) -> str:
+        return (
+            f"the model at {self._display_url} did not answer within {self.timeout:g} s "
+            "(ASSISTANT_TIMEOUT)"
+        )
+
+    def _unreachable(self, reason: str) -> str:
+        return (
+            f"cannot reach the model endpoint at {self._display_url}: {reason} "
+            "(is the server running? `assistant doctor` checks)"
+        )
+
+    def _fail(self, cls: type[LLMError], message: str, *args: Any, **kwargs: Any) -> Any:
+        """Build an error whose message is one line and cannot leak the API key.
+
+        Servers echo keys back ("Incorrect API key provided: sk-..."), so every
+        message is scrubbed here rather than trusting each call site.
+        """
+        text = " ".join(message.split())
+        if self._api_key and len(self._api_key) >= 4:
+            text = text.replace(self._api_key, "****")
+        if len(text) > 500:
+            text = text[:497] + "..."
+        return cls(text, *args, **kwargs)
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def strip_think(text: str) -> str:
+    """Drop a leading reasoning block so answers and citations see only the answer.
+
+    Some chat templates open `<think>` in the prompt, so the output holds only
+    the closing tag; an unclosed block (cut by max_tokens) is left as it is,
+    since removing it would leave nothing.
+    """
+    stripped = _THINK_BLOCK.sub("", text, count=1)
+    if stripped != text:
+        return stripped
+    head, sep, tail = text.partition("</think>")
+    if sep and "<think>" not in head:
+        return tail.lstrip()
+    return text
+
+
+def _model_matches(model: str, available: Iterable[str]) -> bool:
+    """Ollama lists `llama3.2:latest` but accepts `llama3.2`; treat them as one."""
+    names = set(available)
+    if model in names:
+        return True
+    if ":" not in model and f"{model}:latest" in names:
+        return True
+    return model.endswith(":latest") and model[: -len(":latest")] in names
+
+
+def _display_url(url: str) -> str:
+    """The URL without any user:password part, for messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def _chain(exc: BaseException) -> BaseException | None:
+    """The cause to chain, or None where the SDK's text may carry the key (a 401 body)."""
+    status = getattr(exc, "status_code", None)
+    return None if status in (401, 403) else exc
+
+
+def _backoff(attempt: int) -> float:
+    delay = min(BACKOFF_INITIAL_S * math.pow(2.0, min(attempt, 30)), BACKOFF_MAX_S)
+    return delay * (1 - 0.25 * random.random())
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds the server asked us to wait (retry-after-ms, seconds, or an HTTP date)."""
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            seconds = float(value) / 1000
+            return seconds if math.isfinite(seconds) and seconds >= 0 else None
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    except ValueError:
+        pass
+    parsed = email.utils.parsedate_tz(value)
+    if parsed is None:
+        return None
+    return max(0.0, email.utils.mktime_tz(parsed) - time.time())
+
+
+def _server_message(exc: Any) -> str:
+    """The server's own error text, without the SDK's "Error code: ..." wrapping."""
+    body = getattr(exc, "body", None)
+    message: Any = None
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            message = error.get("message")
+        elif isinstance(error, str):
+            message = error
+        message = message or body.get("message") or body.get("detail")
+    elif isinstance(body, str):
+        message = body
+    if not message:
+        response = getattr(exc, "response", None)
+        try:
+            message = response.text if response is not None else None
+        except Exception:  # a streamed body that was never read
+            message = None
+    if not message:
+        message = getattr(exc, "message", None) or exc.__class__.__name__
+    text = " ".join(str(message).split())
+    return text[:300] + ("..." if len(text) > 300 else "")
+
+
+def _transport_reason(exc: BaseException) -> str:
+    """A few words on why a connection failed, from the httpx error under the SDK's."""
+    import httpx
+
+    cause: BaseException = exc
+    while not isinstance(cause, httpx.TransportError) and cause.__cause__ is not None:
+        cause = cause.__cause__
+    text = str(cause)
+    low = text.lower()
+    if "refused" in low:
+        return "connection refused"
+    if any(s in low for s in ("name or service not known", "nodename nor servname", "getaddrinfo")):
+        return "host name not found"
+    if isinstance(cause, httpx.ConnectTimeout):
+        return "connection timed out"
+    if isinstance(cause, httpx.RemoteProtocolError):
+        return "the server closed the connection"
+    if isinstance(cause, httpx.ConnectError):
+        return f"cannot connect ({text or cause.__class__.__name__})"
+    return f"{cause.__class__.__name__}: {text}" if text else cause.__class__.__name__
+
+
+# -- token counting --------------------------------------------------------------------------
+
+_encoder_lock = threading.Lock()
+_encoder_state: dict[str, Any] = {}
+
+_CL100K_URL = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
+
+
+def _encoder() -> Any:
+    """tiktoken's cl100k_base, loaded from a local cache only; None when there is none.
+
+    tiktoken downloads its tables on first use; offline (the normal case for a
+    local-model user) that would hang or fail, so it is only used when the
+    table is already on disk, preferring the copy bundled with llama-index-core.
+    """
+    with _encoder_lock:
+        if "encoder" in _encoder_state:
+            return _encoder_state["encoder"]
+        encoder = None
+        try:
+            spec = importlib.util.find_spec("llama_index.core")
+            if spec is not None and spec.submodule_search_locations:
+                bundled = Path(list(spec.submodule_search_locations)[0]) / "_static/tiktoken_cache"
+                if bundled.is_dir():
+                    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(bundled))
+        except (ImportError, ValueError):
+            pass
+        cache_dir = os.environ.get("TIKTOKEN_CACHE_DIR")
+        key = hashlib.sha1(_CL100K_URL.encode()).hexdigest()
+        if cache_dir and (Path(cache_dir) / key).is_file():
+            try:
+                import tiktoken
+
+                encoder = tiktoken.get_encoding("cl100k_base")
+            except Exception:  # a corrupt cache must not break a chat call
+                encoder = None
+        _encoder_state["encoder"] = encoder
+        return encoder
+
+
+def count_tokens(text: str) -> int:
+    """Tokens in `text` by cl100k_base (about four characters a token without it).
+
+    Local models use other tokenizers, so this is an estimate for budgets and
+    reports, never an exact count.
+    """
+    if not text:
+        return 0
+    encoder = _encoder()
+    if encoder is None:
+        return max(1, round(len(text) / 4))
+    return len(encoder.encode(text, disallowed_special=()))
+
+
+def count_message_tokens(messages: list[dict]) -> int:
+    """Prompt tokens for a chat, with OpenAI's per-message framing overhead."""
+    total = 3
+    for message in messages:
+        total += 3
+        for key in ("role", "content", "name"):
+            value = message.get(key)
+            if isinstance(value, str):
+                total += count_tokens(value)
+            elif isinstance(value, list):  # content parts: count the text ones
+                for part in value:
+                    if isinstance(part, dict) and isinstance(part.get("text"), str):
+                        total += count_tokens(part["text"])
+    return total
+
+
+def _usage(
+    usage: Any, messages: list[dict], completion: str
+) -> tuple[int | None, int | None, bool]:
+    """Token counts from the server when it reported them, else our estimate."""
+    prompt = getattr(usage, "prompt_tokens", None) if usage is not None else None
+    completion_n = getattr(usage, "completion_tokens", None) if usage is not None else None
+    if prompt is not None and completion_n is not None:
+        return prompt, completion_n, False
+    estimated = False
+    if prompt is None:
+        prompt, estimated = count_message_tokens(messages), True
+    if completion_n is None:
+        completion_n, estimated = count_tokens(completion), True
+    return prompt, completion_n, estimated

@@ -1,0 +1,197 @@
+"""Ingest throughput on the bundled sample corpus (264 papers).
+
+Measures, in one warm process (model loaded before any timing):
+
+  (a) the embedder's raw throughput, in abstracts/s, on exactly the texts that
+      ingest embeds: every chunk text of every paper (title + chunk body, as
+      `split_abstract` + `chunk_texts` make them), through
+      `MiniLMEmbedder.embed`, batched as ingest batches them (32 papers per
+      call); also the same texts in a single call, and the chunking alone;
+  (b) for reference, chromadb's default embedding function raw
+      (`MiniLMEmbedder._fn`, i.e. `ONNXMiniLM_L6_V2`) on whole abstracts
+      (title + abstract, which it pads and truncates at 256 word pieces);
+  (c) `ingest()` of the sample into a fresh ASSISTANT_HOME with the loaded
+      embedder passed in, in abstracts/s, and its ratio to (a);
+  (d) an unchanged re-ingest of the sample: median wall time of 5 runs, both
+      in-process (`ingest()`) and as a subprocess (`assistant ingest --json`,
+      which includes interpreter start-up and imports).
+
+(a)-(c) are repeated `--repeat` times and the medians printed (min..max
+alongside: the machine is noisy). Timings are printed, never asserted.
+
+Run from the repository root:
+
+    ASSISTANT_EMBED_MODEL_DIR=/path/to/all-MiniLM-L6-v2 .venv/bin/python bench/ingest_bench.py
+    .venv/bin/python bench/ingest_bench.py --repeat 5 --reingest-runs 10
+
+A temporary ASSISTANT_HOME is created and removed; the real one is never used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import time
+
+from _common import (
+    VENV_BIN,
+    add_common_args,
+    check_model_dir,
+    child_env,
+    machine_line,
+    median,
+    print_table,
+    spread,
+    temp_home,
+    timed,
+)
+
+
+def load_sample():
+    """The sample's papers exactly as ingest merges them (one entry per paper)."""
+    from assistant.ingest import bundled_corpus, expand_paths, merge_records
+    from assistant.readers import read_file
+
+    papers = []
+    for path in expand_paths([bundled_corpus()]):
+        papers.extend(read_file(path).papers)
+    return [m.paper for m in merge_records(papers).values()]
+
+
+def chunk_all(papers, embedder) -> list[list[str]]:
+    from assistant.chunking import chunk_texts, split_abstract
+
+    return [chunk_texts(p.title, split_abstract(p.title, p.abstract, embedder.fits))
+            for p in papers]
+
+
+def embed_batches(embedder, batches: list[list[str]]) -> None:
+    for batch in batches:
+        embedder.embed(batch)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="See the module docstring (or bench/README.md) for what each row means.",
+    )
+    add_common_args(parser)
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="repeats of (a)-(c), medians printed [default: 3]")
+    parser.add_argument("--reingest-runs", type=int, default=5,
+                        help="runs of the unchanged re-ingest, in-process and CLI [default: 5]")
+    parser.add_argument("--skip-cli", action="store_true",
+                        help="skip the `assistant ingest --json` subprocess runs")
+    args = parser.parse_args()
+    model_dir = check_model_dir(args.model_dir)
+
+    from assistant.embed import MiniLMEmbedder
+    from assistant.ingest import EMBED_BATCH_PAPERS, ingest
+    from assistant.settings import Settings
+
+    print(machine_line())
+    papers = load_sample()
+    n = len(papers)
+
+    t_load, embedder = timed(MiniLMEmbedder, model_dir)
+    t_warm, _ = timed(embedder.embed, ["warm-up: load the tokenizer and ONNX session"])
+    chunk_all(papers[:2], embedder)  # warm the chunker (tiktoken, llama-index import)
+    print(f"sample: {n} papers; model constructed in {t_load:.2f} s, first embed "
+          f"(loads ONNX + tokenizer) {t_warm:.2f} s")
+
+    whole = [f"{p.title}\n\n{p.abstract}" for p in papers]
+    truncated = sum(1 for t in whole if not embedder.fits(t))
+
+    rows_chunk, rows_a, rows_a1, rows_b, rows_c, ingest_reports = [], [], [], [], [], []
+    n_chunks = 0
+    with temp_home(keep=args.keep_home) as home:
+        for r in range(args.repeat):
+            t_chunk, chunks = timed(chunk_all, papers, embedder)
+            n_chunks = sum(len(c) for c in chunks)
+            rows_chunk.append(t_chunk)
+
+            batches = [[t for c in chunks[start:start + EMBED_BATCH_PAPERS] for t in c]
+                       for start in range(0, n, EMBED_BATCH_PAPERS)]
+            flat = [t for c in chunks for t in c]
+            t_a, _ = timed(embed_batches, embedder, batches)
+            t_a1, _ = timed(embedder.embed, flat)
+            t_b, _ = timed(embedder._fn, whole)
+            rows_a.append(t_a)
+            rows_a1.append(t_a1)
+            rows_b.append(t_b)
+
+            settings = Settings(home=home / f"fresh-{r}", embed_model_dir=model_dir)
+            t_c, report = timed(ingest, [], settings, embedder=embedder)
+            rows_c.append(t_c)
+            ingest_reports.append(report)
+            if report.added != n or report.failures:
+                print(f"  WARNING: fresh ingest added {report.added} of {n}, "
+                      f"{len(report.failures)} failures")
+            print(f"repeat {r + 1}/{args.repeat}: chunking {t_chunk:.2f} s, embed (a) {t_a:.2f} s, "
+                  f"one call {t_a1:.2f} s, chromadb raw (b) {t_b:.2f} s, ingest (c) {t_c:.2f} s",
+                  flush=True)
+
+        # (d) unchanged re-ingest of the last fresh home
+        settings = Settings(home=home / f"fresh-{args.repeat - 1}", embed_model_dir=model_dir)
+        re_inproc = []
+        for _ in range(args.reingest_runs):
+            t, report = timed(ingest, [], settings, embedder=embedder)
+            if report.unchanged != n or report.added or report.updated:
+                print(f"  WARNING: re-ingest was not a no-op: added {report.added}, "
+                      f"updated {report.updated}, unchanged {report.unchanged}")
+            re_inproc.append(t)
+        re_cli = []
+        if not args.skip_cli:
+            cmd = [str(VENV_BIN / "assistant"), "ingest", "--json"]
+            env = child_env(settings.home, model_dir)
+            for _ in range(args.reingest_runs):
+                start = time.perf_counter()
+                proc = subprocess.run(cmd, env=env, cwd=settings.home, capture_output=True,
+                                      text=True)
+                re_cli.append(time.perf_counter() - start)
+                try:
+                    out = json.loads(proc.stdout)
+                    ok = out["unchanged"] == n and not out["added"] and not out["updated"]
+                except (ValueError, KeyError):
+                    ok = False
+                if proc.returncode != 0 or not ok:
+                    print(f"  WARNING: CLI re-ingest rc={proc.returncode}: "
+                          f"{(proc.stderr or proc.stdout)[-300:]}")
+        print(f"re-ingest runs: in-process {[round(t, 3) for t in re_inproc]}, "
+              f"CLI {[round(t, 3) for t in re_cli]}")
+
+    med_a = median(rows_a)
+    rate_a = n / med_a
+    rate_c = n / median(rows_c)
+    rows = [
+        ["chunking only (split_abstract+fits, warm)", f"{median(rows_chunk):.2f}",
+         spread(rows_chunk), f"{n / median(rows_chunk):.0f}",
+         f"{n_chunks / median(rows_chunk):.0f}"],
+        ["(a) MiniLMEmbedder.embed, 32-paper batches", f"{med_a:.2f}", spread(rows_a),
+         f"{rate_a:.1f}", f"{n_chunks / med_a:.1f}"],
+        ["(a') MiniLMEmbedder.embed, one call", f"{median(rows_a1):.2f}", spread(rows_a1),
+         f"{n / median(rows_a1):.1f}", f"{n_chunks / median(rows_a1):.1f}"],
+        ["(b) chromadb ONNXMiniLM_L6_V2 raw, whole", f"{median(rows_b):.2f}", spread(rows_b),
+         f"{n / median(rows_b):.1f}", f"({n} texts)"],
+        ["(c) ingest() into a fresh home", f"{median(rows_c):.2f}", spread(rows_c),
+         f"{rate_c:.1f}", f"{n_chunks / median(rows_c):.1f}"],
+    ]
+    print_table(
+        f"Ingest throughput, {n} papers / {n_chunks} chunks, medians of {args.repeat} repeats",
+        ["step", "median s", "min..max", "abstracts/s", "chunks/s"], rows,
+    )
+    print(f"ratio ingest / raw embed (c)/(a): {rate_c / rate_a:.2f}  "
+          f"(ingest overhead over embedding: {median(rows_c) - med_a:+.2f} s)")
+    print(f"(b) truncates {truncated} of {n} whole abstracts at 256 word pieces "
+          "and pads every text to 256")
+    rows_d = [["in-process ingest()", f"{median(re_inproc):.3f}", spread(re_inproc, "{:.3f}")]]
+    if re_cli:
+        rows_d.append(["CLI `assistant ingest --json`", f"{median(re_cli):.3f}",
+                       spread(re_cli, "{:.3f}")])
+    print_table(f"Unchanged re-ingest of the sample, median of {args.reingest_runs} runs",
+                ["how", "median s", "min..max"], rows_d)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Shared fixtures: the real embedding model, a real Chroma store, the sample corpus.
+
+Nothing here is faked: the embedder is chromadb's all-MiniLM-L6-v2 read from
+ASSISTANT_EMBED_MODEL_DIR (or, beside a checkout, ../shared/models/), and
+libraries are real persistent Chroma stores in temporary folders.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from assistant.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_MODEL = ROOT.parent / "shared" / "models" / "all-MiniLM-L6-v2"
+
+
+def embed_model_dir() -> Path | None:
+    """The offline copy of the model when there is one; else chromadb downloads it."""
+    configured = os.environ.get("ASSISTANT_EMBED_MODEL_DIR")
+    if configured:
+        return Path(configured)
+    return SHARED_MODEL if (SHARED_MODEL / "onnx" / "model.onnx").is_file() else None
+
+
+@pytest.fixture(autouse=True)
+def _no_hosted_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any code path that silently reached for a hosted default must fail."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("ASSISTANT_MODEL", raising=False)
+
+
+def make_settings(home: Path, **changes) -> Settings:
+    return Settings(home=home, embed_model_dir=embed_model_dir(), **changes)
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from assistant.embed import MiniLMEmbedder
+
+    return MiniLMEmbedder(embed_model_dir())
+
+
+@pytest.fixture(scope="session")
+def sample_home(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
+    """A home with the bundled sample ingested once for the whole session.
+
+    Read-only for tests; tests that write use `sample_copy`.
+    """
+    from assistant.ingest import ingest
+    from assistant.store import Library
+
+    home = tmp_path_factory.mktemp("sample-home")
+    settings = make_settings(home)
+    report = ingest([], settings, library=Library.open(settings), embedder=embedder)
+    assert report.total_papers == 264 and not report.failures
+    return home
+
+
+@pytest.fixture
+def sample_copy(sample_home: Path, tmp_path: Path) -> Path:
+    """A private copy of the ingested sample that a test may change."""
+    home = tmp_path / "home"
+    shutil.copytree(sample_home / "chroma", home / "chroma")
+    return home
+
+
+@pytest.fixture(scope="session")
+def sample_retriever(sample_home: Path, embedder):
+    from assistant.retrieve import Retriever
+    from assistant.store import Library
+
+    settings = make_settings(sample_home)
+    return Retriever(Library.open(settings), embedder, settings)
