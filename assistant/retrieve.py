@@ -14,7 +14,6 @@ process loads it instead of rebuilding it.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from dataclasses import dataclass, field
 from datetime import date
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
     from .store import Library
 
 RRF_K = 60
+KEYWORD_INDEX_VERSION = 2  # bump when tokenisation changes: cached indexes are rebuilt
 CANDIDATES_PER_RESULT = 8
 MIN_CANDIDATES = 60
 
@@ -112,7 +112,9 @@ class Hit:
         }
 
 
-_TOKEN = re.compile(r"[\w\-\.%]+", re.UNICODE)
+# Figures such as "12,868" or "2.8" stay one token: abstracts quote them and
+# users search for them; the default pattern would split them into "12", "868".
+TOKEN_PATTERN = r"(?u)\d+(?:[.,]\d+)+|\b\w\w+\b"
 
 
 class KeywordIndex:
@@ -135,7 +137,7 @@ class KeywordIndex:
 
         texts = [text for _, text, _ in chunks]
         tokens = bm25s.tokenize(texts, stopwords="en", stemmer=cls._stemmer(),
-                                show_progress=False)
+                                token_pattern=TOKEN_PATTERN, show_progress=False)
         retriever = bm25s.BM25()
         retriever.index(tokens, show_progress=False)
         return cls(retriever, [cid for cid, _, _ in chunks],
@@ -163,7 +165,7 @@ class KeywordIndex:
         if not self.chunk_ids:
             return []
         tokens = bm25s.tokenize([query], stopwords="en", stemmer=self._stemmer(),
-                                show_progress=False)
+                                token_pattern=TOKEN_PATTERN, show_progress=False)
         if not tokens.vocab:
             return []
         n = min(n, len(self.chunk_ids))
@@ -202,7 +204,7 @@ class Retriever:
             return
         self.library.check_embedder(self.embedder.name, self.embedder.dim)
         self._papers = {pid: meta for pid, meta, _ in self.library.iter_papers()}
-        folder = self._cache_dir() / f"gen-{generation}"
+        folder = self._cache_dir() / f"gen-{generation}-v{KEYWORD_INDEX_VERSION}"
         keyword = None
         if (folder / "chunk_ids.json").is_file():
             try:

@@ -1,0 +1,165 @@
+"""The command line as a user runs it: real subprocesses, exit codes, JSON, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, embed_model_dir
+
+
+def run(*args: str, home: Path, check_rc: int | None = None, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ASSISTANT_HOME": str(home)}
+    if embed_model_dir():
+        env["ASSISTANT_EMBED_MODEL_DIR"] = str(embed_model_dir())
+    proc = subprocess.run([sys.executable, "-m", "assistant", *args], cwd=kw.pop("cwd", ROOT),
+                          env=env, capture_output=True, text=True, timeout=600, **kw)
+    if check_rc is not None:
+        assert proc.returncode == check_rc, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert "Traceback" not in proc.stderr + proc.stdout
+    message = proc.stderr.strip()
+    assert message and len(message.splitlines()) == 1, message
+    for needle in needles:
+        assert needle in message, message
+
+
+def test_help_is_fast_to_import(tmp_path: Path):
+    """`--help` must not import llama-index or chromadb (start-up is part of the product)."""
+    code = ("import sys; from assistant.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('chromadb', 'llama_index', 'openai', 'onnxruntime', 'textual')"
+            " if m in sys.modules]\nprint('HEAVY', heavy)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert "HEAVY []" in proc.stdout, proc.stdout + proc.stderr
+    assert "ingest" in proc.stdout and "search" in proc.stdout
+
+
+@pytest.mark.parametrize("command", ["ingest", "search", "papers"])
+def test_every_command_has_help(command: str, tmp_path: Path):
+    proc = run(command, "--help", home=tmp_path, check_rc=0)
+    assert "--json" in proc.stdout
+
+
+def test_ingest_search_papers_json(sample_home: Path, tmp_path: Path):
+    home = tmp_path / "home"
+    shutil.copytree(sample_home / "chroma", home / "chroma")
+    proc = run("ingest", "--json", home=home, check_rc=0)
+    report = json.loads(proc.stdout)
+    assert {k: report[k] for k in ("added", "updated", "unchanged", "total_papers")} == {
+        "added": 0, "updated": 0, "unchanged": 264, "total_papers": 264}
+    assert report["failed"] == []
+    assert all(isinstance(report[k], int) for k in ("added", "updated", "unchanged"))
+
+    proc = run("search", "low-resource machine translation", "--k", "3", "--json", home=home,
+               check_rc=0)
+    results = json.loads(proc.stdout)["results"]
+    assert len(results) == 3
+    for r in results:
+        assert {"paper_id", "title", "published", "score", "passage"} <= set(r)
+    assert results[0]["score"] >= results[1]["score"] >= results[2]["score"]
+
+    proc = run("search", "language models", "--since", "2024-01-01", "--until", "2024-12-31",
+               "--json", home=home, check_rc=0)
+    dates = [r["published"] for r in json.loads(proc.stdout)["results"]]
+    assert dates and all("2024-01-01" <= d <= "2024-12-31" for d in dates)
+
+    proc = run("papers", "--json", home=home, check_rc=0)
+    summary = json.loads(proc.stdout)
+    assert summary["papers"] == 264 and summary["chunks"] > 264
+    assert len(summary["sources"]) == 5
+
+    proc = run("search", "diffusion guidance", home=home, check_rc=0)
+    assert "Dynamic Classifier-Free" in proc.stdout
+
+
+def test_partial_failure_exits_1_and_keeps_the_good_records(tmp_path: Path):
+    data = tmp_path / "mixed.jsonl"
+    data.write_text(
+        '{"title": "Sparse Mixtures of Tiny Experts", "abstract": "We route tokens to tiny '
+        'experts and cut inference cost by 40% on three benchmarks."}\n'
+        '{"title": "Broken", "abstract": \n'
+        '{"title": "No Abstract Here", "abstract": ""}\n'
+        '{"title": "Bad Date", "abstract": "Some text about models.", "published": "31/31/2024"}\n'
+    )
+    proc = run("ingest", str(data), "--json", home=tmp_path / "home", check_rc=1)
+    report = json.loads(proc.stdout)
+    assert report["added"] == 1 and report["total_papers"] == 1
+    failed = {f["line"]: f for f in report["failed"]}
+    assert set(failed) == {2, 3, 4}
+    assert all(f["source"] == str(data) for f in failed.values())
+    assert "JSON" in failed[2]["reason"]
+    assert "abstract" in failed[3]["reason"]
+    assert "31/31/2024" in failed[4]["reason"]
+
+    proc = run("ingest", str(data), home=tmp_path / "home", check_rc=1)
+    assert f"{data}:2" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("content,needle", [
+    (b"", "empty"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary"),
+    (b"title,abstract\nGood,\xff\xfe bad bytes\n", "UTF-8"),
+    (b"name,summary\nA paper,An abstract\n", "title"),
+])
+def test_bad_files_are_reported_with_file_and_reason(tmp_path: Path, content: bytes, needle: str):
+    bad = tmp_path / "input.csv"
+    bad.write_bytes(content)
+    proc = run("ingest", str(bad), "--json", home=tmp_path / "home", check_rc=1)
+    report = json.loads(proc.stdout)
+    assert report["added"] == 0
+    assert len(report["failed"]) == 1
+    assert report["failed"][0]["source"] == str(bad)
+    assert needle.lower() in report["failed"][0]["reason"].lower()
+
+
+def test_missing_path_is_a_usage_error(tmp_path: Path):
+    proc = run("ingest", str(tmp_path / "nope.jsonl"), home=tmp_path / "home", check_rc=2)
+    assert_one_line_error(proc, "nope.jsonl")
+
+
+def test_bad_date_option_is_a_usage_error(tmp_path: Path):
+    proc = run("search", "x", "--since", "yesterday", home=tmp_path / "home", check_rc=2)
+    assert "yesterday" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unusable_store_is_a_one_line_error(tmp_path: Path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "chroma").write_text("a file where the store folder should be")
+    proc = run("papers", home=home)
+    assert proc.returncode == 1
+    assert_one_line_error(proc, str(home / "chroma"))
+
+
+def test_missing_embedding_model_is_a_one_line_error(tmp_path: Path):
+    env = {**os.environ, "ASSISTANT_HOME": str(tmp_path / "home"),
+           "ASSISTANT_EMBED_MODEL_DIR": str(tmp_path / "no-model")}
+    proc = subprocess.run([sys.executable, "-m", "assistant", "search", "x"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "ASSISTANT_EMBED_MODEL_DIR", "no-model")
+
+
+def test_settings_precedence_flag_env_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from assistant.settings import Settings
+
+    env_file = tmp_path / ".env"
+    env_file.write_text("ASSISTANT_MODEL=from-dotenv\nOPENAI_BASE_URL=http://dotenv/v1\n"
+                        "ASSISTANT_HOME=/from/dotenv\n")
+    monkeypatch.setenv("ASSISTANT_MODEL", "from-env")
+    monkeypatch.delenv("ASSISTANT_HOME", raising=False)
+    settings = Settings.load(env_file=env_file, model=None, home=None)
+    assert settings.model == "from-env"
+    assert settings.base_url == "http://dotenv/v1"
+    assert settings.home == Path("/from/dotenv")
+    assert Settings.load(env_file=env_file, model="from-flag").model == "from-flag"
