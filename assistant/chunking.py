@@ -10,12 +10,11 @@ the sample against the real tokenizer.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from collections.abc import Callable
 from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING
+
+from .tokens import count_tokens, encoder
 
 if TYPE_CHECKING:
     from llama_index.core.node_parser import SentenceSplitter
@@ -30,42 +29,21 @@ MIN_BODY_TOKENS = 48
 CHUNKER_VERSION = "sentences-200-24"
 
 
-def ensure_tiktoken_cache() -> None:
-    """Point tiktoken at llama-index's bundled cl100k_base so nothing is downloaded.
-
-    llama-index-core sets this itself on import; setting it here keeps the
-    tokenizer usable without paying for that import.
-    """
-    if os.environ.get("TIKTOKEN_CACHE_DIR"):
-        return
-    spec = importlib.util.find_spec("llama_index.core")
-    if spec and spec.submodule_search_locations:
-        cache = Path(list(spec.submodule_search_locations)[0]) / "_static" / "tiktoken_cache"
-        if cache.is_dir():
-            os.environ["TIKTOKEN_CACHE_DIR"] = str(cache)
-
-
-@lru_cache(maxsize=1)
-def encoding():
-    ensure_tiktoken_cache()
-    import tiktoken
-
-    return tiktoken.get_encoding("cl100k_base")
-
-
-def count_tokens(text: str) -> int:
-    return len(encoding().encode(text, disallowed_special=()))
+def _token_ids(text: str) -> list[int]:
+    enc = encoder()
+    if enc is None:
+        raise RuntimeError("tiktoken's cl100k_base is not available (llama-index-core ships it)")
+    return enc.encode(text, disallowed_special=())
 
 
 @lru_cache(maxsize=64)
 def _splitter(body_tokens: int) -> SentenceSplitter:
     from llama_index.core.node_parser import SentenceSplitter
 
-    enc = encoding()
     return SentenceSplitter(
         chunk_size=body_tokens,
         chunk_overlap=min(CHUNK_OVERLAP, body_tokens // 4),
-        tokenizer=lambda text: enc.encode(text, disallowed_special=()),
+        tokenizer=_token_ids,
     )
 
 

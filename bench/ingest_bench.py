@@ -12,6 +12,9 @@ Measures, in one warm process (model loaded before any timing):
       (title + abstract, which it pads and truncates at 256 word pieces);
   (c) `ingest()` of the sample into a fresh ASSISTANT_HOME with the loaded
       embedder passed in, in abstracts/s, and its ratio to (a);
+  (c') for context, the store's share: the same papers written through
+      `Library.write` (32 papers per call, as ingest does) with the vectors
+      already computed;
   (d) an unchanged re-ingest of the sample: median wall time of 5 runs, both
       in-process (`ingest()`) and as a subprocess (`assistant ingest --json`,
       which includes interpreter start-up and imports).
@@ -49,14 +52,34 @@ from _common import (
 
 
 def load_sample():
-    """The sample's papers exactly as ingest merges them (one entry per paper)."""
+    """The sample's papers exactly as ingest merges them (`Merged`, one per paper)."""
     from assistant.ingest import bundled_corpus, expand_paths, merge_records
     from assistant.readers import read_file
 
     papers = []
     for path in expand_paths([bundled_corpus()]):
         papers.extend(read_file(path).papers)
-    return [m.paper for m in merge_records(papers).values()]
+    return list(merge_records(papers).values())
+
+
+def store_only(merged, chunks, vectors, embedder, settings) -> None:
+    """What ingest writes, with the vectors already computed: the store's share."""
+    from assistant.ingest import EMBED_BATCH_PAPERS, paper_metadata
+    from assistant.store import Library, PaperWrite
+
+    library = Library.open(settings)
+    key = (embedder.name, embedder.dim)
+    now = time.time()
+    offset = 0
+    writes = []
+    for m, texts in zip(merged, chunks):
+        meta = paper_metadata(m, embedder.name, now)
+        meta["n_chunks"] = len(texts)
+        writes.append(PaperWrite(m.paper.paper_id, meta, m.paper.abstract, texts,
+                                 vectors[offset:offset + len(texts)]))
+        offset += len(texts)
+    for start in range(0, len(writes), EMBED_BATCH_PAPERS):
+        library.write(writes[start:start + EMBED_BATCH_PAPERS], key)
 
 
 def chunk_all(papers, embedder) -> list[list[str]]:
@@ -91,7 +114,8 @@ def main() -> None:
     from assistant.settings import Settings
 
     print(machine_line())
-    papers = load_sample()
+    merged = load_sample()
+    papers = [m.paper for m in merged]
     n = len(papers)
 
     t_load, embedder = timed(MiniLMEmbedder, model_dir)
@@ -103,7 +127,7 @@ def main() -> None:
     whole = [f"{p.title}\n\n{p.abstract}" for p in papers]
     truncated = sum(1 for t in whole if not embedder.fits(t))
 
-    rows_chunk, rows_a, rows_a1, rows_b, rows_c, ingest_reports = [], [], [], [], [], []
+    rows_chunk, rows_a, rows_a1, rows_b, rows_c, rows_s = [], [], [], [], [], []
     n_chunks = 0
     with temp_home(keep=args.keep_home) as home:
         for r in range(args.repeat):
@@ -115,7 +139,7 @@ def main() -> None:
                        for start in range(0, n, EMBED_BATCH_PAPERS)]
             flat = [t for c in chunks for t in c]
             t_a, _ = timed(embed_batches, embedder, batches)
-            t_a1, _ = timed(embedder.embed, flat)
+            t_a1, vectors = timed(embedder.embed, flat)
             t_b, _ = timed(embedder._fn, whole)
             rows_a.append(t_a)
             rows_a1.append(t_a1)
@@ -124,13 +148,15 @@ def main() -> None:
             settings = Settings(home=home / f"fresh-{r}", embed_model_dir=model_dir)
             t_c, report = timed(ingest, [], settings, embedder=embedder)
             rows_c.append(t_c)
-            ingest_reports.append(report)
             if report.added != n or report.failures:
                 print(f"  WARNING: fresh ingest added {report.added} of {n}, "
                       f"{len(report.failures)} failures")
+            settings = Settings(home=home / f"store-{r}", embed_model_dir=model_dir)
+            t_s, _ = timed(store_only, merged, chunks, vectors, embedder, settings)
+            rows_s.append(t_s)
             print(f"repeat {r + 1}/{args.repeat}: chunking {t_chunk:.2f} s, embed (a) {t_a:.2f} s, "
-                  f"one call {t_a1:.2f} s, chromadb raw (b) {t_b:.2f} s, ingest (c) {t_c:.2f} s",
-                  flush=True)
+                  f"one call {t_a1:.2f} s, chromadb raw (b) {t_b:.2f} s, ingest (c) {t_c:.2f} s, "
+                  f"store only {t_s:.2f} s", flush=True)
 
         # (d) unchanged re-ingest of the last fresh home
         settings = Settings(home=home / f"fresh-{args.repeat - 1}", embed_model_dir=model_dir)
@@ -176,6 +202,8 @@ def main() -> None:
          f"{n / median(rows_b):.1f}", f"({n} texts)"],
         ["(c) ingest() into a fresh home", f"{median(rows_c):.2f}", spread(rows_c),
          f"{rate_c:.1f}", f"{n_chunks / median(rows_c):.1f}"],
+        ["store only: Library.write, vectors given", f"{median(rows_s):.2f}", spread(rows_s),
+         f"{n / median(rows_s):.0f}", f"{n_chunks / median(rows_s):.0f}"],
     ]
     print_table(
         f"Ingest throughput, {n} papers / {n_chunks} chunks, medians of {args.repeat} repeats",
