@@ -260,6 +260,123 @@ def papers(ctx: click.Context, as_json: bool) -> None:
         console.print("The library is empty: run `assistant ingest`.")
 
 
+# -- ask ------------------------------------------------------------------------
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("question")
+@click.option("--k", "k", default=4, show_default=True, type=click.IntRange(1, 50),
+              help="How many papers to give the model.")
+@filter_options
+@click.option("--model", help="Chat model name [env: ASSISTANT_MODEL].")
+@click.option("--no-stream", is_flag=True, help="Print the answer when it is complete.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def ask(ctx: click.Context, question: str, k: int, since: date | None, until: date | None,
+        author: str | None, title_kw: str | None, model: str | None, no_stream: bool,
+        as_json: bool) -> None:
+    """Answer QUESTION from the library, citing papers by title.
+
+    Says so plainly when the library has nothing on it. Citations marked [n?]
+    were not supported by the passage they point at.
+    """
+    from .answer import ask as run_ask
+    from .llm import ModelClient
+    from .retrieve import Filters, open_retriever
+
+    settings = _settings(ctx)
+    retriever = open_retriever(settings)
+    client = ModelClient(settings, model=model or settings.model)
+    live = not (as_json or no_stream) and sys.stdout.isatty()
+    console = _console()
+    answer = None
+    if live:
+        from rich.live import Live
+        from rich.text import Text
+
+        shown = Text()
+        # The model's words stream in; the checked answer replaces them at the end.
+        with Live(shown, console=console, transient=True, refresh_per_second=12) as view:
+            def on_token(piece: str) -> None:
+                shown.append(piece)
+                view.update(shown)
+
+            answer = run_ask(question, retriever, client, k=k,
+                             filters=Filters(since, until, author, title_kw),
+                             context_window=settings.context_window, on_token=on_token)
+    else:
+        answer = run_ask(question, retriever, client, k=k,
+                         filters=Filters(since, until, author, title_kw),
+                         context_window=settings.context_window, stream=False)
+    if as_json:
+        _emit_json(answer.to_dict())
+        return
+    _print_answer(console, answer)
+
+
+def _print_answer(console, answer) -> None:
+    console.print(answer.text, markup=False, highlight=False, soft_wrap=True)
+    if answer.abstained:
+        return
+    console.print()
+    console.print("[b]Sources[/b]")
+    supported = {c.n: c.supported for c in answer.citations}
+    for source in answer.cited_sources:
+        when = source.published.isoformat() if source.published else "undated"
+        link = f"  {source.url}" if source.url else ""
+        mark = "" if supported.get(source.n) else "  [yellow](not supported by its passage)[/]"
+        console.print(f"[{source.n}] {_escape(source.title)} ({when}){link}{mark}",
+                      soft_wrap=True)
+    if not answer.citations:
+        console.print("[dim](the answer cites no source)[/dim]")
+    notes = []
+    if answer.dropped_citations:
+        notes.append(f"{answer.dropped_citations} citation(s) to sources that were not given "
+                     "were removed")
+    if answer.unknown_numbers:
+        notes.append("figures found in no source: " + ", ".join(answer.unknown_numbers))
+    for note in notes:
+        console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+# -- doctor ----------------------------------------------------------------------
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--model", help="Chat model name [env: ASSISTANT_MODEL].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def doctor(ctx: click.Context, model: str | None, as_json: bool) -> None:
+    """Check settings, endpoint, model, embedder and store; exit 0 only if all pass."""
+    from .doctor import run_checks
+
+    settings = _settings(ctx)
+    if model:
+        settings = settings.with_(model=model)
+    checks = run_checks(settings)
+    ok = all(c.ok for c in checks)
+    if as_json:
+        _emit_json({"ok": ok, "checks": [c.to_dict() for c in checks]})
+    else:
+        from rich.table import Table
+
+        table = Table(title="assistant doctor", title_justify="left")
+        table.add_column("check")
+        table.add_column("verdict")
+        table.add_column("detail")
+        for c in checks:
+            table.add_row(c.name, "[green]ok[/green]" if c.ok else "[red]FAIL[/red]",
+                          _escape(c.detail))
+        _console().print(table)
+    ctx.exit(0 if ok else 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one-line errors for the user's mistakes, no tracebacks."""
     try:

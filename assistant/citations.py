@@ -1,0 +1,225 @@
+"""Citations a user can trust, checked deterministically after the model has spoken.
+
+Small models cite numbers that were never given, cite nothing at all, or cite
+a source that says something else. Each answer sentence is therefore parsed
+for `[n]` markers; numbers that were not among the sources are dropped and
+counted; an uncited sentence is attributed to the source whose words and
+figures it shares most (above a threshold, else it stays uncited); and every
+citation is checked against its passage the same way. Figures in the answer
+that appear in no source are flagged.
+
+The measure is the share of a sentence's content words (lower-cased, crudely
+stemmed, stop words removed) found in the source's title and passage, and
+every number in the sentence must appear in the source for it to count as
+support. It is cheap (well under a millisecond per sentence), explainable, and
+good enough to catch the usual small-model failures.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+# A sentence is attributed to a source when at least this share of its content
+# words appears there, and a citation is "supported" at the same bar. Chosen on
+# the bundled eval set (bench/calibrate.py prints the distributions).
+ATTRIBUTE_MIN = 0.5
+SUPPORT_MIN = 0.5
+MIN_CONTENT_WORDS = 3
+
+STOPWORDS = frozenset("""
+a about above after again against all also am an and any are as at be because been before being
+below between both but by can could did do does doing down during each few for from further had has
+have having he her here hers him his how i if in into is it its itself just me more most my no nor
+not now of off on once only or other our ours out over own same she should so some such than that the
+their theirs them then there these they this those through to too under until up very was we were
+what when where which while who whom why will with would you your yours paper papers source sources
+propose proposes proposed present presents presented show shows use uses using used based approach
+method methods study work new novel results result also however thus via
+""".split())
+
+_CITE = re.compile(
+    r"\[(?:(?:sources?|refs?|references?)\s*)?(\d+(?:\s*(?:,|;|and|&|-|–)\s*\d+)*)\]",
+    re.IGNORECASE,
+)
+_WORD = re.compile(r"[a-z][a-z0-9\-]*[a-z0-9]|[a-z]")
+_NUMBER = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)*)(\s*%|x\b|×)?")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
+_ABBREV = re.compile(r"\b(?:e\.g|i\.e|et al|vs|cf|Fig|Eq|approx)\.$", re.IGNORECASE)
+
+
+def content_words(text: str) -> set[str]:
+    words = set()
+    for word in _WORD.findall(text.lower()):
+        if word in STOPWORDS or len(word) < 2:
+            continue
+        if len(word) > 4 and word.endswith("s") and not word.endswith("ss"):
+            word = word[:-1]
+        words.add(word)
+    return words
+
+
+def numbers(text: str) -> set[str]:
+    """Figures in a text, normalised ("12,868" -> "12868"); years and 1-digit counts skipped."""
+    found = set()
+    for digits, _unit in _NUMBER.findall(text):
+        plain = digits.replace(",", "")
+        if len(plain) == 1:
+            continue
+        found.add(plain.rstrip(".").rstrip("0").rstrip(".") if "." in plain else plain)
+    return found
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of an answer, keeping abbreviations such as "e.g." inside their sentence."""
+    pieces: list[str] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        buffer = ""
+        for part in _SENTENCE_END.split(line):
+            buffer = f"{buffer} {part}".strip() if buffer else part
+            if not _ABBREV.search(buffer):
+                pieces.append(buffer)
+                buffer = ""
+        if buffer:
+            pieces.append(buffer)
+    return pieces
+
+
+@dataclass
+class SourceText:
+    n: int
+    title: str
+    passage: str
+    published: str = ""  # a year in the answer may come from the source's date
+
+    def __post_init__(self) -> None:
+        self.words = content_words(f"{self.title} {self.passage}")
+        self.numbers = numbers(f"{self.title} {self.passage} {self.published}")
+
+
+def support(sentence_words: set[str], sentence_numbers: set[str], source: SourceText) -> float:
+    """Share of the sentence's content words in the source; 0 if a figure is missing there."""
+    if sentence_numbers - source.numbers:
+        return 0.0
+    if not sentence_words:
+        return 0.0
+    return len(sentence_words & source.words) / len(sentence_words)
+
+
+@dataclass
+class CitedSentence:
+    text: str  # without citation markers
+    cited: list[int] = field(default_factory=list)
+    supported: dict[int, bool] = field(default_factory=dict)
+    attributed: bool = False  # the citation was added here, not written by the model
+    unknown_numbers: list[str] = field(default_factory=list)  # figures found in no source
+
+    def render(self) -> str:
+        marks = "".join(f"[{n}]" if self.supported.get(n, False) else f"[{n}?]"
+                        for n in self.cited)
+        return f"{self.text} {marks}".rstrip() if marks else self.text
+
+
+@dataclass
+class CheckedAnswer:
+    sentences: list[CitedSentence]
+    dropped_citations: int  # numbers the model cited that were not among the sources
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.render() for s in self.sentences)
+
+    @property
+    def cited_numbers(self) -> list[int]:
+        seen: dict[int, None] = {}
+        for s in self.sentences:
+            for n in s.cited:
+                seen.setdefault(n, None)
+        return list(seen)
+
+    def supported(self, n: int) -> bool:
+        """A source counts as supported when every sentence citing it is supported."""
+        verdicts = [s.supported[n] for s in self.sentences if n in s.supported]
+        return bool(verdicts) and all(verdicts)
+
+    @property
+    def unknown_numbers(self) -> list[str]:
+        return sorted({x for s in self.sentences for x in s.unknown_numbers})
+
+
+def check(answer: str, sources: list[SourceText]) -> CheckedAnswer:
+    """Resolve, attribute and verify the citations of one answer."""
+    by_n = {s.n: s for s in sources}
+    all_numbers = set().union(*(s.numbers for s in sources)) if sources else set()
+    dropped = 0
+    out: list[CitedSentence] = []
+    for raw in split_sentences(answer):
+        cited: list[int] = []
+        for match in _CITE.finditer(raw):
+            for n in _expand(match.group(1)):
+                if n in by_n:
+                    if n not in cited:
+                        cited.append(n)
+                else:
+                    dropped += 1
+        text = _CITE.sub("", raw)
+        text = re.sub(r"\s+([.,;:!?])", r"\1", re.sub(r"\s{2,}", " ", text)).strip()
+        if not text or not re.search(r"\w", text):
+            # A line holding only markers belongs to the sentence before it.
+            if out and cited:
+                out[-1].cited.extend(n for n in cited if n not in out[-1].cited)
+            continue
+        sentence = CitedSentence(text=text, cited=cited)
+        words, figures = content_words(text), numbers(text)
+        sentence.unknown_numbers = sorted(figures - all_numbers)
+        if not cited and len(words) >= MIN_CONTENT_WORDS and sources:
+            scored = sorted(((support(words, figures, s), -s.n) for s in sources), reverse=True)
+            best_score, neg_n = scored[0]
+            if best_score >= ATTRIBUTE_MIN:
+                sentence.cited = [-neg_n]
+                sentence.attributed = True
+        for n in sentence.cited:
+            sentence.supported[n] = support(words, figures, by_n[n]) >= SUPPORT_MIN
+        out.append(sentence)
+    # Markers on a final line of their own were merged above; re-check those.
+    for sentence in out:
+        words, figures = content_words(sentence.text), numbers(sentence.text)
+        for n in sentence.cited:
+            if n not in sentence.supported:
+                sentence.supported[n] = support(words, figures, by_n[n]) >= SUPPORT_MIN
+    return CheckedAnswer(out, dropped)
+
+
+def _expand(group: str) -> list[int]:
+    """"1, 3" -> [1, 3]; "2-4" -> [2, 3, 4] (ranges capped to stay sane)."""
+    numbers_: list[int] = []
+    for part in re.split(r"\s*(?:,|;|and|&)\s*", group):
+        bounds = re.split(r"\s*[-–]\s*", part)
+        if len(bounds) == 2 and bounds[0].isdigit() and bounds[1].isdigit():
+            lo, hi = int(bounds[0]), int(bounds[1])
+            if 0 < hi - lo <= 20:
+                numbers_.extend(range(lo, hi + 1))
+                continue
+        if part.strip().isdigit():
+            numbers_.append(int(part))
+    return numbers_
+
+
+_NO_ANSWER = re.compile(
+    r"(sources?|context|passages?|abstracts?|provided (text|information)|information)"
+    r"[^.]{0,60}\b(do(es)?\s*n[o']t|did\s*n[o']t|cannot|can't|fail to)\s+"
+    r"(answer|contain|provide|mention|include|address|say|discuss|specify|state|cover)"
+    r"|\b(can ?not|unable to|can't) (answer|determine|find)"
+    r"|\bno (relevant )?information\b"
+    r"|\bnot (mentioned|provided|stated|specified|discussed) in the (sources?|context|passages?)",
+    re.IGNORECASE,
+)
+
+
+def says_no_answer(answer: str) -> bool:
+    """Whether the model declined: its first sentence says the sources do not answer."""
+    sentences = split_sentences(answer)
+    return bool(sentences) and bool(_NO_ANSWER.search(sentences[0]))
