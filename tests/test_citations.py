@@ -1,0 +1,102 @@
+"""The deterministic citation checks, on hand-made answers with known verdicts."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from assistant.answer import Source, build_messages, finish
+from assistant.citations import SourceText, check, numbers, says_no_answer, split_sentences
+from assistant.tokens import count_message_tokens
+
+SOURCES = [
+    SourceText(1, "MetaShift: A Dataset of Datasets",
+               "We present MetaShift, a collection of 12,868 sets of natural images across 410 "
+               "classes, built from Visual Genome annotations."),
+    SourceText(2, "AdaCAD: Adaptively Decoding to Balance Conflicts",
+               "AdaCAD obtains average accuracy gains of 14.21% (absolute) over a static "
+               "contrastive baseline on question answering."),
+]
+
+
+def test_unknown_source_numbers_are_dropped_and_counted():
+    checked = check("MetaShift holds 12,868 sets of natural images [1][7]. It uses Visual "
+                    "Genome [9].", SOURCES)
+    assert checked.dropped_citations == 2
+    assert checked.cited_numbers == [1]
+    assert "[7]" not in checked.text and "[9]" not in checked.text
+
+
+def test_uncited_sentence_is_attributed_to_the_supporting_source():
+    checked = check("AdaCAD reports average accuracy gains of 14.21% over a static contrastive "
+                    "baseline.", SOURCES)
+    sentence = checked.sentences[0]
+    assert sentence.attributed and sentence.cited == [2]
+    assert sentence.supported == {2: True}
+    assert checked.text.endswith("[2]")
+
+
+def test_sentence_without_support_stays_uncited():
+    checked = check("Reinforcement learning agents play chess at grandmaster level.", SOURCES)
+    assert checked.sentences[0].cited == []
+    assert checked.cited_numbers == []
+
+
+def test_citation_the_passage_does_not_support_is_marked():
+    checked = check("AdaCAD improves accuracy by 14.21% [1].", SOURCES)
+    assert checked.sentences[0].supported == {1: False}
+    assert "[1?]" in checked.text
+    assert not checked.supported(1)
+
+
+def test_figures_in_no_source_are_flagged():
+    checked = check("MetaShift contains 20 sets of natural images [1].", SOURCES)
+    assert checked.unknown_numbers == ["20"]
+    assert checked.sentences[0].supported == {1: False}  # a wrong figure is not support
+
+
+def test_marker_forms_and_ranges():
+    checked = check("MetaShift has 410 classes of natural images [Source 1]. AdaCAD gains "
+                    "14.21% accuracy [1, 2]. Both [1-2].", SOURCES)
+    assert checked.sentences[0].cited == [1]
+    assert checked.sentences[1].cited == [1, 2]
+    assert checked.dropped_citations == 0
+
+
+def test_sentence_splitting_keeps_abbreviations():
+    assert split_sentences("It uses e.g. Visual Genome. Then it ends.") == [
+        "It uses e.g. Visual Genome.", "Then it ends."]
+    assert numbers("gains of 14.21% and 12,868 sets, 2.50x faster in 2024, 3 tasks") == {
+        "14.21", "12868", "2.5", "2024"}
+
+
+def test_model_refusals_are_recognised():
+    assert says_no_answer("The sources do not answer this question.")
+    assert says_no_answer("The provided information does not mention chess engines at all.")
+    assert says_no_answer("I cannot answer this from the sources.")
+    assert not says_no_answer("MetaShift contains 12,868 sets of natural images [1].")
+
+
+def test_refusal_becomes_an_abstention_without_citations():
+    sources = [Source(1, "p1", SOURCES[0].title, date(2022, 1, 1), SOURCES[0].passage, None, 0.5)]
+    answer = finish("q", "The sources do not answer this question. [1]", sources, sources)
+    assert answer.abstained and answer.citations == []
+
+
+def test_every_citation_title_is_a_source_title():
+    sources = [Source(s.n, f"p{s.n}", s.title, None, s.passage, None, 0.5) for s in SOURCES]
+    answer = finish("q", "MetaShift has 12,868 sets [1]. AdaCAD gains 14.21% [2][5].", sources,
+                    sources)
+    titles = {s.title for s in sources}
+    assert [c.n for c in answer.citations] == [1, 2]
+    assert all(c.title in titles for c in answer.citations)
+    assert answer.dropped_citations == 1
+
+
+def test_prompt_is_trimmed_to_the_window_dropping_the_weakest_sources():
+    long_passage = "word " * 400
+    sources = [Source(n, f"p{n}", f"Paper {n}", None, long_passage, None, 0.9 - n / 100)
+               for n in range(1, 9)]
+    messages, kept = build_messages("What is new?", sources, context_window=2048, max_tokens=256)
+    assert [s.n for s in kept] == list(range(1, len(kept) + 1))  # strongest kept, in order
+    assert 0 < len(kept) < 8
+    assert count_message_tokens(messages) + 256 <= 2048
