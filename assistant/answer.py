@@ -289,7 +289,8 @@ def condense(history: list[Turn], question: str, client: ModelClient | None) -> 
                              temperature=0.0)
     except Exception:  # the answer path reports model errors; a rewrite is optional
         return fallback
-    rewritten = result.text.strip().splitlines()[0].strip().strip('"') if result.text.strip() else ""
+    text = result.text.strip()
+    rewritten = text.splitlines()[0].strip().strip('"') if text else ""
     rewritten = re.sub(r"^(standalone question|question)\s*:\s*", "", rewritten, flags=re.I)
     from .citations import content_words
 

@@ -31,8 +31,9 @@ STOPWORDS = frozenset("""
 a about above after again against all also am an and any are as at be because been before being
 below between both but by can could did do does doing down during each few for from further had has
 have having he her here hers him his how i if in into is it its itself just me more most my no nor
-not now of off on once only or other our ours out over own same she should so some such than that the
-their theirs them then there these they this those through to too under until up very was we were
+not now of off on once only or other our ours out over own same she should so some such than that
+the their theirs them then there these they this those through to too under until up very was we
+were
 what when where which while who whom why will with would you your yours paper papers source sources
 propose proposes proposed present presents presented show shows use uses using used based approach
 method methods study work new novel results result also however thus via

@@ -7,7 +7,7 @@ filled by plain replacement, so braces or `$` inside abstracts are inert.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 _PACKAGE = Path(__file__).parent / "prompts"
@@ -18,7 +18,7 @@ def prompts_dir() -> Path:
     return _PACKAGE if _PACKAGE.is_dir() else _CHECKOUT
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(name: str) -> str:
     path = prompts_dir() / f"{name}.md"
     return path.read_text(encoding="utf-8").strip()
