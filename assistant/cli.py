@@ -377,6 +377,89 @@ def doctor(ctx: click.Context, model: str | None, as_json: bool) -> None:
     ctx.exit(0 if ok else 1)
 
 
+# -- digest ---------------------------------------------------------------------
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--week", help="An ISO week, e.g. 2025-W45.")
+@click.option("--since", type=DATE, help="First day of the window.")
+@click.option("--until", type=DATE, help="Last day of the window (default: today).")
+@click.option("--by", type=click.Choice(["published", "added"]), default="published",
+              show_default=True, help="Date that places a paper in the window (undated papers "
+              "count by when they were added).")
+@click.option("--topic", help="Only papers relevant to this topic.")
+@click.option("--max-papers", type=click.IntRange(1, 100000), help="At most this many papers "
+              "(most upvoted first).")
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "json"]), default="md",
+              show_default=True, help="File format to write.")
+@click.option("--out", type=click.Path(path_type=Path), help="Output file (default: a dated "
+              "file in ASSISTANT_HOME/digests/).")
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@click.option("--model", help="Chat model name [env: ASSISTANT_MODEL].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def digest(ctx: click.Context, week: str | None, since: date | None, until: date | None, by: str,
+           topic: str | None, max_papers: int | None, fmt: str, out: Path | None, force: bool,
+           model: str | None, as_json: bool) -> None:
+    """Write a digest of a window's papers (default: the last 7 days), grouped by theme.
+
+    Each theme gets a comparative paragraph in which every sentence cites papers
+    by number, resolved to a reference list. An empty window says so and writes
+    nothing. Cron example in the README.
+    """
+    from .digest import build_digest, default_output, render_html, resolve_window
+    from .embed import make_embedder
+    from .llm import ModelClient
+    from .store import Library
+
+    settings = _settings(ctx)
+    window = resolve_window(week, since, until)
+    library = Library.open(settings)
+    client = ModelClient(settings, model=model or settings.model)
+    result = build_digest(settings, library, make_embedder(settings), client, *window, by=by,
+                          topic=topic, max_papers=max_papers)
+    if not result.themes:
+        from .digest import empty_message
+
+        if as_json:
+            _emit_json({**result.to_dict(), "written": None, "message": empty_message(result)})
+        else:
+            click.echo(empty_message(result))
+        return
+    target = out or default_output(settings, result, fmt)
+    if target.exists() and not force:
+        from .errors import UsageError
+
+        raise UsageError(f"{target} exists; use --force to overwrite it or --out for another "
+                         "file")
+    markdown = result.markdown
+    if fmt == "md":
+        content = markdown
+    elif fmt == "html":
+        content = render_html(markdown, f"Paper digest {result.since} to {result.until}")
+    else:
+        content = json.dumps(result.to_dict(), ensure_ascii=False, indent=2)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(content, encoding="utf-8")
+    if as_json:
+        _emit_json({**result.to_dict(), "written": str(target)})
+        return
+    _console().print(f"wrote {target}: {len(result.papers)} papers in {len(result.themes)} "
+                     f"themes ({result.model_calls} model calls)")
+
+
+# -- commands defined beside the features they drive (imported lazily inside) ------
+# Each module below keeps its heavy imports inside its command functions.
+# (one `cli.add_command(...)` line per command, added by the module's author)
+from .tui.commands import chat, sessions  # noqa: E402
+
+cli.add_command(chat)
+cli.add_command(sessions)
+from .evaluation.commands import eval_group  # noqa: E402
+
+cli.add_command(eval_group, name="eval")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one-line errors for the user's mistakes, no tracebacks."""
     try:
