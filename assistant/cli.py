@@ -377,6 +377,32 @@ def doctor(ctx: click.Context, model: str | None, as_json: bool) -> None:
     ctx.exit(0 if ok else 1)
 
 
+@cli.command(context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def reindex(ctx: click.Context, as_json: bool) -> None:
+    """Re-embed every stored paper with the current embedder (ASSISTANT_EMBEDDER).
+
+    The new index is built beside the old one and replaces it at the end; an
+    interrupted reindex leaves the library as it was.
+    """
+    from .embed import make_embedder
+    from .ingest import reindex as run_reindex
+    from .store import Library
+
+    settings = _settings(ctx)
+    embedder = make_embedder(settings)
+    progress_cb, finish = _progress("Re-embedding papers", enabled=not as_json)
+    try:
+        count = run_reindex(settings, Library.open(settings), embedder, progress=progress_cb)
+    finally:
+        finish()
+    if as_json:
+        _emit_json({"papers": count, "embedder": embedder.name, "dim": embedder.dim})
+    else:
+        click.echo(f"re-embedded {count} papers with {embedder.name} ({embedder.dim} dims)")
+
+
 # -- digest ---------------------------------------------------------------------
 
 

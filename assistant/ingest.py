@@ -153,9 +153,14 @@ def _copy(paper: Paper) -> Paper:
 
 
 def content_hash(paper: Paper, embedder_name: str) -> str:
+    return text_hash(paper.title, paper.abstract, embedder_name)
+
+
+def text_hash(title: str, abstract: str, embedder_name: str) -> str:
+    """What decides whether a paper must be re-embedded: its text, the chunker, the embedder."""
     from .chunking import CHUNKER_VERSION
 
-    text = "\x1f".join([paper.title, paper.abstract, CHUNKER_VERSION, embedder_name])
+    text = "\x1f".join([title, abstract, CHUNKER_VERSION, embedder_name])
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
@@ -357,3 +362,42 @@ def _write_all(to_write, library, embedder, embedder_key, replaces, progress) ->
                 pending.result()
     if progress:
         progress(total, total)
+
+
+def reindex(settings: Settings, library: Library, embedder: Embedder,
+            progress: Callable[[int, int], None] | None = None) -> int:
+    """Re-chunk and re-embed every stored paper with `embedder`.
+
+    The new index is built beside the old one and swapped in at the end, so an
+    interrupted reindex leaves the old library as it was.
+    """
+    from .chunking import chunk_texts, split_abstract
+    from .store import PaperWrite
+
+    records = list(library.iter_papers(("metadatas", "documents")))
+    target = library.replacement()
+    key = (embedder.name, embedder.dim)
+    fits = getattr(embedder, "fits", None)
+    if progress:
+        progress(0, len(records))
+    for start in range(0, len(records), EMBED_BATCH_PAPERS):
+        batch = records[start:start + EMBED_BATCH_PAPERS]
+        texts = []
+        for _pid, meta, extra in batch:
+            texts.append(chunk_texts(meta["title"],
+                                     split_abstract(meta["title"], extra["document"], fits)))
+        vectors = embedder.embed([t for group in texts for t in group])
+        writes, offset = [], 0
+        for (pid, meta, extra), group in zip(batch, texts):
+            meta = dict(meta)
+            meta["content_hash"] = text_hash(meta["title"], extra["document"], embedder.name)
+            meta["n_chunks"] = len(group)
+            writes.append(PaperWrite(pid, meta, extra["document"], group,
+                                     vectors[offset:offset + len(group)]))
+            offset += len(group)
+        target.write(writes, key)
+        if progress:
+            progress(min(start + len(batch), len(records)), len(records))
+    if records:
+        library.swap_in(target)
+    return len(records)

@@ -103,9 +103,10 @@ def connect(settings: Settings):
 class Library:
     """The stored papers and chunks, and the embedder they were built with."""
 
-    def __init__(self, client: Any, location: str):
+    def __init__(self, client: Any, location: str, suffix: str = ""):
         self.client = client
         self.location = location
+        self.suffix = suffix  # "__next" while `reindex` builds a replacement
         self._chunks = None
         self._papers = None
 
@@ -117,7 +118,7 @@ class Library:
     # -- collections -------------------------------------------------------
     def _existing(self, name: str):
         try:
-            return self.client.get_collection(name, embedding_function=None)
+            return self.client.get_collection(name + self.suffix, embedding_function=None)
         except Exception:
             return None
 
@@ -126,7 +127,7 @@ class Library:
         if collection is None and create_for is not None:
             embedder, dim = create_for
             collection = self.client.get_or_create_collection(
-                name,
+                name + self.suffix,
                 embedding_function=None,
                 configuration={"hnsw": {"space": "cosine"}},
                 metadata={"embedder": embedder, "dim": dim, "generation": 0},
@@ -307,6 +308,26 @@ class Library:
             papers.delete(ids=old_ids)
         self._bump_generation()
 
+
+    def replacement(self) -> Library:
+        """An empty library beside this one, to be swapped in by `swap_in`."""
+        for name in (CHUNKS, PAPERS):
+            try:
+                self.client.delete_collection(name + "__next")
+            except Exception:
+                pass  # nothing left over from an interrupted reindex
+        return Library(self.client, self.location, suffix="__next")
+
+    def swap_in(self, replacement: Library) -> None:
+        """Replace this library's collections with the replacement's."""
+        for name in (PAPERS, CHUNKS):
+            try:
+                self.client.delete_collection(name)
+            except Exception:
+                pass
+            self.client.get_collection(name + replacement.suffix,
+                                       embedding_function=None).modify(name=name)
+        self._chunks = self._papers = None
 
     def update_metadata(self, records: list[tuple[str, dict[str, Any]]]) -> None:
         """Rewrite paper records whose text (and so vectors) did not change."""

@@ -266,3 +266,40 @@ def test_unwritable_store_directory_is_a_clear_error(tmp_path: Path):
 
     with pytest.raises(StoreError, match=str(home / "chroma")):
         Library.open(make_settings(home))
+
+
+class _RenamedEmbedder:
+    """The real model under another name: what switching embedders looks like to the store."""
+
+    name = "all-MiniLM-L6-v2-renamed"
+
+    def __init__(self, inner):
+        self.inner, self.fits = inner, inner.fits
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def embed(self, texts):
+        return self.inner.embed(texts)
+
+
+def test_reindex_switches_the_library_to_another_embedder(tmp_path: Path, embedder):
+    from assistant.ingest import reindex
+    from assistant.retrieve import Retriever
+
+    settings = make_settings(tmp_path / "home")
+    library = Library.open(settings)
+    one_file = bundled_corpus() / "004_de09b6e12a2e9100.txt"
+    ingest([one_file], settings, library=library, embedder=embedder)
+    before = library.counts()
+    other = _RenamedEmbedder(embedder)
+    with pytest.raises(EmbedderMismatch):
+        Retriever(library, other, settings).search("personality of language models")
+    assert reindex(settings, library, other) == before[0]
+    library = Library.open(settings)
+    assert library.counts() == before
+    assert library.embedder_info == (other.name, other.dim)
+    hits = Retriever(library, other, settings).search("personality of language models", k=3)
+    assert "Personality" in hits[0].title
+    _assert_consistent(library)
