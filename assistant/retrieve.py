@@ -189,6 +189,7 @@ class Retriever:
         self._generation: int | None = None
         self._keyword: KeywordIndex | None = None
         self._papers: dict[str, dict[str, Any]] = {}
+        self._n_chunks = 0
 
     # -- caches -------------------------------------------------------------
     def _cache_dir(self) -> Path:
@@ -203,14 +204,18 @@ class Retriever:
         if generation == self._generation:
             return
         self.library.check_embedder(self.embedder.name, self.embedder.dim)
-        self._papers = {pid: meta for pid, meta, _ in self.library.iter_papers()}
         folder = self._cache_dir() / f"gen-{generation}-v{KEYWORD_INDEX_VERSION}"
         keyword = None
+        papers = None
         if (folder / "chunk_ids.json").is_file():
             try:
                 keyword = KeywordIndex.load(folder)
+                papers = json.loads((folder / "papers.json").read_text(encoding="utf-8"))
             except Exception:  # a cache from another bm25s version: rebuild it
-                keyword = None
+                keyword = papers = None
+        if papers is None:
+            papers = {pid: meta for pid, meta, _ in self.library.iter_papers()}
+        self._papers = papers
         if keyword is None:
             chunks = [c for c in self.library.iter_chunks() if self._current(c[2])]
             keyword = KeywordIndex.build(chunks)
@@ -218,8 +223,10 @@ class Retriever:
                 shutil.rmtree(self._cache_dir(), ignore_errors=True)
                 folder.parent.mkdir(parents=True, exist_ok=True)
                 keyword.save(folder)
+                (folder / "papers.json").write_text(json.dumps(papers), encoding="utf-8")
             except OSError:
                 pass  # a read-only home still searches, just without the cache
+        self._n_chunks = len(keyword.chunk_ids)
         self._keyword = keyword
         self._generation = generation
 
@@ -250,23 +257,31 @@ class Retriever:
         n = max(MIN_CANDIDATES, k * CANDIDATES_PER_RESULT)
 
         query_vector = self.embedder.embed([query])[0]
-        where = filters.where()
-        if allowed is not None and len(allowed) <= 2000 and (filters.author or filters.title):
-            where = {"paper_id": {"$in": sorted(allowed)}}
-        dense = chunks.query(
-            query_embeddings=[query_vector.tolist()],
-            n_results=min(n, max(1, chunks.count())),
-            where=where,
-            include=["documents", "metadatas", "distances"],
-        )
         found: dict[str, dict[str, Any]] = {}
         dense_rank: dict[str, int] = {}
-        for cid, doc, meta, dist in zip(dense["ids"][0], dense["documents"][0],
-                                        dense["metadatas"][0], dense["distances"][0]):
-            if not self._current(meta) or (allowed is not None and meta["paper_id"] not in allowed):
-                continue
-            dense_rank[cid] = len(dense_rank) + 1
-            found[cid] = {"doc": doc, "meta": meta, "similarity": 1.0 - float(dist)}
+
+        def dense(where: dict | None, width: int) -> None:
+            result = chunks.query(
+                query_embeddings=[query_vector.tolist()],
+                n_results=min(width, max(1, self._n_chunks)), where=where,
+                include=["documents", "metadatas", "distances"],
+            )
+            for cid, doc, meta, dist in zip(result["ids"][0], result["documents"][0],
+                                            result["metadatas"][0], result["distances"][0]):
+                if cid in found or not self._current(meta) or (
+                        allowed is not None and meta["paper_id"] not in allowed):
+                    continue
+                dense_rank[cid] = len(dense_rank) + 1
+                found[cid] = {"doc": doc, "meta": meta, "similarity": 1.0 - float(dist)}
+
+        # A filtered HNSW query is slow on a large store; an unfiltered, wider one
+        # post-filtered usually finds enough, and the filtered query is the fallback.
+        dense(None, n if allowed is None else n * 4)
+        if allowed is not None and len({c.rsplit("#", 1)[0] for c in dense_rank}) < k:
+            where = filters.where()
+            if len(allowed) <= 2000 and (filters.author or filters.title):
+                where = {"paper_id": {"$in": sorted(allowed)}}
+            dense(where, n)
 
         mask = None
         keyword = self._keyword

@@ -280,12 +280,12 @@ class Library:
             end = start + WRITE_BATCH
             chunks.upsert(ids=ids[start:end], documents=docs[start:end],
                           metadatas=metas[start:end], embeddings=vectors[start:end])
-        # Every chunk of these papers that does not carry the new hash is stale.
-        for w in writes:
-            chunks.delete(where={"$and": [
-                {"paper_id": w.paper_id},
-                {"content_hash": {"$ne": w.metadata["content_hash"]}},
-            ]})
+        # Every chunk of these papers that carries none of the new hashes is stale
+        # (a hash covers the title, so no paper can carry another's). One call.
+        chunks.delete(where={"$and": [
+            {"paper_id": {"$in": [w.paper_id for w in writes]}},
+            {"content_hash": {"$nin": [w.metadata["content_hash"] for w in writes]}},
+        ]})
         old_ids = [old for new, old in (replaces or {}).items() if old != new]
         if old_ids:
             chunks.delete(where={"paper_id": {"$in": old_ids}})
