@@ -119,5 +119,17 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[objec
 
 
 def machine_line() -> str:
+    """Where and when, with the load average: other work on the machine skews timings."""
+    try:
+        load = "load average {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
+    except OSError:
+        load = "load average unknown"
     return (f"{platform.node() or 'machine'}: {os.cpu_count()} cores, "
-            f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M')}")
+            f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M')}, {load}")
+
+
+def load_line() -> str:
+    try:
+        return "load average now {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
+    except OSError:
+        return "load average unknown"

@@ -42,6 +42,7 @@ from _common import (
     add_common_args,
     check_model_dir,
     child_env,
+    load_line,
     machine_line,
     median,
     print_table,
@@ -219,6 +220,7 @@ def main() -> None:
                        spread(re_cli, "{:.3f}")])
     print_table(f"Unchanged re-ingest of the sample, median of {args.reingest_runs} runs",
                 ["how", "median s", "min..max"], rows_d)
+    print(f"\n{load_line()} (2 cores: above ~2, other work was competing)")
 
 
 if __name__ == "__main__":

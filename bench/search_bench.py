@@ -49,6 +49,7 @@ from pathlib import Path
 from _common import (
     add_common_args,
     check_model_dir,
+    load_line,
     machine_line,
     median,
     percentile,
@@ -505,6 +506,7 @@ def main() -> None:
           "(generation + Library.write). 'BM25 build' is the first refresh() of a new Retriever "
           "(reads every paper and chunk, builds and saves BM25); 'cached load' is a second new "
           "Retriever's refresh() (reads every paper, loads BM25 from ASSISTANT_HOME/cache).")
+    print(f"\n{load_line()} (2 cores: above ~2, other work was competing)")
 
 
 if __name__ == "__main__":

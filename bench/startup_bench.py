@@ -11,7 +11,7 @@ after one untimed warm-up run that fills the OS file cache) for:
 and checks, in a subprocess that runs `assistant --help` and then looks at
 `sys.modules`, that it imports neither chromadb nor llama_index (printed as
 yes/no, with the other heavy modules that did load). With `--importtime` it
-also prints the slowest top-level imports of `python -X importtime -m
+also prints the slowest imports (top level and one level down) of `python -X importtime -m
 assistant --help`.
 
 Run from the repository root:
@@ -35,6 +35,7 @@ from _common import (
     VENV_BIN,
     add_common_args,
     child_env,
+    load_line,
     machine_line,
     median,
     percentile,
@@ -68,16 +69,17 @@ def time_command(cmd: list[str], env: dict, cwd, runs: int) -> tuple[list[float]
     return times, code
 
 
-def import_times(env: dict, cwd, top: int) -> list[tuple[str, int]]:
-    """(module, cumulative µs) of the slowest top-level imports under -X importtime."""
+def import_times(env: dict, cwd, top: int) -> list[tuple[str, int, int]]:
+    """(module, self µs, cumulative µs) of the slowest imports under -X importtime,
+    top-level ones and what they import directly (the name is indented by depth)."""
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "assistant", "--help"],
                           env=env, cwd=cwd, capture_output=True, text=True)
     rows = []
     for line in proc.stderr.splitlines():
-        m = re.match(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)", line)
-        if m and len(m.group(3)) <= 1:  # top level only
-            rows.append((m.group(4), int(m.group(2))))
-    return sorted(rows, key=lambda r: -r[1])[:top]
+        m = re.match(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|( *)(\S+)", line)
+        if m and len(m.group(3)) <= 3:  # depth 0 and 1
+            rows.append((m.group(3)[1:] + m.group(4), int(m.group(1)), int(m.group(2))))
+    return sorted(rows, key=lambda r: -r[2])[:top]
 
 
 def main() -> None:
@@ -114,7 +116,7 @@ def main() -> None:
         except (ValueError, IndexError):
             sys.exit(f"the sys.modules probe failed: {proc.stderr[-500:]}")
         loaded = set(probe["modules"])
-        slow = import_times(env, home, 8) if args.importtime else []
+        slow = import_times(env, home, 12) if args.importtime else []
 
     print_table(f"Start-up, subprocess wall time, median of {args.runs} runs",
                 ["command", "median ms", "p95 ms", "min..max ms", "exit"], rows)
@@ -125,8 +127,11 @@ def main() -> None:
     print(f"other heavy modules it loads: {', '.join(others) or 'none'} "
           f"({len(loaded)} top-level modules in all)")
     if slow:
-        print_table("Slowest top-level imports of `python -X importtime -m assistant --help`",
-                    ["module", "cumulative ms"], [[m, f"{us / 1000:.1f}"] for m, us in slow])
+        print_table("Slowest imports of `python -X importtime -m assistant --help` "
+                    "(top level and one level down, one run)",
+                    ["module", "self ms", "cumulative ms"],
+                    [[m, f"{own / 1000:.1f}", f"{cum / 1000:.1f}"] for m, own, cum in slow])
+    print(f"\n{load_line()} (2 cores: above ~2, other work was competing)")
 
 
 if __name__ == "__main__":
