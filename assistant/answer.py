@@ -233,11 +233,38 @@ def finish(question: str, raw: str, kept: list[Source], sources: list[Source]) -
         for s in kept
     ])
     by_n = {s.n: s for s in kept}
+    if not checked.sentences and kept:
+        # The model wrote only citation markers (small models do): answer with the
+        # sentence of the first cited (else the best) passage closest to the question.
+        chosen = by_n.get(_first_marker(raw, by_n), kept[0])
+        sentence = extract_sentence(question, chosen.passage)
+        checked = check(f"{sentence} [{chosen.n}]", [
+            SourceText(chosen.n, chosen.title, chosen.passage,
+                       chosen.published.isoformat() if chosen.published else "")])
+    if not checked.sentences:
+        return Answer(question, ABSTAIN_TEXT, [], sources, True, Usage(), raw=raw,
+                      abstain_reason="model")
     citations = [Citation(n, by_n[n].paper_id, by_n[n].title, checked.supported(n))
                  for n in checked.cited_numbers]
     return Answer(question, checked.text, citations, sources, False, Usage(), raw=raw,
                   dropped_citations=checked.dropped_citations,
                   unknown_numbers=checked.unknown_numbers)
+
+
+def _first_marker(raw: str, by_n: dict[int, Source]) -> int | None:
+    for match in re.finditer(r"\[(\d+)", raw):
+        if int(match.group(1)) in by_n:
+            return int(match.group(1))
+    return None
+
+
+def extract_sentence(question: str, passage: str) -> str:
+    """The passage sentence sharing most content words with the question."""
+    from .citations import content_words, split_sentences
+
+    wanted = content_words(question)
+    sentences = split_sentences(passage) or [passage]
+    return max(sentences, key=lambda s: (len(wanted & content_words(s)), -sentences.index(s)))
 
 
 # -- follow-up questions ------------------------------------------------------------

@@ -100,3 +100,13 @@ def test_prompt_is_trimmed_to_the_window_dropping_the_weakest_sources():
     assert [s.n for s in kept] == list(range(1, len(kept) + 1))  # strongest kept, in order
     assert 0 < len(kept) < 8
     assert count_message_tokens(messages) + 256 <= 2048
+
+
+def test_markers_only_answer_becomes_the_cited_passage_sentence():
+    sources = [Source(s.n, f"p{s.n}", s.title, None, s.passage, None, 0.5) for s in SOURCES]
+    answer = finish("How many classes does MetaShift cover?", "[2] [1]", sources, sources)
+    assert not answer.abstained
+    assert [c.n for c in answer.citations] == [2]  # the first marker the model wrote
+    assert answer.text.endswith("[2]") and answer.citations[0].supported
+    answer = finish("How many classes does MetaShift cover?", "[1]", sources, sources)
+    assert "410 classes" in answer.text and answer.text.endswith("[1]")
