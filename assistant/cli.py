@@ -477,6 +477,10 @@ def digest(ctx: click.Context, week: str | None, since: date | None, until: date
 # -- commands defined beside the features they drive (imported lazily inside) ------
 # Each module below keeps its heavy imports inside its command functions.
 # (one `cli.add_command(...)` line per command, added by the module's author)
+from .tui.commands import chat, sessions  # noqa: E402
+
+cli.add_command(chat)
+cli.add_command(sessions)
 from .evaluation.commands import eval_group  # noqa: E402
 
 cli.add_command(eval_group, name="eval")

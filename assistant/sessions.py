@@ -1,0 +1,494 @@
+"""Chat sessions kept in SQLite (`ASSISTANT_HOME/sessions.db`): the service layer.
+
+The terminal chat and `assistant sessions ...` both go through `SessionStore`,
+so no widget or command holds SQL. Each answer is stored as the JSON of
+`Answer.to_dict()` beside its text: citations and sources survive a restart
+exactly as they were shown, and a resumed session rebuilds its follow-up
+history from them.
+
+Only `sqlite3` and the standard library are imported here on purpose:
+listing sessions must not pay for chromadb, openai or textual.
+
+The schema carries its version in `PRAGMA user_version` and upgrades itself
+through `MIGRATIONS`, one script per version, each applied in its own
+transaction, so an old `sessions.db` is upgraded in place the first time a
+newer assistant opens it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import AssistantError, StoreError
+
+DB_NAME = "sessions.db"
+DEFAULT_TITLE = "New chat"
+TITLE_MAX = 60
+
+# MIGRATIONS[i] upgrades a database at version i to version i + 1.
+MIGRATIONS: list[str] = [
+    # v0 -> v1: sessions and their plain-text messages.
+    """
+    CREATE TABLE sessions (
+        id INTEGER PRIMARY KEY,
+        title TEXT NOT NULL,
+        created TEXT NOT NULL,
+        updated TEXT NOT NULL
+    );
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        role TEXT NOT NULL,
+        content TEXT NOT NULL,
+        created TEXT NOT NULL
+    );
+    """,
+    # v1 -> v2: the model and filters of a session; each answer's citations and
+    # sources (Answer.to_dict() as JSON) and whether it finished or was cancelled.
+    """
+    ALTER TABLE sessions ADD COLUMN model TEXT;
+    ALTER TABLE sessions ADD COLUMN filters TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE messages ADD COLUMN answer TEXT;
+    ALTER TABLE messages ADD COLUMN status TEXT NOT NULL DEFAULT 'done';
+    CREATE INDEX messages_by_session ON messages(session_id, id);
+    CREATE INDEX sessions_by_updated ON sessions(updated, id);
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+ROLES = ("user", "assistant", "digest")
+STATUSES = ("done", "cancelled")
+
+
+class SessionNotFound(AssistantError):
+    """No session has the id the user gave."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Session:
+    """One conversation: its title, model, filters (since/until/k) and times."""
+
+    id: int
+    title: str
+    created: str
+    updated: str
+    model: str | None = None
+    filters: dict[str, Any] = field(default_factory=dict)
+    message_count: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title, "created": self.created,
+                "updated": self.updated, "model": self.model, "filters": self.filters,
+                "messages": self.message_count}
+
+
+@dataclass
+class Message:
+    """One message. `answer` is the stored `Answer.to_dict()` of an assistant reply."""
+
+    id: int
+    session_id: int
+    role: str
+    content: str
+    created: str
+    answer: dict[str, Any] | None = None
+    status: str = "done"
+
+    @property
+    def citations(self) -> list[dict[str, Any]]:
+        return list((self.answer or {}).get("citations") or [])
+
+    @property
+    def sources(self) -> list[dict[str, Any]]:
+        return list((self.answer or {}).get("sources") or [])
+
+    @property
+    def cited_sources(self) -> list[dict[str, Any]]:
+        """The sources the answer cites, each with its `supported` verdict added."""
+        supported = {c.get("n"): bool(c.get("supported")) for c in self.citations}
+        return [dict(s, supported=supported[s.get("n")]) for s in self.sources
+                if s.get("n") in supported]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "session_id": self.session_id, "role": self.role,
+                "content": self.content, "created": self.created, "status": self.status,
+                "answer": self.answer}
+
+
+def _like(word: str) -> str:
+    return "%" + re.sub(r"([\\%_])", r"\\\1", word) + "%"
+
+
+class SessionStore:
+    """Every read and write of chat sessions.
+
+    One connection, shared by the UI thread and worker threads behind a lock
+    (SQLite connections are not thread-safe by default). WAL mode lets a
+    `sessions list` in another terminal read while a chat writes.
+    """
+
+    def __init__(self, path: Path, clock: Callable[[], datetime] | None = None) -> None:
+        self.path = Path(path)
+        self.clock = clock or utc_now
+        self._lock = threading.RLock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False,
+                                       isolation_level=None, timeout=10.0)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the sessions database {self.path}: {exc}") from None
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA foreign_keys = ON")
+        try:
+            self._db.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.Error:
+            pass  # a read-only or network filesystem: the default journal still works
+        self.migrate()
+
+    @classmethod
+    def open(cls, home: Path, clock: Callable[[], datetime] | None = None) -> SessionStore:
+        """The store under ASSISTANT_HOME."""
+        return cls(Path(home) / DB_NAME, clock=clock)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> SessionStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema --------------------------------------------------------------------------
+
+    @property
+    def version(self) -> int:
+        with self._lock:
+            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self) -> int:
+        """Bring the schema to SCHEMA_VERSION; returns the version found before."""
+        with self._lock:
+            found = self.version
+            if found > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} has schema version {found}, newer than this assistant "
+                    f"knows ({SCHEMA_VERSION}); upgrade paper-assistant"
+                )
+            for version in range(found, SCHEMA_VERSION):
+                script = MIGRATIONS[version]
+                try:
+                    self._db.executescript(
+                        f"BEGIN;\n{script}\nPRAGMA user_version = {version + 1};\nCOMMIT;"
+                    )
+                except sqlite3.Error as exc:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise StoreError(
+                        f"cannot upgrade {self.path} from schema version {version} to "
+                        f"{version + 1}: {exc}"
+                    ) from None
+            return found
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """Several statements that land together or not at all."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- sessions ------------------------------------------------------------------------
+
+    def _now(self) -> str:
+        return self.clock().isoformat(timespec="seconds")
+
+    def _session(self, row: sqlite3.Row) -> Session:
+        try:
+            filters = json.loads(row["filters"] or "{}")
+        except ValueError:
+            filters = {}
+        return Session(id=row["id"], title=row["title"], created=row["created"],
+                       updated=row["updated"], model=row["model"], filters=filters,
+                       message_count=row["n"])
+
+    _SELECT_SESSIONS = (
+        "SELECT s.*, (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS n "
+        "FROM sessions s"
+    )
+
+    def create_session(self, title: str = DEFAULT_TITLE, model: str | None = None,
+                       filters: dict[str, Any] | None = None) -> Session:
+        now = self._now()
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO sessions (title, created, updated, model, filters) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (title.strip() or DEFAULT_TITLE, now, now, model, json.dumps(filters or {})),
+            )
+            return self.get_session(int(cur.lastrowid))
+
+    def get_session(self, session_id: int) -> Session:
+        with self._lock:
+            row = self._db.execute(self._SELECT_SESSIONS + " WHERE s.id = ?",
+                                   (int(session_id),)).fetchone()
+        if row is None:
+            raise SessionNotFound(f"no session {session_id}: `assistant sessions list` "
+                                  "shows them")
+        return self._session(row)
+
+    def list_sessions(self, search: str | None = None, limit: int | None = None
+                      ) -> list[Session]:
+        """Sessions, most recently used first; `search` keeps those whose title
+        or any message contains every word of it (case-insensitive)."""
+        where, params = [], []
+        for word in (search or "").split():
+            where.append(
+                "(s.title LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m "
+                "WHERE m.session_id = s.id AND m.content LIKE ? ESCAPE '\\'))"
+            )
+            params += [_like(word), _like(word)]
+        sql = self._SELECT_SESSIONS
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY s.updated DESC, s.id DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._lock:
+            return [self._session(r) for r in self._db.execute(sql, params)]
+
+    def search(self, text: str) -> list[Session]:
+        """Sessions whose title or content matches `text` (see `list_sessions`)."""
+        return self.list_sessions(search=text)
+
+    def latest_session(self) -> Session | None:
+        found = self.list_sessions(limit=1)
+        return found[0] if found else None
+
+    def rename_session(self, session_id: int, title: str) -> Session:
+        title = " ".join(title.split())[:200]
+        if not title:
+            from .errors import UsageError
+
+            raise UsageError("a session title cannot be empty")
+        self.get_session(session_id)
+        with self._lock:
+            self._db.execute("UPDATE sessions SET title = ? WHERE id = ?",
+                             (title, int(session_id)))
+        return self.get_session(session_id)
+
+    def update_session(self, session_id: int, *, model: str | None = None,
+                       filters: dict[str, Any] | None = None) -> Session:
+        """Record the session's model and filters (what `/model`, `/since`... changed)."""
+        self.get_session(session_id)
+        with self._lock:
+            if model is not None:
+                self._db.execute("UPDATE sessions SET model = ? WHERE id = ?",
+                                 (model, int(session_id)))
+            if filters is not None:
+                self._db.execute("UPDATE sessions SET filters = ? WHERE id = ?",
+                                 (json.dumps(filters, default=str), int(session_id)))
+        return self.get_session(session_id)
+
+    def delete_session(self, session_id: int) -> None:
+        self.get_session(session_id)
+        with self._transaction() as db:
+            db.execute("DELETE FROM messages WHERE session_id = ?", (int(session_id),))
+            db.execute("DELETE FROM sessions WHERE id = ?", (int(session_id),))
+
+    # -- messages ------------------------------------------------------------------------
+
+    def _message(self, row: sqlite3.Row) -> Message:
+        answer = None
+        if row["answer"]:
+            try:
+                answer = json.loads(row["answer"])
+            except ValueError:
+                answer = None
+        return Message(id=row["id"], session_id=row["session_id"], role=row["role"],
+                       content=row["content"], created=row["created"], answer=answer,
+                       status=row["status"] or "done")
+
+    def add_message(self, session_id: int, role: str, content: str, *,
+                    answer: dict[str, Any] | None = None, status: str = "done") -> Message:
+        """Append a message; the session's first question becomes its title."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
+        session = self.get_session(session_id)
+        now = self._now()
+        title = session.title
+        if role == "user" and session.title == DEFAULT_TITLE:
+            title = _title_from(content)
+        with self._transaction() as db:
+            cur = db.execute(
+                "INSERT INTO messages (session_id, role, content, created, answer, status) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (int(session_id), role, content, now,
+                 json.dumps(answer, default=str) if answer is not None else None, status),
+            )
+            db.execute("UPDATE sessions SET updated = ?, title = ? WHERE id = ?",
+                       (now, title, int(session_id)))
+        with self._lock:
+            row = self._db.execute("SELECT * FROM messages WHERE id = ?",
+                                   (cur.lastrowid,)).fetchone()
+        return self._message(row)
+
+    def delete_message(self, message_id: int) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM messages WHERE id = ?", (int(message_id),))
+
+    def messages(self, session_id: int, *, limit: int | None = None,
+                 before_id: int | None = None) -> list[Message]:
+        """Messages in order; with `limit`, only the last `limit` (before `before_id`)."""
+        sql, params = "SELECT * FROM messages WHERE session_id = ?", [int(session_id)]
+        if before_id is not None:
+            sql += " AND id < ?"
+            params.append(int(before_id))
+        if limit is None:
+            sql += " ORDER BY id"
+            with self._lock:
+                return [self._message(r) for r in self._db.execute(sql, params)]
+        sql += f" ORDER BY id DESC LIMIT {int(limit)}"
+        with self._lock:
+            rows = list(self._db.execute(sql, params))
+        return [self._message(r) for r in reversed(rows)]
+
+    def count_messages(self, session_id: int, before_id: int | None = None) -> int:
+        sql, params = "SELECT COUNT(*) FROM messages WHERE session_id = ?", [int(session_id)]
+        if before_id is not None:
+            sql += " AND id < ?"
+            params.append(int(before_id))
+        with self._lock:
+            return int(self._db.execute(sql, params).fetchone()[0])
+
+    def history(self, session_id: int) -> list[tuple[str, dict[str, Any]]]:
+        """(question, stored answer) for each answered question, oldest first.
+
+        The chat turns these back into `answer.Turn`s so a resumed session's
+        follow-ups are condensed against what was really said.
+        """
+        pairs: list[tuple[str, dict[str, Any]]] = []
+        pending: str | None = None
+        for message in self.messages(session_id):
+            if message.role == "user":
+                pending = message.content
+            elif message.role == "assistant" and pending is not None:
+                pairs.append((pending, message.answer or {"answer": message.content}))
+                pending = None
+        return pairs
+
+    def bulk_add(self, session_id: int, rows: Iterable[tuple[str, str, dict | None]]) -> int:
+        """Insert many (role, content, answer) messages at once (benchmarks, imports)."""
+        now = self._now()
+        with self._transaction() as db:
+            cur = db.executemany(
+                "INSERT INTO messages (session_id, role, content, created, answer, status) "
+                "VALUES (?, ?, ?, ?, ?, 'done')",
+                [(int(session_id), role, content, now,
+                  json.dumps(answer, default=str) if answer is not None else None)
+                 for role, content, answer in rows],
+            )
+            db.execute("UPDATE sessions SET updated = ? WHERE id = ?", (now, int(session_id)))
+        return cur.rowcount
+
+    # -- export --------------------------------------------------------------------------
+
+    def export_markdown(self, session_id: int) -> str:
+        session = self.get_session(session_id)
+        return render_markdown(session, self.messages(session_id))
+
+    def write_export(self, session_id: int, folder: Path) -> Path:
+        """Write the session as Markdown under `folder` (made if missing); returns the path."""
+        session = self.get_session(session_id)
+        text = render_markdown(session, self.messages(session_id))
+        slug = re.sub(r"[^a-z0-9]+", "-", session.title.lower()).strip("-")[:40] or "chat"
+        folder = Path(folder)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"session-{session.id}-{slug}.md"
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise StoreError(f"cannot write the export to {folder}: {exc.strerror}") from None
+        return path
+
+
+def _title_from(question: str) -> str:
+    title = " ".join(question.split())
+    return title if len(title) <= TITLE_MAX else title[: TITLE_MAX - 1].rstrip() + "…"
+
+
+def describe_filters(filters: dict[str, Any]) -> str:
+    """`since 2024-01-01, until 2024-06-30, k=4` (the parts that are set)."""
+    parts = [f"{key} {filters[key]}" for key in ("since", "until") if filters.get(key)]
+    if filters.get("k"):
+        parts.append(f"k={filters['k']}")
+    return ", ".join(parts)
+
+
+def source_line(source: dict[str, Any]) -> str:
+    """One reference: `[n] Title (date). url, supported by its passage`."""
+    when = source.get("published") or "undated"
+    line = f"[{source.get('n')}] {source.get('title', '')} ({when})."
+    if source.get("url"):
+        line += f" {source['url']}"
+    if "supported" in source:
+        line += (" (supported by its passage)" if source["supported"]
+                 else " (not supported by its passage)")
+    return line
+
+
+def render_markdown(session: Session, messages: list[Message]) -> str:
+    """The session as Markdown: each question, each answer with its numbered
+    references, and at the end every paper the session cited."""
+    lines = [f"# {session.title}", ""]
+    meta = [f"- session: {session.id}", f"- started: {session.created}",
+            f"- last used: {session.updated}"]
+    if session.model:
+        meta.append(f"- model: {session.model}")
+    if describe_filters(session.filters):
+        meta.append(f"- filters: {describe_filters(session.filters)}")
+    lines += meta + [""]
+    cited: dict[str, dict[str, Any]] = {}
+    for message in messages:
+        if message.role == "user":
+            lines += ["## Question", "", message.content.strip(), ""]
+            continue
+        heading = "## Digest" if message.role == "digest" else "## Answer"
+        lines += [heading, "", message.content.strip(), ""]
+        if message.status == "cancelled":
+            lines += ["*(cancelled before the model finished)*", ""]
+        refs = message.cited_sources
+        if refs:
+            lines += ["References:", ""]
+            lines += [f"- {source_line(s)}" for s in refs]
+            lines.append("")
+        for source in refs:
+            cited.setdefault(str(source.get("paper_id")), source)
+    if cited:
+        lines += ["## All references", ""]
+        for i, source in enumerate(cited.values(), start=1):
+            when = source.get("published") or "undated"
+            url = f" {source['url']}" if source.get("url") else ""
+            lines.append(f"{i}. {source.get('title', '')} ({when}).{url}")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,147 @@
+"""`assistant chat` and `assistant sessions list|show|export|delete`.
+
+Imported by `assistant/cli.py` at start-up, so nothing heavy at module level:
+`sessions` needs only `assistant.sessions` (sqlite3), and Textual loads only
+inside `chat`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import UsageError
+
+# The same as cli.CONTEXT (not imported from there: cli imports this module).
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _settings(ctx: click.Context):
+    from ..cli import _settings as settings_of
+
+    return settings_of(ctx)
+
+
+def _emit_json(data: object) -> None:
+    from ..cli import _emit_json as emit
+
+    emit(data)
+
+
+def _store(ctx: click.Context):
+    from ..sessions import SessionStore
+
+    return SessionStore.open(_settings(ctx).home)
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("--session", "session_id", type=int, metavar="ID",
+              help="Resume this session (see `assistant sessions list`).")
+@click.option("--new", "new", is_flag=True, help="Start a new session.")
+@click.option("--model", help="Chat model name [env: ASSISTANT_MODEL].")
+@click.pass_context
+def chat(ctx: click.Context, session_id: int | None, new: bool, model: str | None) -> None:
+    """Chat with the library in the terminal: sessions, streamed cited answers, sources.
+
+    Without --session or --new, the most recent session is resumed. F1 in the
+    chat lists the keys; /help the commands (/since, /until, /k, /model,
+    /digest, /export).
+    """
+    if session_id is not None and new:
+        raise UsageError("--session and --new exclude each other")
+    settings = _settings(ctx)
+    if model:
+        settings = settings.with_(model=model)
+    with _store(ctx) as store:
+        if session_id is not None:
+            store.get_session(session_id)  # a wrong id fails here, before the screen opens
+    from .app import ChatApp
+
+    ChatApp(settings, session_id=session_id, new=new).run()
+
+
+@click.group(context_settings=CONTEXT)
+def sessions() -> None:
+    """List, show, export or delete chat sessions (kept in ASSISTANT_HOME/sessions.db)."""
+
+
+@sessions.command("list", context_settings=CONTEXT)
+@click.option("--search", metavar="TEXT", help="Only sessions whose title or messages contain "
+              "every word of TEXT.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def list_sessions(ctx: click.Context, search: str | None, as_json: bool) -> None:
+    """Sessions, most recently used first."""
+    with _store(ctx) as store:
+        found = store.list_sessions(search=search)
+    if as_json:
+        _emit_json({"sessions": [s.to_dict() for s in found]})
+        return
+    if not found:
+        click.echo("No sessions." if not search else f"No session matches {search!r}.")
+        return
+    click.echo(f"{'id':>4}  {'last used':16}  {'msgs':>4}  title")
+    for s in found:
+        click.echo(f"{s.id:>4}  {s.updated[:16].replace('T', ' '):16}  "
+                   f"{s.message_count:>4}  {s.title}")
+
+
+@sessions.command("show", context_settings=CONTEXT)
+@click.argument("session_id", type=int, metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def show_session(ctx: click.Context, session_id: int, as_json: bool) -> None:
+    """Print session ID as Markdown (with --json: every message, citations and sources)."""
+    with _store(ctx) as store:
+        session = store.get_session(session_id)
+        messages = store.messages(session_id)
+        text = store.export_markdown(session_id)
+    if as_json:
+        _emit_json({"session": session.to_dict(), "messages": [m.to_dict() for m in messages]})
+    else:
+        click.echo(text)
+
+
+@sessions.command("export", context_settings=CONTEXT)
+@click.argument("session_id", type=int, metavar="ID")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Write here instead of ASSISTANT_HOME/exports/.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def export_session(ctx: click.Context, session_id: int, output: Path | None,
+                   as_json: bool) -> None:
+    """Write session ID as Markdown with its references; prints the file's path."""
+    settings = _settings(ctx)
+    with _store(ctx) as store:
+        if output is None:
+            path = store.write_export(session_id, settings.home / "exports")
+        else:
+            text = store.export_markdown(session_id)
+            try:
+                output.parent.mkdir(parents=True, exist_ok=True)
+                output.write_text(text, encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(f"cannot write {output}: {exc.strerror}") from None
+            path = output
+    if as_json:
+        _emit_json({"session": session_id, "path": str(path)})
+    else:
+        click.echo(str(path))
+
+
+@sessions.command("delete", context_settings=CONTEXT)
+@click.argument("session_ids", type=int, nargs=-1, required=True, metavar="ID...")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def delete_session(ctx: click.Context, session_ids: tuple[int, ...], as_json: bool) -> None:
+    """Delete the sessions (and their messages) with these ids."""
+    with _store(ctx) as store:
+        for session_id in session_ids:
+            store.get_session(session_id)  # all exist, or nothing is deleted
+        for session_id in session_ids:
+            store.delete_session(session_id)
+    if as_json:
+        _emit_json({"deleted": list(session_ids)})
+    else:
+        click.echo(f"deleted {len(session_ids)} session(s)")

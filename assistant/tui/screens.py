@@ -1,0 +1,115 @@
+"""Modal screens: key help, a paper's whole abstract, rename and delete prompts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, Static
+
+
+def binding_rows(bindings: list[Binding]) -> list[tuple[str, str, str]]:
+    """(keys, what it does, binding id) for each binding that has an id."""
+    return [(b.key_display or b.key, b.description, b.id or "") for b in bindings if b.id]
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every key binding with its id (to remap it), and the slash commands."""
+
+    AUTO_FOCUS = "#help-body"
+    BINDINGS = [Binding("escape,f1,q", "dismiss", "Close", show=False)]
+
+    def __init__(self, keys: list[tuple[str, str, str]], commands: dict[str, str]) -> None:
+        super().__init__(id="help")
+        self.keys = keys
+        self.commands = commands
+
+    def compose(self) -> ComposeResult:
+        keys = Table(box=None, padding=(0, 1), show_header=True, header_style="bold")
+        keys.add_column("key")
+        keys.add_column("action")
+        keys.add_column("binding id", style="dim")
+        for key, description, binding_id in self.keys:
+            keys.add_row(key, description, binding_id)
+        commands = Table(box=None, padding=(0, 1), show_header=True, header_style="bold")
+        commands.add_column("command")
+        commands.add_column("what it does")
+        for command, description in self.commands.items():
+            commands.add_row(command, description)
+        with VerticalScroll(id="help-body"):
+            yield Label("Keys", classes="title")
+            yield Static(keys)
+            yield Label("Commands (type them in the input)", classes="title")
+            yield Static(commands)
+            yield Static(Text("Esc closes this help.", style="dim"))
+
+
+class AbstractScreen(ModalScreen[None]):
+    """A cited paper's whole abstract (loaded from the library by the app)."""
+
+    AUTO_FOCUS = "#abstract-body"
+    BINDINGS = [Binding("escape,q", "dismiss", "Close", show=False)]
+
+    def __init__(self, source: dict[str, Any]) -> None:
+        super().__init__(id="abstract")
+        self.source = source
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="abstract-body"):
+            yield Label(str(self.source.get("title", "")), classes="title")
+            when = self.source.get("published") or "undated"
+            url = self.source.get("url") or ""
+            yield Static(Text(f"{when}  {url}".strip(), style="dim"), classes="meta")
+            yield Static("loading the abstract…", id="abstract-text")
+            yield Static(Text("Esc closes.", style="dim"))
+
+    def show_abstract(self, text: str) -> None:
+        self.query_one("#abstract-text", Static).update(Text(text))
+
+
+class RenameScreen(ModalScreen[str | None]):
+    """Ask for a session's new title; Esc keeps the old one."""
+
+    AUTO_FOCUS = "#rename-input"
+    BINDINGS = [Binding("escape", "cancel", "Cancel", show=False)]
+
+    def __init__(self, title: str) -> None:
+        super().__init__(id="rename")
+        self.old_title = title
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Rename the session (Enter saves, Esc cancels)")
+            yield Input(self.old_title, id="rename-input")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.dismiss(event.value.strip() or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """A yes/no question (y or Enter: yes; n or Esc: no)."""
+
+    AUTO_FOCUS = ""  # nothing to focus: the screen's own keys answer
+    BINDINGS = [Binding("y,enter", "answer(True)", "Yes", show=False),
+                Binding("n,escape", "answer(False)", "No", show=False)]
+
+    def __init__(self, question: str) -> None:
+        super().__init__(id="confirm")
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.question)
+            yield Label("y / n", classes="hint")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)

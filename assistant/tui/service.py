@@ -1,0 +1,292 @@
+"""What the chat does that is not drawing: library, model, history, settings commands.
+
+Kept free of Textual so the model wiring is a plain function that a test (or
+another front end) can call, and so no widget holds SQL or model calls (the
+lesson from elia and oterm). Methods that touch the network or the store on
+disk run in the app's thread workers; `ready` lets a question typed before
+the library finished loading wait for it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ..answer import Answer, Citation, Source, Turn, Usage, ask, condense
+from ..errors import AssistantError, StoreError, UsageError
+from ..sessions import Session, SessionStore, describe_filters
+
+if TYPE_CHECKING:
+    from ..llm import ModelClient
+    from ..retrieve import Filters, Retriever
+    from ..settings import Settings
+
+DEFAULT_K = 4
+MAX_K = 50
+DIGEST_DAYS = 7
+DIGEST_UNAVAILABLE = "digest is not available yet"
+
+
+@dataclass
+class Command:
+    """A parsed `/name argument` line."""
+
+    name: str
+    arg: str
+
+
+COMMANDS: dict[str, str] = {
+    "/since DATE": "only papers published on or after DATE (YYYY-MM-DD); `/since off` clears",
+    "/until DATE": "only papers published on or before DATE; `/until off` clears",
+    "/k N": "give the model the N best papers (1-50)",
+    "/model NAME": "ask another model on the same endpoint",
+    "/digest": "this week's digest into the conversation",
+    "/export": "write the session as Markdown under ASSISTANT_HOME/exports",
+    "/help": "keys and commands",
+}
+
+
+def parse_command(text: str) -> Command | None:
+    """`/k 6` -> Command("k", "6"); None for anything that is not a command."""
+    text = text.strip()
+    if not text.startswith("/") or len(text) < 2:
+        return None
+    name, _, arg = text[1:].partition(" ")
+    return Command(name.lower(), arg.strip())
+
+
+def parse_date(text: str) -> date:
+    """YYYY-MM-DD, YYYY-MM (first day) or YYYY (1 January), like the CLI's --since."""
+    for fmt in ("%Y-%m-%d", "%Y-%m", "%Y"):
+        try:
+            return datetime.strptime(text.strip(), fmt).date()
+        except ValueError:
+            continue
+    raise UsageError(f"{text!r} is not a date (use YYYY-MM-DD)")
+
+
+def display_url(url: str | None) -> str:
+    """The endpoint without any user:password part, for the status bar."""
+    if not url:
+        return "no endpoint (set OPENAI_BASE_URL)"
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def answer_from_dict(data: dict[str, Any]) -> Answer:
+    """Rebuild an `Answer` from its stored `to_dict()` (enough for `condense`)."""
+    sources = []
+    for s in data.get("sources") or []:
+        published = None
+        if s.get("published"):
+            try:
+                published = date.fromisoformat(str(s["published"]))
+            except ValueError:
+                published = None
+        sources.append(Source(n=int(s.get("n", 0)), paper_id=str(s.get("paper_id", "")),
+                              title=str(s.get("title", "")), published=published,
+                              passage=str(s.get("passage", "")), url=s.get("url"),
+                              similarity=s.get("similarity")))
+    citations = [Citation(n=int(c.get("n", 0)), paper_id=str(c.get("paper_id", "")),
+                          title=str(c.get("title", "")), supported=bool(c.get("supported")))
+                 for c in data.get("citations") or []]
+    return Answer(question=str(data.get("question", "")), text=str(data.get("answer", "")),
+                  citations=citations, sources=sources, abstained=bool(data.get("abstained")),
+                  usage=Usage(), model=data.get("model"),
+                  standalone_question=data.get("standalone_question"))
+
+
+class ChatService:
+    """The chat's state and actions, for one app (one process)."""
+
+    def __init__(self, settings: Settings, store: SessionStore,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock or store.clock
+        self.retriever: Retriever | None = None
+        self.library_size: int | None = None
+        self.load_error: BaseException | None = None
+        self.ready = threading.Event()
+        self.model: str | None = settings.model
+        self.k = DEFAULT_K
+        self.since: date | None = None
+        self.until: date | None = None
+        self._client: ModelClient | None = None
+        self._lock = threading.Lock()
+
+    # -- loading -------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Open the library (chromadb, the embedder, the keyword index): seconds, so a worker.
+
+        A failure is kept, not raised: the chat still starts, shows it, and
+        every question then reports it instead of hanging.
+        """
+        try:
+            from ..retrieve import open_retriever
+
+            retriever = open_retriever(self.settings)
+            self.library_size = len(retriever.papers)
+            self.retriever = retriever
+        except BaseException as exc:  # noqa: BLE001 - shown in the app, never lost
+            self.load_error = exc
+        finally:
+            self.ready.set()
+
+    def wait_ready(self, timeout: float | None = None) -> Retriever:
+        """The retriever, once loaded (waits); raises what loading raised."""
+        if not self.ready.wait(timeout):
+            raise StoreError("the library is still loading")
+        if self.load_error is not None:
+            if isinstance(self.load_error, AssistantError):
+                raise self.load_error
+            raise StoreError(f"cannot open the library: {self.load_error}")
+        assert self.retriever is not None
+        return self.retriever
+
+    def client(self) -> ModelClient:
+        """The model client, made on first use (a missing OPENAI_BASE_URL is reported then)."""
+        with self._lock:
+            if self._client is None:
+                from ..llm import ModelClient
+
+                self._client = ModelClient(self.settings, model=self.model)
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    # -- settings of the conversation ----------------------------------------------------
+
+    @property
+    def filters(self) -> Filters:
+        from ..retrieve import Filters
+
+        return Filters(since=self.since, until=self.until)
+
+    def filters_dict(self) -> dict[str, Any]:
+        """What a session stores: since/until as ISO dates, and k."""
+        return {"since": self.since.isoformat() if self.since else None,
+                "until": self.until.isoformat() if self.until else None, "k": self.k}
+
+    def describe_filters(self) -> str:
+        return describe_filters(self.filters_dict())
+
+    def apply_session(self, session: Session | None) -> None:
+        """Take a resumed session's model and filters (a new one keeps the current ones)."""
+        if session is None:
+            return
+        filters = session.filters or {}
+        self.since = _maybe_date(filters.get("since"))
+        self.until = _maybe_date(filters.get("until"))
+        self.k = int(filters.get("k") or DEFAULT_K)
+        if session.model and session.model != self.model:
+            self.set_model(session.model)
+
+    def set_model(self, name: str) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+            self._client = None
+            self.model = name
+
+    def run_setting(self, command: Command) -> str:
+        """Apply `/since`, `/until`, `/k` or `/model`; returns what changed, in words.
+
+        Raises UsageError for a bad argument (shown in the conversation).
+        """
+        name, arg = command.name, command.arg
+        if name in ("since", "until"):
+            value = None if arg.lower() in ("", "off", "none", "clear") else parse_date(arg)
+            setattr(self, name, value)
+            if self.since and self.until and self.since > self.until:
+                raise UsageError(f"since {self.since} is after until {self.until}")
+            return (f"{name} {value.isoformat()}" if value else f"{name} cleared") + \
+                f"; filters: {self.describe_filters()}"
+        if name == "k":
+            try:
+                k = int(arg)
+            except ValueError:
+                raise UsageError(f"/k wants a whole number from 1 to {MAX_K}, not {arg!r}") \
+                    from None
+            if not 1 <= k <= MAX_K:
+                raise UsageError(f"/k wants a whole number from 1 to {MAX_K}, not {k}")
+            self.k = k
+            return f"k={k}: the model gets the {k} best papers"
+        if name == "model":
+            if not arg:
+                raise UsageError("/model wants a model name, e.g. /model llama3.2")
+            self.set_model(arg)
+            return f"model {arg} (checked with the next question)"
+        raise UsageError(f"unknown command /{name}: /help lists them")
+
+    # -- answering -----------------------------------------------------------------------
+
+    def history(self, session_id: int | None) -> list[Turn]:
+        """The session's answered questions as `Turn`s, rebuilt from the store."""
+        if session_id is None:
+            return []
+        return [Turn(question, answer_from_dict(data))
+                for question, data in self.store.history(session_id)]
+
+    def answer(self, question: str, history: list[Turn],
+               on_token: Callable[[str], None] | None = None,
+               cancel: threading.Event | None = None,
+               on_ready: Callable[[], None] | None = None) -> Answer:
+        """Condense a follow-up against `history`, then retrieve, stream and check.
+
+        Blocks (a thread worker's job): waits for the library, then the model.
+        """
+        retriever = self.wait_ready()
+        if on_ready is not None:
+            on_ready()
+        client = self.client()
+        standalone = condense(history, question, client) if history else question
+        return ask(question, retriever, client, k=self.k, filters=self.filters,
+                   context_window=self.settings.context_window, on_token=on_token,
+                   stream=True, cancel=cancel,
+                   standalone_question=standalone if standalone != question else None)
+
+    def abstract(self, paper_id: str) -> dict[str, Any]:
+        """A paper's stored record: title, date, url and its whole abstract."""
+        retriever = self.wait_ready()
+        papers = retriever.library.papers()
+        if papers is None:
+            raise StoreError("the library is empty: run `assistant ingest`")
+        got = papers.get(ids=[paper_id], include=["documents", "metadatas"])
+        if not got["ids"]:
+            raise StoreError(f"paper {paper_id} is no longer in the library")
+        meta = dict(got["metadatas"][0] or {})
+        meta["abstract"] = got["documents"][0] or ""
+        return meta
+
+    def digest(self) -> str:
+        """This week's digest as Markdown, from `assistant.digest` when it exists."""
+        try:
+            from ..digest import digest_markdown
+        except ImportError:
+            raise UsageError(DIGEST_UNAVAILABLE) from None
+        retriever = self.wait_ready()
+        until = self.clock().date()
+        since = until - timedelta(days=DIGEST_DAYS - 1)
+        return digest_markdown(self.settings, retriever, self.client(), since, until)
+
+
+def _maybe_date(value: Any) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        return None

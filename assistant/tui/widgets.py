@@ -1,0 +1,248 @@
+"""The chat's widgets: messages, the streaming reply, the session list, sources, status.
+
+Finished messages are `Static`s holding Rich Markdown, not Textual `Markdown`
+widgets: with many messages mounted, appending one costs a fraction of the
+time (see the field notes). Only the reply being written is a `Markdown`
+widget, fed through `Markdown.get_stream`, and it is swapped for a `Static`
+when the reply is done.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.markdown import Markdown as RichMarkdown
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.message import Message as TextualMessage
+from textual.widgets import Label, Markdown, OptionList, Static
+from textual.widgets.option_list import Option
+
+from ..sessions import Message, Session
+
+ROLE_LABELS = {"user": "You", "assistant": "Assistant", "digest": "Digest",
+               "error": "Error", "notice": "Note"}
+
+
+def citation_line(answer: dict[str, Any] | None) -> Text | None:
+    """`[1] Title ✓  [2] Title ?` under an answer: its numbered citations."""
+    citations = (answer or {}).get("citations") or []
+    if not citations:
+        return None
+    line = Text()
+    for c in citations:
+        if line:
+            line.append("\n")
+        mark = ("✓", "green") if c.get("supported") else ("?", "yellow")
+        line.append(f"[{c.get('n')}] ", style="bold")
+        line.append(str(c.get("title", "")))
+        line.append(f" {mark[0]}", style=mark[1])
+    return line
+
+
+def short_time(iso: str) -> str:
+    """`23 Nov 11:55` in local time, from a stored (UTC) ISO time."""
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%d %b %H:%M")
+    except ValueError:
+        return iso[:16]
+
+
+class MessageView(Static, can_focus=False):
+    """One finished message (or a notice) drawn once as Rich Markdown."""
+
+    class Selected(TextualMessage):
+        """An answer was clicked: the sources panel should show its sources."""
+
+        def __init__(self, view: MessageView) -> None:
+            super().__init__()
+            self.view = view
+
+    def __init__(self, role: str, content: str, *, message: Message | None = None,
+                 answer: dict[str, Any] | None = None, status: str = "done",
+                 model: str | None = None) -> None:
+        self.role = role
+        self.body = content
+        self.message = message
+        self.answer = answer if answer is not None else (message.answer if message else None)
+        self.status = status
+        self.model = model or (self.answer or {}).get("model")
+        # No DOM id from the message id: SQLite may hand a deleted message's id out again.
+        super().__init__(self._renderable(), classes=f"message -{role}")
+        if status == "cancelled":
+            self.add_class("-cancelled")
+
+    @property
+    def message_id(self) -> int | None:
+        return self.message.id if self.message else None
+
+    def detach(self) -> None:
+        """The stored message was deleted (its question failed): keep only the view."""
+        self.message = None
+
+    def header_text(self) -> Text:
+        """`Assistant · smollm2 · cancelled`: who wrote it, and how it ended."""
+        header = Text(ROLE_LABELS.get(self.role, self.role.title()), style="bold")
+        if self.role == "assistant" and self.model:
+            header.append(f" · {self.model}", style="dim")
+        if self.status == "cancelled":
+            header.append(" · cancelled (Esc)", style="yellow")
+        return header
+
+    def _renderable(self) -> RenderableType:
+        parts: list[RenderableType] = [self.header_text()]
+        if self.role == "user":
+            parts.append(Text(self.body))
+        else:
+            parts.append(RichMarkdown(self.body or "…"))
+        cites = citation_line(self.answer)
+        if cites is not None:
+            parts.append(cites)
+        return Group(*parts)
+
+    def on_click(self) -> None:
+        if self.answer is not None:
+            self.post_message(self.Selected(self))
+
+
+class StreamingMessage(Vertical):
+    """The reply being written: a `Markdown` widget fed through a stream."""
+
+    def __init__(self, model: str | None) -> None:
+        super().__init__(classes="message -assistant -streaming")
+        self.model = model
+        self.text = ""
+        self._stream: Any = None
+
+    def compose(self) -> ComposeResult:
+        label = "Assistant" + (f" · {self.model}" if self.model else "")
+        yield Label(Text(label), classes="header")
+        yield Label("searching the library…", classes="waiting")
+        yield Markdown("", classes="body")
+
+    def set_waiting(self, text: str) -> None:
+        waiting = self.query_one(".waiting", Label)
+        waiting.update(Text(text))
+        waiting.display = True
+
+    async def append(self, piece: str) -> None:
+        """Add one streamed piece (called from the worker through call_from_thread)."""
+        if not piece:
+            return
+        if self._stream is None:
+            self.query_one(".waiting", Label).display = False
+            self._stream = Markdown.get_stream(self.query_one(Markdown))
+        self.text += piece
+        await self._stream.write(piece)
+
+    async def finish(self) -> None:
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+
+
+class Conversation(VerticalScroll, can_focus=True):
+    """The scrolling list of messages (`layout: stream` in the stylesheet)."""
+
+    BINDINGS = [Binding("home", "scroll_home", "Top", show=False),
+                Binding("end", "scroll_end", "Bottom", show=False)]
+
+
+class SessionList(OptionList):
+    """The sessions, newest first; delete and rename act on the highlighted one."""
+
+    BINDINGS = [
+        Binding("delete", "delete_session", "Delete the session", id="delete-session"),
+        Binding("f2", "rename_session", "Rename the session", id="rename-session"),
+    ]
+
+    class Action(TextualMessage):
+        def __init__(self, action: str, session_id: int | None) -> None:
+            super().__init__()
+            self.action = action
+            self.session_id = session_id
+
+    def show(self, sessions: list[Session], current: int | None) -> None:
+        """Replace the list; the current session is highlighted (or, while the
+        list has focus, the one the user had highlighted)."""
+        keep = self.highlighted_session()
+        options = []
+        room = max(10, (self.size.width or 26) - 3)
+        for s in sessions:
+            prompt = Text(s.title)
+            prompt.truncate(room, overflow="ellipsis")
+            prompt.append(f"\n{short_time(s.updated)} · {s.message_count} msgs", style="dim")
+            options.append(Option(prompt, id=f"session-{s.id}"))
+        self.set_options(options)
+        ids = [s.id for s in sessions]
+        # While the user works in the list, the highlight stays where they put it.
+        for wanted in ((keep, current) if self.has_focus else (current,)):
+            if wanted in ids:
+                self.highlighted = ids.index(wanted)
+                break
+
+    def highlighted_session(self) -> int | None:
+        if self.highlighted is None:
+            return None
+        option = self.get_option_at_index(self.highlighted)
+        return int(option.id.removeprefix("session-")) if option.id else None
+
+    def action_delete_session(self) -> None:
+        self.post_message(self.Action("delete", self.highlighted_session()))
+
+    def action_rename_session(self) -> None:
+        self.post_message(self.Action("rename", self.highlighted_session()))
+
+
+class SourcesPanel(Vertical):
+    """The selected answer's cited papers: title, date, passage, supported or not."""
+
+    def compose(self) -> ComposeResult:
+        yield Label("Sources", classes="title")
+        yield Static("Ask a question; its cited papers show here.", classes="hint")
+        yield OptionList(id="sources")
+
+    def show(self, answer: dict[str, Any] | None) -> None:
+        hint = self.query_one(".hint", Static)
+        options = self.query_one("#sources", OptionList)
+        answer = answer or {}
+        supported = {c.get("n"): bool(c.get("supported")) for c in answer.get("citations") or []}
+        cited = [s for s in answer.get("sources") or [] if s.get("n") in supported]
+        items = []
+        for s in cited:
+            item = Text()
+            item.append(f"[{s.get('n')}] ", style="bold")
+            item.append(str(s.get("title", "")), style="bold")
+            item.append(f"\n{s.get('published') or 'undated'} · ")
+            if supported[s.get("n")]:
+                item.append("✓ supported", style="green")
+            else:
+                item.append("? not supported by its passage", style="yellow")
+            passage = " ".join(str(s.get("passage", "")).split())
+            if len(passage) > 220:
+                passage = passage[:219].rstrip() + "…"
+            item.append(f"\n{passage}\n", style="dim")
+            items.append(Option(item, id=f"paper-{s.get('n')}"))
+        options.set_options(items)
+        if items:
+            options.highlighted = 0
+        self._papers = {f"paper-{s.get('n')}": s for s in cited}
+        if cited:
+            hint.update("Enter or click: the whole abstract")
+        elif answer.get("abstained"):
+            hint.update("No answer, so no sources.")
+        elif answer:
+            hint.update("This answer cites no source.")
+        else:
+            hint.update("Ask a question; its cited papers show here.")
+
+    def source_for(self, option_id: str | None) -> dict[str, Any] | None:
+        return getattr(self, "_papers", {}).get(option_id or "")
+
+
+class StatusBar(Static):
+    """Endpoint, model, library size and the current filters, on one line."""
