@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,13 +15,7 @@ from assistant.ingest import bundled_corpus, ingest
 from assistant.retrieve import Retriever
 from assistant.store import Library
 
-from .conftest import make_settings
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from .conftest import _free_port, make_settings
 
 
 @pytest.fixture(scope="module")
