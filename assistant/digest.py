@@ -529,7 +529,8 @@ def default_output(settings: Settings, digest: Digest, fmt: str) -> Path:
 
 
 def digest_markdown(settings: Settings, retriever: Any, client: ModelClient | None,
-                    since: date, until: date) -> str:
+                    since: date, until: date, max_papers: int | None = None) -> str:
     """A digest as Markdown, for the chat's /digest."""
-    digest = build_digest(settings, retriever.library, retriever.embedder, client, since, until)
+    digest = build_digest(settings, retriever.library, retriever.embedder, client, since, until,
+                          max_papers=max_papers)
     return digest.markdown

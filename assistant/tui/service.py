@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 DEFAULT_K = 4
 MAX_K = 50
 DIGEST_DAYS = 7
-DIGEST_UNAVAILABLE = "digest is not available yet"
+CHAT_DIGEST_MAX_PAPERS = 12
 
 
 @dataclass
@@ -44,7 +44,7 @@ COMMANDS: dict[str, str] = {
     "/until DATE": "only papers published on or before DATE; `/until off` clears",
     "/k N": "give the model the N best papers (1-50)",
     "/model NAME": "ask another model on the same endpoint",
-    "/digest": "this week's digest into the conversation",
+    "/digest": "this week's digest (its 12 most upvoted papers) into the conversation",
     "/export": "write the session as Markdown under ASSISTANT_HOME/exports",
     "/help": "keys and commands",
 }
@@ -272,15 +272,15 @@ class ChatService:
         return meta
 
     def digest(self) -> str:
-        """This week's digest as Markdown, from `assistant.digest` when it exists."""
-        try:
-            from ..digest import digest_markdown
-        except ImportError:
-            raise UsageError(DIGEST_UNAVAILABLE) from None
+        """This week's digest as Markdown, kept short enough to read in a chat: the
+        week's most upvoted papers (`assistant digest` writes the whole week)."""
+        from ..digest import digest_markdown
+
         retriever = self.wait_ready()
         until = self.clock().date()
         since = until - timedelta(days=DIGEST_DAYS - 1)
-        return digest_markdown(self.settings, retriever, self.client(), since, until)
+        return digest_markdown(self.settings, retriever, self.client(), since, until,
+                               max_papers=CHAT_DIGEST_MAX_PAPERS)
 
 
 def _maybe_date(value: Any) -> date | None:
