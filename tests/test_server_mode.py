@@ -12,16 +12,17 @@ from pathlib import Path
 import pytest
 
 from assistant.ingest import bundled_corpus, ingest
+from assistant.localserver import free_port
 from assistant.retrieve import Retriever
 from assistant.store import Library
 
-from .conftest import _free_port, make_settings
+from .conftest import make_settings
 
 
 @pytest.fixture(scope="module")
 def chroma_url(tmp_path_factory: pytest.TempPathFactory):
     chroma = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
-    port = _free_port()
+    port = free_port()
     data = tmp_path_factory.mktemp("chroma-server")
     log = open(data / "server.log", "w")
     proc = subprocess.Popen([chroma, "run", "--path", str(data / "db"), "--host", "127.0.0.1",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import socket
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -22,6 +21,7 @@ from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import Input, OptionList
 
+from assistant.localserver import free_port
 from assistant.sessions import SessionStore
 from assistant.settings import Settings
 from assistant.tui.app import ChatApp
@@ -106,12 +106,6 @@ def source_prompts(app: ChatApp) -> list[str]:
     return [str(sources.get_option_at_index(i).prompt) for i in range(sources.option_count)]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def chat_settings(model_settings: Settings, sample_copy: Path) -> Settings:
     """The real server and model, on a private home with the sample library."""
@@ -191,6 +185,16 @@ def test_typed_question_is_answered_with_sources_and_resumes_after_restart(
             with SessionStore.open(chat_settings.home) as store:
                 assert [m.role for m in store.messages(session_id)] == [
                     "user", "assistant", "user", "assistant"]
+            # The keyboard moves the sources panel between answers, as a click does.
+            latest = source_prompts(app)
+            assert replies[1].has_class("-selected")
+            await pilot.press("ctrl+up")
+            assert replies[0].has_class("-selected") and not replies[1].has_class("-selected")
+            assert "MetaShift" in source_prompts(app)[0]
+            await pilot.press("ctrl+up")  # already the first answer: stays there
+            assert replies[0].has_class("-selected")
+            await pilot.press("ctrl+down")
+            assert replies[1].has_class("-selected") and source_prompts(app) == latest
 
     asyncio.run(second_run())
 
@@ -300,9 +304,11 @@ def test_endpoint_down_shows_what_to_do_and_puts_the_question_back(sample_copy: 
             assert app.query_one("#prompt", Input).value == QUESTION
             assert app.focused is app.query_one("#prompt")
             assert app.is_running and not app.replying
-            # Nothing half-done was stored: the retry will not duplicate the question.
+            # Nothing half-done was stored: the retry will not duplicate the question,
+            # and the session made for this first question is not left behind empty.
+            assert app.session_id is None
             with SessionStore.open(settings.home) as store:
-                assert store.messages(app.session_id) == []
+                assert store.list_sessions() == []
 
     run(scenario())
 

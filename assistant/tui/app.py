@@ -69,6 +69,10 @@ class ChatApp(App[None]):
         Binding("ctrl+l", "focus_input", "Focus the input", id="focus-input"),
         Binding("ctrl+s", "focus_sessions", "Focus the sessions", id="focus-sessions"),
         Binding("ctrl+o", "focus_sources", "Focus the sources", id="focus-sources"),
+        Binding("ctrl+up", "select_answer(-1)", "Show an earlier answer's sources",
+                id="previous-answer"),
+        Binding("ctrl+down", "select_answer(1)", "Show a later answer's sources",
+                id="next-answer"),
         Binding("ctrl+g", "load_earlier", "Load earlier messages", id="load-earlier"),
         Binding("f1", "help", "Keys and commands", id="help"),
         Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
@@ -90,6 +94,7 @@ class ChatApp(App[None]):
         self._stream: StreamingMessage | None = None
         self._oldest_id: int | None = None
         self._selected: MessageView | None = None
+        self._fresh_session: int | None = None  # created by the question being answered
 
     # -- layout --------------------------------------------------------------------------
 
@@ -220,10 +225,20 @@ class ChatApp(App[None]):
         return [v for v in self.query(MessageView) if v.message_id == message_id]
 
     def _forget(self, message_id: int) -> None:
-        """Delete a stored message whose view stays on screen (a failed question)."""
+        """Delete a stored message whose view stays on screen (a failed question).
+
+        A session created for this question and left with no message is deleted
+        too, so a first question that failed leaves no empty session behind; the
+        next question starts a new one.
+        """
         self.store.delete_message(message_id)
         for view in self._views_of(message_id):
             view.detach()
+        fresh = self.session_id is not None and self.session_id == self._fresh_session
+        if fresh and not self.store.count_messages(self.session_id):
+            self.store.delete_session(self.session_id)
+            self.session_id = None
+        self._fresh_session = None
 
     def _earlier_count(self) -> int:
         if self.session_id is None or self._oldest_id is None:
@@ -374,7 +389,7 @@ class ChatApp(App[None]):
         if self.session_id is None:
             session = self.store.create_session(model=self.service.model,
                                                 filters=self.service.filters_dict())
-            self.session_id = session.id
+            self.session_id = self._fresh_session = session.id
         return self.session_id
 
     async def ask(self, question: str) -> None:
@@ -437,6 +452,7 @@ class ChatApp(App[None]):
             data["answer"], status = text, "cancelled"
         message = self.store.add_message(session_id, "assistant", text, answer=data,
                                          status=status)
+        self._fresh_session = None
         view = self._view(message)
         conversation = self.query_one(Conversation)
         await conversation.mount(view, after=stream)
@@ -572,6 +588,21 @@ class ChatApp(App[None]):
                 await view.remove()
         self._select(None)
         await self.ask(last[0].content)
+
+    def action_select_answer(self, step: int) -> None:
+        """Move the sources panel to the answer before (-1) or after (+1) the selected one,
+        the keyboard's way of doing what a click on an answer does."""
+        answers = [v for v in self.query(MessageView) if v.answer is not None]
+        if not answers:
+            self.notify("No answer to show sources for yet.")
+            return
+        if self._selected in answers:
+            index = answers.index(self._selected) + step
+        else:
+            index = len(answers) - 1
+        index = max(0, min(index, len(answers) - 1))
+        self._select(answers[index])
+        answers[index].scroll_visible(animate=False)
 
     def action_copy_answer(self) -> None:
         answers = [v for v in self.query(MessageView) if v.role == "assistant"]
