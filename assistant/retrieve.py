@@ -135,6 +135,8 @@ class KeywordIndex:
     def build(cls, chunks: list[tuple[str, str, dict[str, Any]]]) -> KeywordIndex:
         import bm25s
 
+        if not chunks:  # an empty library: bm25s cannot index an empty corpus
+            return cls(None, [], [])
         texts = [text for _, text, _ in chunks]
         tokens = bm25s.tokenize(texts, stopwords="en", stemmer=cls._stemmer(),
                                 token_pattern=TOKEN_PATTERN, show_progress=False)
@@ -219,16 +221,21 @@ class Retriever:
         if keyword is None:
             chunks = [c for c in self.library.iter_chunks() if self._current(c[2])]
             keyword = KeywordIndex.build(chunks)
-            try:
-                shutil.rmtree(self._cache_dir(), ignore_errors=True)
-                folder.parent.mkdir(parents=True, exist_ok=True)
-                keyword.save(folder)
-                (folder / "papers.json").write_text(json.dumps(papers), encoding="utf-8")
-            except OSError:
-                pass  # a read-only home still searches, just without the cache
+            if keyword.chunk_ids:  # nothing worth caching for an empty library
+                self._save_cache(folder, keyword, papers)
         self._n_chunks = len(keyword.chunk_ids)
         self._keyword = keyword
         self._generation = generation
+
+    def _save_cache(self, folder: Path, keyword: KeywordIndex,
+                    papers: dict[str, dict[str, Any]]) -> None:
+        try:
+            shutil.rmtree(self._cache_dir(), ignore_errors=True)
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            keyword.save(folder)
+            (folder / "papers.json").write_text(json.dumps(papers), encoding="utf-8")
+        except OSError:
+            pass  # a read-only home still searches, just without the cache
 
     def _current(self, chunk_meta: dict[str, Any]) -> bool:
         """A chunk counts only if its paper record carries the same text hash."""

@@ -132,6 +132,14 @@ def test_bad_date_option_is_a_usage_error(tmp_path: Path):
     assert "yesterday" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_search_on_an_empty_library_says_what_to_do(tmp_path: Path):
+    proc = run("search", "memory", home=tmp_path / "home", check_rc=0)
+    assert "Traceback" not in proc.stderr
+    assert "library is empty" in proc.stdout and "assistant ingest" in proc.stdout
+    proc = run("search", "memory", "--json", home=tmp_path / "home", check_rc=0)
+    assert json.loads(proc.stdout)["results"] == []
+
+
 def test_unusable_store_is_a_one_line_error(tmp_path: Path):
     home = tmp_path / "home"
     home.mkdir()
