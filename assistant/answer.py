@@ -264,7 +264,9 @@ def extract_sentence(question: str, passage: str) -> str:
 
     wanted = content_words(question)
     sentences = split_sentences(passage) or [passage]
-    return max(sentences, key=lambda s: (len(wanted & content_words(s)), -sentences.index(s)))
+    best = max(range(len(sentences)),  # ties go to the earliest sentence
+               key=lambda i: (len(wanted & content_words(sentences[i])), -i))
+    return sentences[best]
 
 
 # -- follow-up questions ------------------------------------------------------------

@@ -35,7 +35,7 @@ CANDIDATES_PER_RESULT = 8
 MIN_CANDIDATES = 60
 
 
-@dataclass
+@dataclass(frozen=True)
 class Filters:
     since: date | None = None
     until: date | None = None
@@ -117,6 +117,9 @@ class Hit:
 TOKEN_PATTERN = r"(?u)\d+(?:[.,]\d+)+|\b\w\w+\b"
 
 
+ALLOWED_CACHE_SIZE = 32  # distinct filters whose admitted papers are kept per generation
+
+
 class KeywordIndex:
     """BM25 over chunk texts, with the chunk ids in index order."""
 
@@ -192,6 +195,7 @@ class Retriever:
         self._keyword: KeywordIndex | None = None
         self._papers: dict[str, dict[str, Any]] = {}
         self._n_chunks = 0
+        self._allowed: dict[Filters, set[str]] = {}  # per generation: a chat reuses its filters
 
     # -- caches -------------------------------------------------------------
     def _cache_dir(self) -> Path:
@@ -224,6 +228,7 @@ class Retriever:
             if keyword.chunk_ids:  # nothing worth caching for an empty library
                 self._save_cache(folder, keyword, papers)
         self._n_chunks = len(keyword.chunk_ids)
+        self._allowed = {}
         self._keyword = keyword
         self._generation = generation
 
@@ -258,7 +263,12 @@ class Retriever:
             return []
         allowed: set[str] | None = None
         if not filters.empty:
-            allowed = {pid for pid, meta in self._papers.items() if filters.admits(meta)}
+            allowed = self._allowed.get(filters)
+            if allowed is None:
+                allowed = {pid for pid, meta in self._papers.items() if filters.admits(meta)}
+                if len(self._allowed) >= ALLOWED_CACHE_SIZE:
+                    self._allowed.clear()
+                self._allowed[filters] = allowed
             if not allowed:
                 return []
         n = max(MIN_CANDIDATES, k * CANDIDATES_PER_RESULT)
@@ -284,7 +294,7 @@ class Retriever:
         # A filtered HNSW query is slow on a large store; an unfiltered, wider one
         # post-filtered usually finds enough, and the filtered query is the fallback.
         dense(None, n if allowed is None else n * 4)
-        if allowed is not None and len({c.rsplit("#", 1)[0] for c in dense_rank}) < k:
+        if allowed is not None and len({f["meta"]["paper_id"] for f in found.values()}) < k:
             where = filters.where()
             if len(allowed) <= 2000 and (filters.author or filters.title):
                 where = {"paper_id": {"$in": sorted(allowed)}}

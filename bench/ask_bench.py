@@ -76,7 +76,6 @@ from _common import (
 from assistant.localserver import MODEL_ALIAS, LocalServerError
 from assistant.localserver import llama_server as local_llama_server
 
-DEFAULT_MODEL_DIR = Path("/work/shared/models/all-MiniLM-L6-v2")
 N_CTX = 4096
 MAX_TOKENS = 256  # = assistant.answer.ANSWER_MAX_TOKENS, the baseline gets the same
 TOP_K = 4
@@ -374,8 +373,6 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "out" / "ask_bench.json",
                         help="per-question records (default bench/out/ask_bench.json)")
     args = parser.parse_args()
-    if args.model_dir is None and (DEFAULT_MODEL_DIR / "onnx" / "model.onnx").is_file():
-        args.model_dir = DEFAULT_MODEL_DIR
     model_dir = check_model_dir(args.model_dir)
     os.environ["ASSISTANT_EMBED_MODEL_DIR"] = str(model_dir)
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")

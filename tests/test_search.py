@@ -102,3 +102,28 @@ def test_keyword_side_finds_exact_rare_terms(sample_retriever):
     assert sample_retriever.papers[best_chunk.rsplit("#", 1)[0]]["title"].startswith("MetaShift")
     hits = sample_retriever.search("12,868 sets", k=5)
     assert any(h.title.startswith("MetaShift") for h in hits)
+
+
+def test_filtered_search_sees_papers_added_since_the_last_query(sample_copy, embedder, tmp_path):
+    """The papers a filter admits are kept between queries, but not across an ingest."""
+    import json
+
+    from assistant.ingest import ingest
+    from assistant.retrieve import Retriever
+    from assistant.store import Library
+
+    from .conftest import make_settings
+
+    settings = make_settings(sample_copy)
+    retriever = Retriever(Library.open(settings), embedder, settings)
+    window = Filters(since=date(2031, 1, 1))
+    assert retriever.search("zeolite catalysts", k=5, filters=window) == []
+    new = tmp_path / "new.jsonl"
+    new.write_text(json.dumps({
+        "title": "Zeolite Catalysts Screened by Graph Networks",
+        "abstract": "We screen zeolite catalysts with graph neural networks and report "
+                    "a 12-fold speed-up over density functional theory.",
+        "published": "2031-02-03"}) + "\n")
+    ingest([new], settings, library=retriever.library, embedder=embedder)
+    hits = retriever.search("zeolite catalysts", k=5, filters=Filters(since=date(2031, 1, 1)))
+    assert [h.title for h in hits] == ["Zeolite Catalysts Screened by Graph Networks"]
