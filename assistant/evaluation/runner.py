@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
+from ..records import normalise_title
 from . import metrics as m
 
 if TYPE_CHECKING:
@@ -91,21 +92,17 @@ def load_questions(path: Path, limit: int | None = None) -> list[dict[str, Any]]
     return questions
 
 
-def _norm_title(title: str) -> str:
-    return " ".join(str(title).split()).casefold()
-
-
 def title_index(papers: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
     """Normalised title -> paper ids, from the retriever's paper table."""
     index: dict[str, list[str]] = {}
     for pid, meta in papers.items():
-        index.setdefault(_norm_title(meta.get("title", "")), []).append(pid)
+        index.setdefault(normalise_title(str(meta.get("title", ""))), []).append(pid)
     return index
 
 
 def expected_ids(question: dict[str, Any], index: dict[str, list[str]]) -> tuple[list, list]:
     """One id list per expected title, and the titles the library does not hold."""
-    ids = [index.get(_norm_title(t), []) for t in question["expected_titles"]]
+    ids = [index.get(normalise_title(str(t)), []) for t in question["expected_titles"]]
     unmapped = [t for t, found in zip(question["expected_titles"], ids) if not found]
     return ids, unmapped
 
