@@ -1,10 +1,14 @@
-"""Grounded answers: retrieve, prompt with fenced sources, stream, check every citation.
+"""Grounded answers: evidence first, then the model's prose, shown only where supported.
 
-The instructions live in the system message; abstracts go into the user
-message fenced in `<source>` blocks and labelled as untrusted data, so a
-sentence inside an abstract cannot become an instruction. The answer is then
-checked by `citations.check` and the model never has the last word on what
-counts as a citation.
+A small local model writes poor prose, so it must not be able to make the
+answer poor. For every retrieved paper the sentences that answer the
+question are selected from its abstract and quoted verbatim (`evidence`);
+the model sees those sentences (fenced and labelled as untrusted data, with
+the instructions only in the system message) and writes a short answer;
+every sentence of it is then reviewed (`citations.review`) and shown only
+when the source it cites supports it. When nothing survives, the reader gets
+the evidence itself, said plainly. Whether to answer at all is decided on
+the whole evidence (`evidence.answerability`), not on one cosine.
 """
 
 from __future__ import annotations
@@ -17,7 +21,15 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from . import prompts
-from .citations import CheckedAnswer, SourceText, check, says_no_answer
+from .citations import Removed, Review, SourceText, review, says_no_answer
+from .evidence import (
+    ABSTAIN_SIMILARITY,
+    Answerability,
+    Quote,
+    answerability,
+    fetch_abstracts,
+    select_evidence,
+)
 from .tokens import count_message_tokens, count_tokens
 
 if TYPE_CHECKING:
@@ -26,16 +38,20 @@ if TYPE_CHECKING:
     from .llm import ModelClient
     from .retrieve import Filters, Hit, Retriever
 
-# Abstain without asking the model when the best passage's cosine similarity
-# to the question is below this. Calibrated on eval/questions.jsonl: see
-# bench/calibrate.py and the README's "Abstention threshold" section.
-ABSTAIN_SIMILARITY = 0.36
-ANSWER_MAX_TOKENS = 256
+__all__ = ["ABSTAIN_SIMILARITY", "ABSTAIN_TEXT", "Answer", "ask", "build_messages"]
+
+ANSWER_MAX_TOKENS = 200
 PROMPT_MARGIN_TOKENS = 64
+PROMPT_QUOTES_PER_SOURCE = 3  # evidence sentences the model sees per paper
+SHOWN_QUOTES_PER_SOURCE = 2  # evidence sentences the reader sees per paper
+MAX_EVIDENCE_SOURCES = 4
+EVIDENCE_RELATIVE = 0.85  # a paper's evidence is shown when it scores this share of the best
 ABSTAIN_TEXT = (
     "The library has nothing on this: none of the papers retrieved for the question "
     "answers it."
 )
+UNSUPPORTED_LEAD = "The model's answer was not supported by the sources; here is what they say:"
+NO_PROSE_LEAD = "The model gave no answer of its own; here is what the sources say:"
 
 
 @dataclass
@@ -47,6 +63,7 @@ class Source:
     passage: str
     url: str | None
     similarity: float | None
+    abstract: str = ""  # the whole stored abstract (evidence is quoted from it)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,7 +114,7 @@ class Usage:
 @dataclass
 class Answer:
     question: str
-    text: str
+    text: str  # the prose as shown (supported sentences only), or a plain lead-in
     citations: list[Citation]
     sources: list[Source]
     abstained: bool
@@ -108,26 +125,87 @@ class Answer:
     unknown_numbers: list[str] = field(default_factory=list)
     abstain_reason: str | None = None  # "retrieval" or "model"
     standalone_question: str | None = None
+    evidence: list[Quote] = field(default_factory=list)  # verbatim, shown under the prose
+    removed: list[Removed] = field(default_factory=list)  # model sentences not shown, with why
+    prose_sentences: int = 0  # model sentences reviewed (kept + removed)
+    prose_supported: bool = False  # whether any of the model's own sentences is shown
+    answerability: Answerability | None = None
 
     @property
     def cited_sources(self) -> list[Source]:
         numbers = {c.n for c in self.citations}
         return [s for s in self.sources if s.n in numbers]
 
+    def evidence_by_source(self) -> list[tuple[Source, list[Quote]]]:
+        """The evidence grouped per paper, in citation order: each paper's words side by side."""
+        by_n = {s.n: s for s in self.sources}
+        groups: dict[int, list[Quote]] = {}
+        for quote in self.evidence:
+            groups.setdefault(quote.n, []).append(quote)
+        return [(by_n[n], quotes) for n, quotes in groups.items() if n in by_n]
+
+    def evidence_text(self) -> str:
+        """The evidence as plain text: `[n] Title` then each quote on its own line."""
+        lines = []
+        for source, quotes in self.evidence_by_source():
+            lines.append(f"[{source.n}] {source.title}")
+            lines.extend(f"    “{q.text}”" for q in quotes)
+        return "\n".join(lines)
+
+    def full_text(self) -> str:
+        """Prose and evidence together, as a reader (or a stored chat turn) sees them."""
+        if self.abstained or not self.evidence:
+            return self.text
+        return f"{self.text}\n\nEvidence:\n{self.evidence_text()}"
+
     def to_dict(self) -> dict[str, Any]:
+        by_n = {s.n: s for s in self.sources}
         return {
             "question": self.question,
             "standalone_question": self.standalone_question,
             "answer": self.text,
+            "evidence": [dict(q.to_dict(), title=by_n[q.n].title if q.n in by_n else "")
+                         for q in self.evidence],
+            "prose_supported": self.prose_supported,
+            "prose_sentences": self.prose_sentences,
+            "removed": [r.to_dict() for r in self.removed],
             "citations": [c.to_dict() for c in self.citations],
             "sources": [s.to_dict() for s in self.sources],
             "abstained": self.abstained,
             "abstain_reason": self.abstain_reason,
+            "answerability": self.answerability.to_dict() if self.answerability else None,
             "dropped_citations": self.dropped_citations,
             "unknown_numbers": self.unknown_numbers,
             "model": self.model,
             "usage": self.usage.to_dict(),
         }
+
+
+def answer_from_dict(d: dict[str, Any]) -> Answer:
+    """The inverse of `Answer.to_dict` (stored chat turns, eval caches)."""
+    sources = [Source(n=s["n"], paper_id=s["paper_id"], title=s["title"],
+                      published=date.fromisoformat(s["published"]) if s.get("published") else None,
+                      passage=s.get("passage", ""), url=s.get("url"),
+                      similarity=s.get("similarity")) for s in d.get("sources") or []]
+    usage = Usage(**{k: v for k, v in (d.get("usage") or {}).items()
+                     if k in ("prompt_tokens", "completion_tokens", "first_token_s", "total_s",
+                              "retrieval_s")})
+    return Answer(
+        question=d.get("question", ""), text=d.get("answer", ""),
+        citations=[Citation(c["n"], c["paper_id"], c["title"], bool(c.get("supported")))
+                   for c in d.get("citations") or []],
+        sources=sources, abstained=bool(d.get("abstained")), usage=usage,
+        model=d.get("model"), dropped_citations=int(d.get("dropped_citations") or 0),
+        unknown_numbers=list(d.get("unknown_numbers") or []),
+        abstain_reason=d.get("abstain_reason"),
+        standalone_question=d.get("standalone_question"),
+        evidence=[Quote(q["n"], q["paper_id"], q["text"], q["start"], q["end"],
+                        float(q.get("score", 0.0))) for q in d.get("evidence") or []],
+        removed=[Removed(r["text"], r["reason"], list(r.get("cited") or []))
+                 for r in d.get("removed") or []],
+        prose_sentences=int(d.get("prose_sentences") or 0),
+        prose_supported=bool(d.get("prose_supported")),
+    )
 
 
 _FENCE = re.compile(r"-{3,}\s*(BEGIN|END)\b", re.IGNORECASE)
@@ -138,31 +216,40 @@ def _fence(text: str) -> str:
     return _FENCE.sub(lambda m: "- " + m.group(1).lower(), " ".join(text.split()))
 
 
-def source_block(source: Source) -> str:
-    return prompts.render(
-        "source", n=str(source.n), title=_fence(source.title),
-        published=source.published.isoformat() if source.published else "unknown",
-        passage=_fence(source.passage),
-    )
+def source_block(source: Source, quotes: list[Quote] | None = None) -> str:
+    """One source as the model sees it: its number, title and evidence (no placeholders)."""
+    passage = " ".join(q.text for q in quotes) if quotes else source.passage
+    return prompts.render("source", n=str(source.n), title=_fence(source.title),
+                          passage=_fence(passage))
 
 
 def build_messages(question: str, sources: list[Source], context_window: int,
-                   max_tokens: int = ANSWER_MAX_TOKENS) -> tuple[list[dict], list[Source]]:
-    """The chat messages, with as many sources (strongest first) as the window allows."""
+                   max_tokens: int = ANSWER_MAX_TOKENS,
+                   evidence: dict[int, list[Quote]] | None = None,
+                   ) -> tuple[list[dict], list[Source]]:
+    """The chat messages, with as many sources (strongest first) as the window allows.
+
+    With `evidence`, each source carries its selected sentences instead of
+    the whole passage: a smaller prompt a small model reads faster and
+    parrots less.
+    """
+    evidence = evidence or {}
     system = prompts.load("answer_system")
     empty = [{"role": "system", "content": system},
              {"role": "user", "content": prompts.render("answer_user", sources="",
                                                         question=question)}]
     budget = context_window - max_tokens - PROMPT_MARGIN_TOKENS - count_message_tokens(empty)
     kept: list[Source] = []
+    blocks: list[str] = []
     for source in sources:  # strongest first: the weakest are the ones left out
-        cost = count_tokens(source_block(source)) + 2
+        block = source_block(source, evidence.get(source.n))
+        cost = count_tokens(block) + 2
         if cost > budget:
             break
         budget -= cost
         kept.append(source)
-    user = prompts.render("answer_user", sources="\n\n".join(source_block(s) for s in kept),
-                          question=question)
+        blocks.append(block)
+    user = prompts.render("answer_user", sources="\n\n".join(blocks), question=question)
     return [{"role": "system", "content": system}, {"role": "user", "content": user}], kept
 
 
@@ -193,21 +280,28 @@ def ask(
     started = time.perf_counter()
     query = standalone_question or question
     hits = retriever.search(query, k=k, filters=filters)
-    retrieval_s = time.perf_counter() - started
     sources = sources_from_hits(hits)
+    abstracts = fetch_abstracts(retriever.library, [s.paper_id for s in sources])
+    for source in sources:
+        source.abstract = abstracts.get(source.paper_id) or source.passage
+    verdict = answerability(query, sources, abstracts)
+    sources = _named_first(sources, verdict)
+    retrieval_s = time.perf_counter() - started
     usage = Usage(retrieval_s=retrieval_s)
 
-    best = max((s.similarity or 0.0 for s in sources), default=0.0)
-    if not sources or best < ABSTAIN_SIMILARITY:
+    if not verdict.answerable:
         usage.total_s = time.perf_counter() - started
         return Answer(question, ABSTAIN_TEXT, [], sources, True, usage,
-                      abstain_reason="retrieval", standalone_question=standalone_question)
+                      abstain_reason="retrieval", standalone_question=standalone_question,
+                      answerability=verdict)
 
     if client is None:
         from .llm import NotConfigured
 
         raise NotConfigured("no model endpoint configured: set OPENAI_BASE_URL")
-    messages, kept = build_messages(query, sources, context_window)
+    quotes = select_evidence(query, sources, abstracts, retriever.embedder,
+                             per_source=PROMPT_QUOTES_PER_SOURCE)
+    messages, kept = build_messages(query, sources, context_window, evidence=quotes)
     result = client.chat(messages, stream=stream, on_token=on_token, cancel=cancel,
                          max_tokens=ANSWER_MAX_TOKENS, temperature=0.0)
     usage.model_s = result.total_s
@@ -216,46 +310,91 @@ def ask(
     usage.first_token_s = (retrieval_s + result.first_token_s
                            if result.first_token_s is not None else None)
 
-    answer = finish(question, result.text, kept, sources)
+    answer = finish(question, result.text, kept, sources, quotes, verdict)
     answer.usage, answer.model = usage, result.model
     answer.standalone_question = standalone_question
     usage.total_s = time.perf_counter() - started
     return answer
 
 
-def finish(question: str, raw: str, kept: list[Source], sources: list[Source]) -> Answer:
-    """Turn the model's text into a checked answer (or an abstention)."""
-    if not raw.strip() or says_no_answer(raw):
+def _named_first(sources: list[Source], verdict: Answerability) -> list[Source]:
+    """Papers the question names go first (and are renumbered): the model cites [1] most."""
+    if not verdict.named or verdict.named == list(range(1, len(verdict.named) + 1)):
+        return sources
+    named = [s for s in sources if s.n in verdict.named]
+    ordered = named + [s for s in sources if s.n not in verdict.named]
+    renumber = {s.n: i for i, s in enumerate(ordered, start=1)}
+    verdict.named = sorted(renumber[n] for n in verdict.named)
+    for source in ordered:
+        source.n = renumber[source.n]
+    return ordered
+
+
+def _source_texts(sources: list[Source]) -> list[SourceText]:
+    """What prose is checked against: each paper's whole abstract, not just the quotes."""
+    return [SourceText(s.n, s.title, s.abstract or s.passage,
+                       s.published.isoformat() if s.published else "") for s in sources]
+
+
+def finish(question: str, raw: str, kept: list[Source], sources: list[Source],
+           quotes: dict[int, list[Quote]] | None = None,
+           verdict: Answerability | None = None) -> Answer:
+    """Turn the model's text into a reviewed answer with its evidence (or an abstention)."""
+    quotes = quotes or {}
+    refused = not raw.strip() or says_no_answer(raw)
+    named = bool(verdict and verdict.named)
+    if refused and not named:
+        # The model's refusal stands unless the question names a paper we hold.
         return Answer(question, ABSTAIN_TEXT, [], sources, True, Usage(), raw=raw,
-                      abstain_reason="model")
-    checked: CheckedAnswer = check(raw, [
-        SourceText(s.n, s.title, s.passage, s.published.isoformat() if s.published else "")
-        for s in kept
-    ])
-    by_n = {s.n: s for s in kept}
-    if not checked.sentences and kept:
-        # The model wrote only citation markers (small models do): answer with the
-        # sentence of the first cited (else the best) passage closest to the question.
-        chosen = by_n.get(_first_marker(raw, by_n), kept[0])
-        sentence = extract_sentence(question, chosen.passage)
-        checked = check(f"{sentence} [{chosen.n}]", [
-            SourceText(chosen.n, chosen.title, chosen.passage,
-                       chosen.published.isoformat() if chosen.published else "")])
-    if not checked.sentences:
+                      abstain_reason="model", answerability=verdict)
+    focus = set(verdict.named) if named and verdict else None
+    checked: Review = review("" if refused else raw, _source_texts(kept), focus=focus)
+    by_n = {s.n: s for s in sources}
+    evidence = _shown_evidence(quotes, checked.cited_numbers, verdict)
+    if checked.sentences:
+        text, prose = checked.text, True
+    else:
+        text, prose = (NO_PROSE_LEAD if refused or not checked.removed else UNSUPPORTED_LEAD), False
+    if not checked.sentences and not evidence:
         return Answer(question, ABSTAIN_TEXT, [], sources, True, Usage(), raw=raw,
-                      abstain_reason="model")
-    citations = [Citation(n, by_n[n].paper_id, by_n[n].title, checked.supported(n))
-                 for n in checked.cited_numbers]
-    return Answer(question, checked.text, citations, sources, False, Usage(), raw=raw,
+                      abstain_reason="model", answerability=verdict, removed=checked.removed,
+                      prose_sentences=checked.total)
+    numbers = list(dict.fromkeys(checked.cited_numbers + [q.n for q in evidence]))
+    citations = [Citation(n, by_n[n].paper_id, by_n[n].title, True) for n in numbers
+                 if n in by_n]
+    return Answer(question, text, citations, sources, False, Usage(), raw=raw,
                   dropped_citations=checked.dropped_citations,
-                  unknown_numbers=checked.unknown_numbers)
+                  unknown_numbers=checked.unknown_numbers, evidence=evidence,
+                  removed=checked.removed, prose_sentences=checked.total,
+                  prose_supported=prose, answerability=verdict)
 
 
-def _first_marker(raw: str, by_n: dict[int, Source]) -> int | None:
-    for match in re.finditer(r"\[(\d+)", raw):
-        if int(match.group(1)) in by_n:
-            return int(match.group(1))
-    return None
+def _shown_evidence(quotes: dict[int, list[Quote]], cited: list[int],
+                    verdict: Answerability | None) -> list[Quote]:
+    """The quotes the reader sees: the named papers', the cited ones', and the strongest.
+
+    Grouped per paper in citation order, so a multi-paper question shows
+    each paper's own words side by side.
+    """
+    if not quotes:
+        return []
+    best = {n: max(q.score for q in qs) for n, qs in quotes.items() if qs}
+    if not best:
+        return []
+    top = max(best.values())
+    if verdict and verdict.named:
+        chosen = [n for n in verdict.named if n in best]
+        chosen += [n for n in cited if n in best and n not in chosen]
+    else:
+        chosen = [n for n in cited if n in best]
+        strong = sorted((n for n in best if best[n] >= EVIDENCE_RELATIVE * top),
+                        key=lambda n: -best[n])
+        chosen += [n for n in strong if n not in chosen]
+    out: list[Quote] = []
+    for n in chosen[:MAX_EVIDENCE_SOURCES]:
+        strongest = sorted(quotes[n], key=lambda q: -q.score)[:SHOWN_QUOTES_PER_SOURCE]
+        out.extend(sorted(strongest, key=lambda q: q.start))
+    return out
 
 
 def extract_sentence(question: str, passage: str) -> str:

@@ -224,3 +224,187 @@ def says_no_answer(answer: str) -> bool:
     """Whether the model declined: its first sentence says the sources do not answer."""
     sentences = split_sentences(answer)
     return bool(sentences) and bool(_NO_ANSWER.search(sentences[0]))
+
+
+# -- reviewing prose: only supported sentences reach the reader ---------------------
+
+# A line's structure (bullet, numbered item, heading) is kept around its sentences.
+_LINE_PREFIX = re.compile(r"^(\s*(?:[-*+•]|\d{1,2}[.)]|#{1,6})\s+)")
+_HEADER_PLACEHOLDER = re.compile(r"\((unknown|undated|n\.?d\.?)\)", re.IGNORECASE)
+# Tokens that name something: inner capitals (GaLore), digits with letters (GPT-4),
+# or all capitals of three letters or more (CSKV).
+_NAMEISH = re.compile(r"\b(?=[A-Za-z0-9\-]*[A-Za-z])[A-Za-z0-9][A-Za-z0-9\-]*\b")
+# An invented reference: "Name: Some Title (2019)".
+_INVENTED_REF = re.compile(r"\b[A-Z][\w\-]*:\s+[A-Z][^()]{3,120}\((19|20)\d\d\)")
+# A title-shaped line, "Name: A Subtitle", is a header, not a statement.
+_TITLE_SHAPE = re.compile(r"^[^\s:][^:.]{0,60}:\s+[A-Z][^.]*\.?$")
+REPEAT_JACCARD = 0.7
+MIN_PROSE_WORDS = 2
+
+
+@dataclass
+class Removed:
+    """A model sentence the reader does not see, and why (kept for --json)."""
+
+    text: str
+    reason: str  # unsupported, uncited, repeat, header, unknown-paper, no-content
+    cited: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"text": self.text, "reason": self.reason, "cited": self.cited}
+
+
+@dataclass
+class Review:
+    """The prose as shown: supported sentences only, in the model's own layout."""
+
+    text: str
+    sentences: list[CitedSentence]
+    removed: list[Removed]
+    dropped_citations: int
+
+    @property
+    def cited_numbers(self) -> list[int]:
+        return CheckedAnswer(self.sentences, 0).cited_numbers
+
+    @property
+    def unknown_numbers(self) -> list[str]:
+        return CheckedAnswer(self.sentences, 0).unknown_numbers
+
+    @property
+    def total(self) -> int:
+        return len(self.sentences) + len(self.removed)
+
+
+def _nameish(token: str) -> bool:
+    inner_cap = any(c.isupper() for c in token[1:]) and any(c.islower() for c in token)
+    digit_mix = any(c.isdigit() for c in token) and any(c.isalpha() for c in token)
+    caps = len(token) >= 3 and token.isupper() and token.isalpha()
+    return inner_cap or digit_mix or caps
+
+
+def foreign_names(text: str, known: str) -> list[str]:
+    """Name-like tokens of `text` found nowhere in `known` (the sources' titles and text)."""
+    known_folded = known.casefold()
+    found = []
+    for token in _NAMEISH.findall(text):
+        if _nameish(token) and token.casefold() not in known_folded:
+            found.append(token)
+    return found
+
+
+def _title_shaped(text: str) -> bool:
+    """"Name: A Capitalised Subtitle" is how titles look, not how statements do."""
+    if not _TITLE_SHAPE.match(text):
+        return False
+    after = [w for w in text.split(":", 1)[1].split() if len(w) > 3]
+    return bool(after) and sum(w[0].isupper() for w in after) >= 0.6 * len(after)
+
+
+def _echoes_header(text: str, titles: list[str]) -> bool:
+    """A sentence that restates a source's header line rather than saying anything."""
+    if _HEADER_PLACEHOLDER.search(text) or _title_shaped(text):
+        return True
+    words = content_words(text)
+    folded = " ".join(text.casefold().split())
+    for title in titles:
+        t_words = content_words(title)
+        if not t_words:
+            continue
+        if " ".join(title.casefold().split()) in folded and len(words - t_words) <= 2:
+            return True
+        if words and words <= t_words and len(words) >= 0.6 * len(t_words):
+            return True
+        if len(words) <= 12 and len(words & t_words) >= 0.75 * len(words) >= 3:
+            return True
+    return False
+
+
+def review(answer: str, sources: list[SourceText], focus: set[int] | None = None) -> Review:
+    """Keep the sentences a reader can trust, in the model's layout; list the rest.
+
+    A sentence is removed when its citation is not supported by the cited
+    source (or it cites nothing and cannot be attributed), when it repeats an
+    earlier sentence, restates a source header, or names a paper or system
+    that appears in no source; with `focus` (the papers a question names),
+    also when it cites none of them. Lists, paragraphs and headings keep
+    their form; a heading is shown only when something under it survives.
+    """
+    titles = [s.title for s in sources]
+    known = " ".join(f"{s.title} {s.passage}" for s in sources)
+    kept: list[CitedSentence] = []
+    removed: list[Removed] = []
+    dropped = 0
+    lines_out: list[str] = []
+    pending_heading: str | None = None
+    seen: list[set[str]] = []
+    blank = False
+    for line in _attach_marker_lines(answer):
+        if not line.strip():
+            blank = bool(lines_out)
+            continue
+        match = _LINE_PREFIX.match(line)
+        prefix = match.group(1) if match else ""
+        body = line[len(prefix):]
+        if prefix.strip().startswith("#"):
+            # A heading's own words need no citation; it stands only above kept text.
+            pending_heading = prefix + body.strip() if body.strip() else None
+            continue
+        checked = check(body, sources)
+        dropped += checked.dropped_citations
+        shown: list[str] = []
+        for sentence in checked.sentences:
+            reason = _verdict(sentence, titles, known, seen)
+            if not reason and focus and not set(sentence.cited) & focus:
+                reason = "off-question"
+            if reason:
+                removed.append(Removed(sentence.text, reason, list(sentence.cited)))
+                continue
+            seen.append(content_words(sentence.text))
+            kept.append(sentence)
+            shown.append(sentence.render())
+        if not shown:
+            continue
+        if blank and lines_out:
+            lines_out.append("")
+        blank = False
+        if pending_heading:
+            lines_out.append(pending_heading)
+            pending_heading = None
+        lines_out.append(prefix + " ".join(shown))
+    return Review("\n".join(lines_out).strip(), kept, removed, dropped)
+
+
+def _attach_marker_lines(answer: str) -> list[str]:
+    """A line holding only citation markers belongs to the line above it."""
+    lines: list[str] = []
+    for line in answer.splitlines():
+        if line.strip() and not re.search(r"\w", _CITE.sub("", line)) and _CITE.search(line):
+            for i in range(len(lines) - 1, -1, -1):
+                if lines[i].strip():
+                    lines[i] = lines[i].rstrip() + " " + line.strip()
+                    break
+            continue
+        lines.append(line)
+    return lines
+
+
+def _verdict(sentence: CitedSentence, titles: list[str], known: str,
+             seen: list[set[str]]) -> str | None:
+    """Why a sentence must not be shown, or None when it may."""
+    words = content_words(sentence.text)
+    if len(words) < MIN_PROSE_WORDS:
+        return "no-content"
+    if _echoes_header(sentence.text, titles):
+        return "header"
+    if _INVENTED_REF.search(sentence.text) or foreign_names(sentence.text, known):
+        return "unknown-paper"
+    for earlier in seen:
+        union = words | earlier
+        if union and len(words & earlier) / len(union) >= REPEAT_JACCARD:
+            return "repeat"
+    if not sentence.cited:
+        return "uncited"
+    if not all(sentence.supported.get(n, False) for n in sentence.cited):
+        return "unsupported"
+    return None

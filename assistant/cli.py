@@ -315,28 +315,32 @@ def ask(ctx: click.Context, question: str, k: int, since: date | None, until: da
 
 
 def _print_answer(console, answer) -> None:
+    """Prose (supported sentences only), then each paper's verbatim evidence, then sources."""
     console.print(answer.text, markup=False, highlight=False, soft_wrap=True)
     if answer.abstained:
         return
+    if answer.evidence:
+        console.print()
+        console.print("[b]Evidence[/b]")
+        for source, quotes in answer.evidence_by_source():
+            console.print(f"[{source.n}] [i]{_escape(source.title)}[/i]", soft_wrap=True)
+            for quote in quotes:
+                console.print(f"    “{_escape(quote.text)}”", soft_wrap=True, highlight=False)
     console.print()
     console.print("[b]Sources[/b]")
-    supported = {c.n: c.supported for c in answer.citations}
     for source in answer.cited_sources:
         when = source.published.isoformat() if source.published else "undated"
         link = f"  {source.url}" if source.url else ""
-        mark = "" if supported.get(source.n) else "  [yellow](not supported by its passage)[/]"
-        console.print(f"[{source.n}] {_escape(source.title)} ({when}){link}{mark}",
-                      soft_wrap=True)
-    if not answer.citations:
-        console.print("[dim](the answer cites no source)[/dim]")
+        console.print(f"[{source.n}] {_escape(source.title)} ({when}){link}", soft_wrap=True)
     notes = []
+    if answer.removed:
+        notes.append(f"{len(answer.removed)} of the model's {answer.prose_sentences} sentence(s) "
+                     "were not supported by the sources and are not shown (--json lists them)")
     if answer.dropped_citations:
         notes.append(f"{answer.dropped_citations} citation(s) to sources that were not given "
                      "were removed")
-    if answer.unknown_numbers:
-        notes.append("figures found in no source: " + ", ".join(answer.unknown_numbers))
     for note in notes:
-        console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
+        console.print(f"[dim]note: {note}[/dim]", soft_wrap=True)
 
 
 def _escape(text: str) -> str:

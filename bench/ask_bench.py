@@ -135,7 +135,13 @@ class Run:
     cited: bool = False  # at least one citation
     valid: bool = False  # at least one citation, and every one resolves to a source title
     cites_expected: bool = False
-    facts: bool = False  # the answer holds every `answer_contains` fact (eval's rule)
+    facts: bool = False  # what the reader sees holds every `answer_contains` fact (eval's rule)
+    # Counted the same way for both systems: the [n] markers the model itself wrote,
+    # resolved against that system's own sources, before any check, attribution or
+    # evidence fallback.
+    model_cited: bool = False
+    model_valid: bool = False
+    prose_facts: bool = False  # the model's prose alone (after our review, for ours)
     detail: dict[str, Any] = field(default_factory=dict)
 
 
@@ -170,12 +176,17 @@ def run_ours(q: dict[str, Any], retriever, client, *, stream: bool) -> Run:
     ]
     expected = {_norm(t) for t in q.get("expected_titles", [])}
     u = answer.usage
+    raw_markers = [int(m) for m in _MARKER.findall(answer.raw)]
+    raw_resolved = [n in by_n for n in raw_markers]
     return Run(
-        qid=q["id"], wall_s=wall, text=answer.text,
+        qid=q["id"], wall_s=wall, text=answer.full_text(),
         cited=bool(answer.citations),
         valid=bool(resolved) and all(resolved),
         cites_expected=any(_norm(c.title) in expected for c in answer.citations),
-        facts=not answer.abstained and has_facts(answer.text, q),
+        facts=not answer.abstained and has_facts(answer.full_text(), q),
+        model_cited=bool(raw_markers),
+        model_valid=bool(raw_resolved) and all(raw_resolved),
+        prose_facts=not answer.abstained and answer.prose_supported and has_facts(answer.text, q),
         detail={
             "raw": answer.raw, "abstained": answer.abstained,
             "abstain_reason": answer.abstain_reason,
@@ -328,6 +339,9 @@ def run_baseline(q: dict[str, Any], engine, calls: LLMCallLog, known_titles: set
         valid=bool(resolved) and all(resolved),
         cites_expected=any(_norm(t) in expected for t in cited_titles),
         facts=has_facts(text, q),
+        model_cited=bool(markers),
+        model_valid=bool(resolved) and all(resolved),
+        prose_facts=has_facts(text, q),
         detail={
             "markers": markers,
             "sources": [n.node.metadata.get("title") for n in nodes],
@@ -481,13 +495,14 @@ def main() -> int:
             spread(walls), f"{sum(r.cited for r in runs)}/{n}",
             f"{sum(r.valid for r in runs)}/{n}", f"{sum(r.cites_expected for r in runs)}/{n}",
             f"{sum(r.facts for r in runs)}/{n}",
+            f"{sum(r.model_valid for r in runs)}/{n}", f"{sum(r.prose_facts for r in runs)}/{n}",
             _ms(oh) if oh else "-",
         ])
     print_table(
         f"ask vs CitationQueryEngine, SmolLM2-135M Q4_1 via llama.cpp, {n} answerable "
         f"questions ({machine_line()})",
         ["system", "median s", "p95 s", "min..max s", "cited", "valid cit.", "cites exp.",
-         "facts", "outside model ms (med / p95)"],
+         "facts", "model's own valid markers", "prose facts", "outside model ms (med / p95)"],
         rows,
     )
     first = [r.detail["first_token_s"] for r in streamed if r.detail["first_token_s"]]

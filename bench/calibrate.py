@@ -1,12 +1,17 @@
-"""Calibrate the retrieval abstention threshold on the bundled eval set.
+"""Calibrate abstention on the bundled eval set: the whole-evidence rule of `ask`.
 
-`ask` abstains without calling the model when the best retrieved passage's
-cosine similarity to the question is below `answer.ABSTAIN_SIMILARITY`. This
-prints that score for every answerable and unanswerable question of
-`eval/questions.jsonl` and the threshold that separates them best (ties
-broken towards the lower threshold: a false abstention on a question the
-library can answer costs more than a weak answer the model may still
-decline).
+`ask` decides whether the library can answer with `evidence.answerability`:
+a question that names a paper among the retrieved ones is answerable; one
+whose name-like terms occur in no retrieved paper, or whose distinctive
+terms are mostly absent, is not unless its dense match is strong; and a best
+passage cosine under `ABSTAIN_SIMILARITY` abstains. This prints, for every
+question of `eval/questions.jsonl`, the features the rule reads, both error
+rates (false abstention on answerable questions, per kind; answering an
+unanswerable one) for the rule as configured, and a small grid of the
+thresholds so a change can be justified by figures.
+
+No model is called: this is the retrieval side of the decision only (the
+model may still refuse; `eval run` measures the whole path).
 
 Run: ASSISTANT_EMBED_MODEL_DIR=... .venv/bin/python bench/calibrate.py [--home DIR] [--k 4]
 (ingests the bundled sample into a temporary home when --home is not given).
@@ -17,10 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import tempfile
+from collections import defaultdict
 from pathlib import Path
 
+from assistant import evidence
+from assistant.answer import sources_from_hits
 from assistant.embed import make_embedder
 from assistant.ingest import ingest
 from assistant.retrieve import Retriever
@@ -35,6 +42,7 @@ def main() -> None:
     parser.add_argument("--home", type=Path, help="an ASSISTANT_HOME with the sample ingested")
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--set", type=Path, default=ROOT / "eval" / "questions.jsonl")
+    parser.add_argument("--verbose", action="store_true", help="one line per question")
     args = parser.parse_args()
     model_dir = os.environ.get("ASSISTANT_EMBED_MODEL_DIR")
     home = args.home or Path(tempfile.mkdtemp(prefix="calibrate-"))
@@ -45,36 +53,60 @@ def main() -> None:
         ingest([], settings, library=library, embedder=embedder)
     retriever = Retriever(library, embedder, settings)
 
-    scores: dict[bool, list[tuple[float, str]]] = {True: [], False: []}
+    rows = []
     for line in args.set.read_text().splitlines():
         q = json.loads(line)
-        hits = retriever.search(q["question"], k=args.k)
-        best = max((h.similarity or 0.0 for h in hits), default=0.0)
-        scores[bool(q["answerable"])].append((best, q["id"]))
+        sources = sources_from_hits(retriever.search(q["question"], k=args.k))
+        abstracts = evidence.fetch_abstracts(library, [s.paper_id for s in sources])
+        rows.append((q, sources, abstracts))
 
-    for label, answerable in (("answerable", True), ("unanswerable", False)):
-        values = sorted(s for s, _ in scores[answerable])
-        print(f"{label:13s} n={len(values):3d} min={values[0]:.3f} "
-              f"median={statistics.median(values):.3f} max={values[-1]:.3f}")
-    candidates = sorted({round(s, 3) for group in scores.values() for s, _ in group})
-    best_t, best_acc = 0.0, -1.0
-    for t in [0.0] + candidates:
-        tpr = sum(s >= t for s, _ in scores[True]) / len(scores[True])
-        tnr = sum(s < t for s, _ in scores[False]) / len(scores[False])
-        balanced = (tpr + tnr) / 2
-        if balanced > best_acc + 1e-9:
-            best_t, best_acc = t, balanced
-    print(f"threshold with the best balanced accuracy: {best_t:.3f} ({best_acc:.3f})")
-    weakest = min(s for s, _ in scores[True])
-    safe = round(weakest - 0.01, 2)
-    caught = sum(s < safe for s, _ in scores[False])
-    print(f"conservative threshold (weakest answerable - 0.01): {safe:.2f}: abstains on "
-          f"{caught}/{len(scores[False])} unanswerable and 0/{len(scores[True])} answerable "
-          "questions; the model's own refusal handles the rest")
-    low = sorted(scores[True])[:5]
-    high = sorted(scores[False], reverse=True)[:5]
-    print("weakest answerable:", ", ".join(f"{i}={s:.3f}" for s, i in low))
-    print("strongest unanswerable:", ", ".join(f"{i}={s:.3f}" for s, i in high))
+    def run(sim: float, cov: float, cov_sim: float) -> tuple[dict, list]:
+        old = (evidence.ABSTAIN_SIMILARITY, evidence.WEAK_COVERAGE,
+               evidence.WEAK_COVERAGE_SIMILARITY)
+        evidence.ABSTAIN_SIMILARITY, evidence.WEAK_COVERAGE = sim, cov
+        evidence.WEAK_COVERAGE_SIMILARITY = cov_sim
+        try:
+            errors: dict = defaultdict(lambda: [0, 0])
+            lines = []
+            for q, sources, abstracts in rows:
+                verdict = evidence.answerability(q["question"], sources, abstracts)
+                wrong = verdict.answerable != bool(q["answerable"])
+                errors[q["kind"]][0] += wrong
+                errors[q["kind"]][1] += 1
+                lines.append((q, verdict, wrong))
+            return errors, lines
+        finally:
+            (evidence.ABSTAIN_SIMILARITY, evidence.WEAK_COVERAGE,
+             evidence.WEAK_COVERAGE_SIMILARITY) = old
+
+    configured = (evidence.ABSTAIN_SIMILARITY, evidence.WEAK_COVERAGE,
+                  evidence.WEAK_COVERAGE_SIMILARITY)
+    errors, lines = run(*configured)
+    if args.verbose:
+        for q, v, wrong in lines:
+            print(f"{'WRONG' if wrong else 'ok   '} {q['kind']:17s} {q['id']:24s} "
+                  f"sim={v.best_similarity:.3f} cov={v.coverage:.2f} named={v.named} "
+                  f"missing={v.missing_names} -> {'answer' if v.answerable else 'abstain'}")
+    print("rule as configured: ABSTAIN_SIMILARITY={:.2f} WEAK_COVERAGE={:.2f} "
+          "WEAK_COVERAGE_SIMILARITY={:.2f}".format(*configured))
+    answerable_n = sum(n for kind, (_, n) in errors.items() if kind != "unanswerable")
+    false_abst = sum(w for kind, (w, _) in errors.items() if kind != "unanswerable")
+    print(f"  false abstention: {false_abst}/{answerable_n} answerable questions")
+    for kind, (wrong, n) in sorted(errors.items()):
+        if kind != "unanswerable":
+            print(f"    {kind:17s} {wrong}/{n}")
+    wrong, n = errors.get("unanswerable", [0, 0])
+    print(f"  answered although unanswerable: {wrong}/{n} (abstained on {n - wrong}/{n})")
+
+    print("\ngrid (false abstentions / unanswerable answered):")
+    for sim in (0.30, 0.33, 0.36, 0.40):
+        cells = []
+        for cov, cov_sim in ((0.0, 0.0), (0.5, 0.45), (0.5, 0.5), (0.6, 0.5)):
+            e, _ = run(sim, cov, cov_sim)
+            fa = sum(w for kind, (w, _) in e.items() if kind != "unanswerable")
+            ua = e.get("unanswerable", [0, 0])[0]
+            cells.append(f"cov<={cov:.1f}&sim<{cov_sim:.2f}: {fa:2d}/{ua}")
+        print(f"  sim<{sim:.2f}  " + "  ".join(cells))
 
 
 if __name__ == "__main__":

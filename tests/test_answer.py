@@ -33,9 +33,11 @@ def client(model_settings):
 
 def _check_resolves(answer) -> None:
     titles = {s.n: s.title for s in answer.sources}
+    quoted = {q.n for q in answer.evidence}
     for c in answer.citations:
         assert c.n in titles and c.title == titles[c.n]
-        assert f"[{c.n}" in answer.text
+        assert f"[{c.n}]" in answer.text or c.n in quoted  # cited by prose or by evidence
+    assert "?]" not in answer.full_text()  # no unsupported sentence is ever shown
 
 
 def test_answers_cite_sources_that_all_resolve(sample_retriever, client, model_settings):

@@ -39,11 +39,17 @@ METRIC_INFO: dict[str, tuple[str, bool, str]] = {
                        "rate"),
     "answer_accuracy": ("answerable questions whose answer matches answer_contains", True,
                         "rate"),
+    "evidence_accuracy": ("answerable questions whose prose plus evidence quotes match "
+                          "answer_contains", True, "rate"),
+    "named_cited": ("named questions whose answer cites the named paper", True, "rate"),
+    "prose_removed_share": ("share of the model's sentences removed by the review (n = "
+                            "sentences)", False, "rate"),
     "accuracy": ("LitQA2-style: correct / all (a match, or an abstention on an unanswerable "
                  "question)", True, "rate"),
     "precision": ("LitQA2-style: correct / answered (not abstained)", True, "rate"),
     "abstention_accuracy": ("unanswerable questions abstained on", True, "rate"),
     "false_abstention_rate": ("answerable questions abstained on", False, "rate"),
+    "false_abstention_": ("answerable questions of this kind abstained on", False, "rate"),
     "faithfulness": ("judge's mean faithfulness score over parsed verdicts", True, "rate"),
     "judge_failures": ("judge verdicts that did not parse or failed (n = answers judged)", False,
                        "count"),
@@ -61,6 +67,8 @@ def metric_info(name: str) -> tuple[str, bool, str]:
     """Description, direction and unit of a metric (k-suffixed names share one entry)."""
     if "@" in name:
         return METRIC_INFO.get(name.split("@")[0] + "@", ("", True, "rate"))
+    if name.startswith("false_abstention_") and name not in METRIC_INFO:
+        return METRIC_INFO["false_abstention_"]
     return METRIC_INFO.get(name, ("", True, ""))
 
 
@@ -169,6 +177,10 @@ def question_scores(record: Record, k: int) -> dict[str, Any]:
     match = match and not abstained
     scores["matches"] = matches
     scores["answer_match"] = match if answerable else None
+    quoted = " ".join(q.get("text", "") for q in record.get("evidence") or [])
+    evidence_match, _ = match_answer(f"{record.get('answer') or ''} {quoted}",
+                                     record.get("answer_contains") or [])
+    scores["evidence_match"] = (evidence_match and not abstained) if answerable else None
     scores["correct"] = match if answerable else abstained
 
     citations = record.get("citations") or []
@@ -234,12 +246,25 @@ def aggregate(records: Sequence[Record], k: int, *, retrieval_only: bool = False
 
     metrics["answer_accuracy"] = _share(sum(s["answer_match"] for _, s in answerable),
                                         len(answerable))
+    metrics["evidence_accuracy"] = _share(sum(bool(s["evidence_match"]) for _, s in answerable),
+                                          len(answerable))
+    named = [(r, s) for r, s in answerable if r.get("kind") == "named"]
+    if named:
+        metrics["named_cited"] = _share(
+            sum(bool(s["citation_recall"]) for _, s in named), len(named))
+    reviewed = sum(int(r.get("prose_sentences") or 0) for r in done)
+    metrics["prose_removed_share"] = _share(sum(len(r.get("removed") or []) for r in done),
+                                            reviewed)
     metrics["accuracy"] = _share(sum(s["correct"] for _, s in scored), len(scored))
     metrics["precision"] = _share(sum(s["correct"] for _, s in answered), len(answered))
     metrics["abstention_accuracy"] = _share(sum(bool(r.get("abstained")) for r, _ in unanswerable),
                                             len(unanswerable))
     metrics["false_abstention_rate"] = _share(sum(bool(r.get("abstained")) for r, _ in answerable),
                                               len(answerable))
+    for kind in sorted({str(r.get("kind")) for r, _ in answerable if r.get("kind")}):
+        rows = [r for r, _ in answerable if r.get("kind") == kind]
+        metrics[f"false_abstention_{kind}"] = _share(sum(bool(r.get("abstained")) for r in rows),
+                                                     len(rows))
 
     if judged:
         verdicts = [r["judge"] for r in done if r.get("judge")]

@@ -412,7 +412,8 @@ def _answer(text: str, retriever: _RecordingRetriever, client: Any, ask_fn: Call
         "abstain_reason": d["abstain_reason"], "citations": d["citations"],
         "sources": d["sources"], "dropped_citations": d["dropped_citations"],
         "unknown_numbers": d["unknown_numbers"], "usage": d["usage"], "model": d["model"],
-        "error": None,
+        "evidence": d.get("evidence") or [], "removed": d.get("removed") or [],
+        "prose_sentences": d.get("prose_sentences") or 0, "error": None,
     }
 
 

@@ -1,0 +1,290 @@
+"""Evidence: the sentences of each source that answer the question, quoted verbatim.
+
+A small model writes poor prose, so the answer is built on something that is
+true by construction: for every source, the abstract sentences that best
+match the question, kept as exact substrings (with their character offsets)
+of the stored abstract. They are scored by the embedder (meaning) and by
+keyword overlap (names and figures, which MiniLM blurs), so "What is GaLore?"
+picks the sentence that says what GaLore is and "how much memory" picks the
+sentence with the figure.
+
+The same evidence decides whether the library can answer at all
+(`answerability`): a question that names a paper in the library is
+answerable however weak its cosine is; a question whose distinctive terms
+occur nowhere in the retrieved papers, and whose dense match is weak, is not.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .citations import STOPWORDS, content_words, numbers
+
+if TYPE_CHECKING:
+    from .embed import Embedder
+    from .store import Library
+
+# Sentence boundaries: end punctuation, space, then something that starts a sentence.
+_BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[A-Z0-9\"'(\[])")
+_ABBREV = re.compile(r"\b(?:e\.g|i\.e|et al|vs|cf|Fig|Eq|approx|resp|etc|al)\.$", re.IGNORECASE)
+# Sentence weights: meaning, keyword overlap, and bonuses for what a question asks.
+W_DENSE, W_KEYWORD = 0.6, 0.4
+FIGURE_BONUS = 0.08  # a sentence with figures, when the question asks for a quantity
+DEFINES_BONUS = 0.08  # "we propose/introduce ...", when the question asks what something is
+NAMED_DEFINES_BONUS = 0.2  # "we propose X" for "What is X?": the sentence that defines X
+# A quote is kept when it scores at least this share of its source's best sentence.
+KEEP_RELATIVE = 0.8
+MAX_QUOTE_CHARS = 420
+
+_ASKS_QUANTITY = re.compile(
+    r"\b(how (much|many|fast|large|big|well)|what (speed-?up|accuracy|score|rate|percentage|"
+    r"number|size|improvement|reduction|gain)|by how|figure|percent|%|reach|achieve|report)",
+    re.IGNORECASE,
+)
+_ASKS_DEFINITION = re.compile(
+    r"^\s*(what (is|are|does|do)|summari[sz]e|explain|describe|tell me about|how does|"
+    r"what problem|what's)\b",
+    re.IGNORECASE,
+)
+_DEFINES = re.compile(
+    r"\b(we (propose|present|introduce|develop|design|build|call)|(this|our) (paper|work) "
+    r"(proposes|presents|introduces)|is (a|an) (novel |new |simple )?\w+|called|named)\b",
+    re.IGNORECASE,
+)
+# The authors' own claims ("we show", "our method") answer more than background does.
+_CONTRIBUTION = re.compile(r"\b(we|our|this (paper|work|study))\b", re.IGNORECASE)
+CONTRIBUTION_BONUS = 0.05
+
+# Words a question uses that say nothing about its topic.
+QUESTION_WORDS = frozenset("""
+what which who whom whose how why when where does do did is are was were can could would should
+paper papers work works method methods approach approaches model models propose proposes proposed
+summarize summarise summary explain describe tell me about problem address addresses solve solves
+differ difference different compare comparison approach idea main key use used using there any
+reach reaches achieve achieves report reports get gets help helps make makes way ways
+""".split()) | STOPWORDS
+# Words that look like names in a question but name nothing in particular.
+_GENERIC_NAMES = frozenset(
+    "i a an the llm llms vlm vlms mllm mllms gpu gpus cpu ai ml nlp rl ai's what which how "
+    "is are does do can who why when where summarize summarise explain describe tell".split()
+)
+_NAME_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-\.'’]*[A-Za-z0-9]|[A-Z]")
+
+
+@dataclass
+class Quote:
+    """One verbatim sentence of a source's abstract: `abstract[start:end] == text`."""
+
+    n: int
+    paper_id: str
+    text: str
+    start: int
+    end: int
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "paper_id": self.paper_id, "text": self.text,
+                "start": self.start, "end": self.end, "score": round(self.score, 4)}
+
+
+@dataclass
+class Answerability:
+    """Why a question is (or is not) answerable from the retrieved sources."""
+
+    answerable: bool
+    reason: str
+    named: list[int] = field(default_factory=list)  # source numbers whose title the question names
+    best_similarity: float = 0.0
+    coverage: float = 0.0  # share of the question's distinctive terms found in the sources
+    missing_names: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"answerable": self.answerable, "reason": self.reason, "named": self.named,
+                "best_similarity": round(self.best_similarity, 4),
+                "coverage": round(self.coverage, 4), "missing_names": self.missing_names}
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence of `text`, so every sentence is an exact slice."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for match in _BOUNDARY.finditer(text):
+        candidate = text[start:match.start()].rstrip()
+        closing = text[match.start():match.end()].strip()
+        if _ABBREV.search(candidate) or len(candidate.strip()) < 12:
+            continue
+        end = match.start() + len(closing)
+        spans.append((start, end))
+        start = match.end()
+    if text[start:].strip():
+        spans.append((start, len(text.rstrip())))
+    # Leading whitespace inside a span is trimmed so quotes start on a word.
+    out = []
+    for s, e in spans:
+        while s < e and text[s].isspace():
+            s += 1
+        if e > s:
+            out.append((s, e))
+    return out
+
+
+def fetch_abstracts(library: Library, paper_ids: Sequence[str]) -> dict[str, str]:
+    """Whole stored abstracts by paper id (a passage is only one chunk of one)."""
+    papers = library.papers()
+    if papers is None or not paper_ids:
+        return {}
+    got = papers.get(ids=list(dict.fromkeys(paper_ids)), include=["documents"])
+    return {pid: doc or "" for pid, doc in zip(got["ids"], got["documents"])}
+
+
+def name_tokens(question: str) -> list[str]:
+    """Tokens of a question that look like names: GaLore, CSKV, Sophia, Q-GaLore, 2401.12345."""
+    tokens = _NAME_TOKEN.findall(question)
+    names = []
+    for i, token in enumerate(tokens):
+        plain = token.strip(".'’")
+        if plain.endswith(("'s", "’s")):
+            plain = plain[:-2]
+        low = plain.casefold()
+        if low in _GENERIC_NAMES or low in STOPWORDS or len(plain) < 2:
+            continue
+        inner_cap = any(c.isupper() for c in plain[1:])
+        has_digit = any(c.isdigit() for c in plain) and any(c.isalpha() for c in plain)
+        arxiv = bool(re.fullmatch(r"\d{4}\.\d{4,5}(v\d+)?", plain))
+        capitalised = plain[0].isupper() and i > 0
+        if inner_cap or has_digit or arxiv or capitalised:
+            names.append(plain)
+    return list(dict.fromkeys(names))
+
+
+def _title_words(title: str) -> set[str]:
+    return {w.casefold().strip(".,;:!?()'\"") for w in re.split(r"[\s:,()]+", title) if w}
+
+
+def distinctive_terms(question: str) -> set[str]:
+    """Content words of the question that say what it is about."""
+    return {w for w in content_words(question) if w not in QUESTION_WORDS}
+
+
+def select_evidence(
+    question: str,
+    sources: Sequence[Any],
+    abstracts: dict[str, str],
+    embedder: Embedder | None,
+    *,
+    per_source: int = 2,
+) -> dict[int, list[Quote]]:
+    """The best `per_source` sentences of each source's abstract, in document order.
+
+    `sources` are `answer.Source`s (n, paper_id, title, passage). Scores mix
+    the embedder's cosine with keyword overlap, so a name or a figure the
+    question asks for is found even when MiniLM's meaning match is flat.
+    """
+    import numpy as np
+
+    wanted = distinctive_terms(question) or content_words(question)
+    asks_quantity = bool(_ASKS_QUANTITY.search(question))
+    asks_definition = bool(_ASKS_DEFINITION.search(question))
+    names = {n.casefold() for n in name_tokens(question)}
+
+    candidates: list[tuple[int, str, str, int, int]] = []  # n, paper_id, text, start, end
+    for source in sources:
+        text = abstracts.get(source.paper_id) or source.passage
+        for start, end in sentence_spans(text):
+            candidates.append((source.n, source.paper_id, text[start:end], start, end))
+    if not candidates:
+        return {}
+    dense = np.zeros(len(candidates), dtype=np.float32)
+    if embedder is not None:
+        vectors = embedder.embed([question] + [c[2] for c in candidates])
+        dense = vectors[1:] @ vectors[0]
+    by_source: dict[int, list[Quote]] = {}
+    for i, (n, pid, text, start, end) in enumerate(candidates):
+        words = content_words(text)
+        keyword = len(wanted & words) / len(wanted) if wanted else 0.0
+        score = W_DENSE * float(dense[i]) + W_KEYWORD * keyword
+        if _CONTRIBUTION.search(text):
+            score += CONTRIBUTION_BONUS
+        if asks_quantity and numbers(text):
+            score += FIGURE_BONUS
+        if asks_definition and _DEFINES.search(text):
+            named_here = any(name in text.casefold() for name in names)
+            score += NAMED_DEFINES_BONUS if named_here else (DEFINES_BONUS if not names else 0.0)
+        by_source.setdefault(n, []).append(Quote(n, pid, text, start, end, score))
+    chosen: dict[int, list[Quote]] = {}
+    for n, quotes in by_source.items():
+        best = sorted(quotes, key=lambda q: (-q.score, q.start))
+        top = best[0].score
+        keep = [q for q in best[:per_source] if q.score >= KEEP_RELATIVE * top or q is best[0]]
+        chosen[n] = sorted((_trim(q) for q in keep), key=lambda q: q.start)
+    return chosen
+
+
+def _trim(quote: Quote) -> Quote:
+    """Very long sentences are cut at a word boundary; the quote stays an exact prefix."""
+    if len(quote.text) <= MAX_QUOTE_CHARS:
+        return quote
+    cut = quote.text.rfind(" ", 0, MAX_QUOTE_CHARS)
+    cut = cut if cut > MAX_QUOTE_CHARS // 2 else MAX_QUOTE_CHARS
+    text = quote.text[:cut].rstrip(" ,;:")
+    return Quote(quote.n, quote.paper_id, text, quote.start, quote.start + len(text), quote.score)
+
+
+# Calibrated on eval/questions.jsonl by bench/calibrate.py (README "Abstention").
+ABSTAIN_SIMILARITY = 0.36  # below this best-passage cosine, abstain unless a name matched
+WEAK_COVERAGE = 0.5  # at most this share of the question's terms in the sources ...
+WEAK_COVERAGE_SIMILARITY = 0.45  # ... and a cosine below this: abstain
+MISSING_NAMES_SHARE = 0.5  # this share of its names in no source, and a weak cosine: abstain
+
+
+def answerability(question: str, sources: Sequence[Any],
+                  abstracts: dict[str, str]) -> Answerability:
+    """Decide on the whole evidence whether the retrieved sources can answer.
+
+    Named papers first: a name token of the question that is a word of a
+    source's title makes the question answerable (names have weak MiniLM
+    cosines). Otherwise the question's distinctive terms must mostly occur in
+    the sources, or the dense match must be strong.
+    """
+    best = max((s.similarity or 0.0 for s in sources), default=0.0)
+    if not sources:
+        return Answerability(False, "the library returned no passage", best_similarity=best)
+    names = name_tokens(question)
+    folded_names = [name.casefold() for name in names]
+    exact = [s.n for s in sources
+             if ":" in s.title and s.title.split(":", 1)[0].strip().casefold() in folded_names]
+    mentioned = [s.n for s in sources
+                 if any(name in _title_words(s.title) for name in folded_names)]
+    # "What is GaLore?" means the paper called GaLore, not Q-GaLore; "Which papers
+    # build on GaLore?" means every paper whose title names it.
+    plural = bool(re.search(r"\b(papers|works|methods|approaches|studies)\b", question, re.I))
+    named = exact if exact and not plural else mentioned
+    texts = [f"{s.title} {abstracts.get(s.paper_id) or s.passage}" for s in sources]
+    folded = " ".join(texts).casefold()
+    missing = [name for name in names if name.casefold() not in folded]
+    terms = distinctive_terms(question)
+    present = content_words(" ".join(texts))
+    coverage = len(terms & present) / len(terms) if terms else 1.0
+    verdict = Answerability(True, "", named, best, coverage, missing)
+    if named:
+        verdict.reason = "the question names a paper in the library"
+        return verdict
+    if names and len(missing) >= MISSING_NAMES_SHARE * len(names) and (
+            best < WEAK_COVERAGE_SIMILARITY):
+        verdict.answerable = False
+        verdict.reason = "no retrieved paper mentions " + ", ".join(missing)
+        return verdict
+    if best < ABSTAIN_SIMILARITY:
+        verdict.answerable = False
+        verdict.reason = f"the best passage is a weak match (cosine {best:.2f})"
+        return verdict
+    if coverage <= WEAK_COVERAGE and best < WEAK_COVERAGE_SIMILARITY:
+        verdict.answerable = False
+        verdict.reason = (f"the sources hold few of the question's terms ({coverage:.0%}) and "
+                          f"match it weakly (cosine {best:.2f})")
+        return verdict
+    verdict.reason = "the sources match the question"
+    return verdict

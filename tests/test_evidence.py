@@ -1,0 +1,205 @@
+"""Evidence-first answers: verbatim quotes, reviewed prose, abstention on the whole evidence.
+
+The review cases script what a model writes with the fake server (tests/fakeserver.py)
+because a real small model cannot be made to write a header echo or a bulleted list on
+cue; the retrieval, the store and the embedder are the real ones over the sample. The
+cases where the model's own output is what matters (a question by a paper's name)
+run against the real SmolLM2 server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from assistant.answer import (
+    ABSTAIN_TEXT,
+    UNSUPPORTED_LEAD,
+    answer_from_dict,
+    ask,
+)
+from assistant.citations import SourceText, review
+from assistant.evidence import answerability, fetch_abstracts, name_tokens, sentence_spans
+from assistant.llm import ModelClient
+from assistant.settings import Settings
+
+try:
+    from tests.fakeserver import FakeServer
+except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
+    from fakeserver import FakeServer
+
+GALORE = "GaLore: Memory-Efficient LLM Training by Gradient Low-Rank Projection"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeServer]:
+    with FakeServer(models=["fake-model"]) as server:
+        yield server
+
+
+def _client(url: str) -> ModelClient:
+    return ModelClient(Settings(base_url=url, model="fake-model", timeout=10.0), max_retries=0)
+
+
+def _ask(retriever, server: FakeServer, question: str, reply: str):
+    server.add_reply(reply)
+    return ask(question, retriever, _client(server.url), stream=False, context_window=4096)
+
+
+def _quotes_are_verbatim(answer, retriever) -> None:
+    abstracts = fetch_abstracts(retriever.library, [q.paper_id for q in answer.evidence])
+    assert answer.evidence
+    for quote in answer.evidence:
+        assert abstracts[quote.paper_id][quote.start:quote.end] == quote.text
+
+
+# -- pieces -------------------------------------------------------------------------------
+
+
+def test_sentence_spans_are_exact_slices_and_keep_abbreviations_inside() -> None:
+    text = ("We propose X, e.g. for LLMs. It reduces memory by 65.5% vs. Adam. "
+            "Code is at github.com/x.")
+    spans = sentence_spans(text)
+    sentences = [text[s:e] for s, e in spans]
+    assert sentences == ["We propose X, e.g. for LLMs.", "It reduces memory by 65.5% vs. Adam.",
+                         "Code is at github.com/x."]
+
+
+def test_name_tokens_find_paper_names_but_not_question_words() -> None:
+    assert name_tokens("What is GaLore?") == ["GaLore"]
+    assert name_tokens("What does CSKV do?") == ["CSKV"]
+    assert name_tokens("Summarize the MegaScale paper.") == ["MegaScale"]
+    assert name_tokens("Which papers reduce memory when training LLMs?") == []
+
+
+def test_a_question_naming_a_paper_is_answerable_despite_a_weak_cosine(sample_retriever) -> None:
+    from assistant.answer import sources_from_hits
+
+    for question, head in [("What is GaLore?", "GaLore"), ("What is Sophia?", "Sophia"),
+                           ("What does CSKV do?", "CSKV")]:
+        sources = sources_from_hits(sample_retriever.search(question, k=4))
+        abstracts = fetch_abstracts(sample_retriever.library, [s.paper_id for s in sources])
+        verdict = answerability(question, sources, abstracts)
+        assert verdict.answerable, (question, verdict)
+        named = [s.title for s in sources if s.n in verdict.named]
+        assert named and all(t.split(":")[0] == head for t in named), named
+
+
+def test_a_question_outside_the_library_abstains_without_the_model(sample_retriever,
+                                                                   fake) -> None:
+    answer = ask("What word error rate does OpenAI's Whisper large-v3 reach on LibriSpeech?",
+                 sample_retriever, _client(fake.url), stream=False)
+    assert answer.abstained and answer.abstain_reason == "retrieval"
+    assert answer.text == ABSTAIN_TEXT and answer.citations == [] and not answer.evidence
+    assert "Whisper" in answer.answerability.missing_names
+    assert fake.chat_requests == []  # decided before any model call
+
+
+# -- the review, through ask() with a scripted model ----------------------------------------
+
+
+def test_unsupported_prose_is_replaced_by_the_evidence(sample_retriever, fake) -> None:
+    answer = _ask(sample_retriever, fake, "What is GaLore?",
+                  "GaLore is a protein folding method trained on 40 telescopes [1]. "
+                  "It was invented in 1850 for steam engines [1].")
+    assert not answer.abstained and not answer.prose_supported
+    assert answer.text == UNSUPPORTED_LEAD
+    assert {r.reason for r in answer.removed} <= {"unsupported", "uncited"}
+    assert len(answer.removed) == 2
+    assert {answer.sources[q.n - 1].title for q in answer.evidence} == {GALORE}
+    _quotes_are_verbatim(answer, sample_retriever)
+    assert "?]" not in answer.full_text()
+
+
+def test_a_repeated_sentence_is_shown_once(sample_retriever, fake) -> None:
+    sentence = ("GaLore allows full-parameter learning but is more memory-efficient than "
+                "common low-rank adaptation methods such as LoRA [1].")
+    answer = _ask(sample_retriever, fake, "What is GaLore?", f"{sentence} {sentence}")
+    assert answer.prose_supported
+    assert answer.text.count("memory-efficient") == 1
+    assert [r.reason for r in answer.removed] == ["repeat"]
+
+
+def test_a_header_echo_is_removed(sample_retriever, fake) -> None:
+    answer = _ask(sample_retriever, fake, "What is GaLore?",
+                  f"{GALORE} (unknown) [1].\n"
+                  "GaLore: Memory-Efficient Training By Low-Rank Projection [1]\n"
+                  "GaLore reduces optimizer memory by up to 82.5% compared to a BF16 "
+                  "baseline [1].")
+    assert [r.reason for r in answer.removed] == ["header", "header"]
+    assert answer.text.startswith("GaLore reduces optimizer memory by up to 82.5%")
+    assert "(unknown)" not in answer.full_text()
+
+
+def test_an_invented_paper_is_removed(sample_retriever, fake) -> None:
+    answer = _ask(sample_retriever, fake, "What is GaLore?",
+                  "GaLore is like FLTNet, which reduces training memory with low-rank "
+                  "projection [1]. GaLore reduces optimizer memory by up to 82.5% [1].")
+    assert [r.reason for r in answer.removed] == ["unknown-paper"]
+    assert "FLTNet" not in answer.text
+
+
+def test_a_bulleted_answer_keeps_its_list_and_heading(sample_retriever, fake) -> None:
+    reply = ("## GaLore\n"
+             "- GaLore allows full-parameter learning but is more memory-efficient than "
+             "low-rank adaptation methods such as LoRA [1].\n"
+             "- GaLore reduces optimizer memory by up to 65.5% [1].\n"
+             "- It was first used on the Moon in 1969 [1].\n")
+    answer = _ask(sample_retriever, fake, "What is GaLore?", reply)
+    lines = answer.text.splitlines()
+    assert lines[0] == "## GaLore"
+    assert len(lines) == 3 and all(line.startswith("- ") for line in lines[1:])
+    assert [r.reason for r in answer.removed] == ["unsupported"]
+
+
+def test_json_carries_evidence_and_removed_sentences_and_round_trips(sample_retriever,
+                                                                     fake) -> None:
+    answer = _ask(sample_retriever, fake, "What is GaLore?",
+                  "GaLore reduces optimizer memory by up to 65.5% [1]. It flies [1].")
+    data = answer.to_dict()
+    assert data["evidence"] and all({"text", "start", "end", "title", "n"} <= set(q)
+                                    for q in data["evidence"])
+    assert data["removed"] and data["removed"][0]["reason"] in ("no-content", "unsupported")
+    again = answer_from_dict(data)
+    assert again.full_text() == answer.full_text()
+    assert [q.text for q in again.evidence] == [q.text for q in answer.evidence]
+
+
+def test_a_multi_paper_answer_groups_evidence_per_paper(sample_retriever, fake) -> None:
+    answer = _ask(sample_retriever, fake,
+                  "Which papers propose gradient low-rank projection (GaLore) or build a "
+                  "variant of it?", "The sources describe several methods.")
+    groups = answer.evidence_by_source()
+    assert len(groups) >= 2
+    titles = [source.title for source, _ in groups]
+    assert len(set(titles)) == len(titles)  # one block per paper
+    assert sum("GaLore" in t for t in titles) >= 2
+
+
+def test_review_leaves_a_supported_plain_answer_as_written() -> None:
+    source = SourceText(1, "Tiny Paper", "We cut memory by 40% with sparse updates.")
+    checked = review("Sparse updates cut memory by 40% [1].", [source])
+    assert checked.text == "Sparse updates cut memory by 40%. [1]" and not checked.removed
+
+
+# -- the real model -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smollm2(model_settings):
+    return ModelClient(model_settings)
+
+
+def test_real_model_answers_a_question_by_a_papers_name(sample_retriever, smollm2,
+                                                        model_settings) -> None:
+    answer = ask("What does CSKV do?", sample_retriever, smollm2, stream=False,
+                 context_window=model_settings.context_window)
+    assert not answer.abstained
+    cited = {c.title for c in answer.citations}
+    assert any(t.startswith("CSKV:") for t in cited), cited
+    assert all(answer.sources[q.n - 1].title.startswith("CSKV:") for q in answer.evidence)
+    _quotes_are_verbatim(answer, sample_retriever)
+    shown = answer.full_text()
+    assert "?]" not in shown and "(unknown)" not in shown
+    assert "KV cache" in shown
