@@ -672,10 +672,11 @@ class ModelClient:
             what = "closed the connection before the whole reply arrived"
         else:
             what = f"broke the connection mid-reply ({_transport_reason(exc)})"
+        tries = self.max_retries + 1
         return (
-            f"the model server at {self._display_url} accepted the request but {what}, "
-            f"{self.max_retries + 1} time(s); it is running but failing: check its log "
-            "(a crash or running out of memory is the usual cause)"
+            f"the model server at {self._display_url} accepted the request but {what} "
+            f"(tried {tries} time{'s' if tries != 1 else ''}); it is running but failing: "
+            "check its log (a crash or running out of memory is the usual cause)"
         )
 
     def _fail(self, cls: type[LLMError], message: str, *args: Any, **kwargs: Any) -> Any:
