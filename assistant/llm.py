@@ -336,7 +336,8 @@ class ModelClient:
         def run() -> None:
             try:
                 box["result"] = call()
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread as is
+            except BaseException as exc:  # noqa: BLE001 - broad on purpose: whatever the call
+                # raised (an LLMError or a bug) is re-raised unchanged in the caller's thread.
                 box["error"] = exc
             finally:
                 done.set()
@@ -787,7 +788,9 @@ def _server_message(exc: Any) -> str:
         response = getattr(exc, "response", None)
         try:
             message = response.text if response is not None else None
-        except Exception:  # a streamed body that was never read
+        except Exception:  # noqa: BLE001 - broad on purpose: this only words an error, and a
+            # failed response's body can be unreadable in several ways (a stream never
+            # read, closed, undecodable); the class name below is then the message.
             message = None
     if not message:
         message = getattr(exc, "message", None) or exc.__class__.__name__

@@ -205,7 +205,7 @@ class SessionStore:
         self._db.row_factory = sqlite3.Row
         try:
             self._setup()
-        except BaseException:
+        except BaseException:  # whatever failed, do not leak the connection; re-raised
             self._db.close()
             raise
 
@@ -275,7 +275,7 @@ class SessionStore:
             self._db.execute("BEGIN")
             try:
                 yield self._db
-            except BaseException:
+            except BaseException:  # anything, Ctrl-C included, undoes the writes; re-raised
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")

@@ -136,7 +136,9 @@ class ChatService:
             retriever = open_retriever(self.settings)
             self.library_size = len(retriever.papers)
             self.retriever = retriever
-        except BaseException as exc:  # noqa: BLE001 - shown in the app, never lost
+        except BaseException as exc:  # noqa: BLE001 - broad on purpose: this runs in a worker
+            # thread, where an escaping error would end the app or vanish; kept instead, shown
+            # in the chat, and re-raised to every question by wait_ready().
             self.load_error = exc
         finally:
             self.ready.set()
