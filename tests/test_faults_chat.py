@@ -37,7 +37,16 @@ from assistant.tui.service import ChatService, answer_from_dict
 
 from .conftest import ROOT, make_settings
 from .fakeserver import FakeServer
-from .test_tui import METASHIFT_ANSWER, QUESTION, SIZE, run, seed, views, wait_for
+from .test_tui import (
+    METASHIFT_ANSWER,
+    QUESTION,
+    SIZE,
+    run,
+    seed,
+    type_and_send,
+    views,
+    wait_for,
+)
 
 FOLLOW_UP = "How was it built?"
 CUT_PIECES = ["MetaShift holds ", "12,868 sets of natural images ", "never sent"]
@@ -132,6 +141,39 @@ def test_regenerate_replaces_the_answer_once_the_new_one_is_stored(sample_copy: 
     assert [m.role for m in stored] == ["user", "assistant"]
     assert stored[0].id == question_id and stored[0].content == QUESTION
     assert stored[1].id != old_answer_id and "12,868 sets" in stored[1].content
+
+
+def test_regenerate_cancelled_keeps_the_old_answer(sample_copy: Path):
+    session_id = seed(sample_copy)
+    with FakeServer(models=["smollm2"]) as server:
+        server.add_stream([f"word{i} " for i in range(200)], delay_s=0.2)
+        settings = fake_settings(sample_copy, server)
+
+        async def scenario() -> None:
+            app = ChatApp(settings, session_id=session_id)
+            async with app.run_test(size=SIZE) as pilot:
+                await pilot.press("ctrl+r")
+                await wait_for(
+                    pilot,
+                    lambda: app._stream is not None and app._stream.text.strip(),
+                    "the first regenerated words",
+                    120,
+                )
+                await pilot.press("escape")
+                await wait_for(pilot, lambda: not app.replying, "the cancelled regenerate", 120)
+                await app.workers.wait_for_complete()
+                await pilot.pause()
+                assert "previous answer is kept" in views(app)[-1].body
+                answers = views(app, "assistant")
+                assert [v.body for v in answers] == [METASHIFT_ANSWER["answer"]]
+
+        run(scenario())
+    with SessionStore.open(sample_copy) as store:
+        stored = store.messages(session_id)
+    assert [(m.role, m.content, m.status) for m in stored] == [
+        ("user", QUESTION, "done"),
+        ("assistant", METASHIFT_ANSWER["answer"], "done"),
+    ]
 
 
 # -- item 4: a stream cut mid-answer keeps what arrived and says what happened ---------------
@@ -432,6 +474,31 @@ def test_condense_stops_at_once_when_cancelled_during_a_hang():
         worker.join(timeout=30)  # the server hangs for 600 s and the client waits as long
         assert not worker.is_alive()
     assert result["q"] == f"{FOLLOW_UP} (following: {history[0].question})"
+
+
+def test_escape_while_a_follow_up_is_rewritten_stops_it(sample_copy: Path):
+    session_id = seed(sample_copy)
+    with FakeServer(models=["smollm2"]) as server:
+        server.add_hang(600)  # the rewrite of the follow-up never gets an answer
+        settings = fake_settings(sample_copy, server, timeout=600.0)
+
+        async def scenario() -> None:
+            app = ChatApp(settings, session_id=session_id)
+            async with app.run_test(size=SIZE) as pilot:
+                await type_and_send(pilot, FOLLOW_UP)
+                await wait_for(pilot, lambda: bool(server.chat_requests), "the rewrite", 120)
+                await pilot.press("escape")
+                # The client would wait 600 s for the hung rewrite; Esc ends it now.
+                await wait_for(pilot, lambda: not app.replying, "the cancelled question", 60)
+                await app.workers.wait_for_complete()
+                await pilot.pause()
+                assert "Cancelled before the model wrote anything" in views(app)[-1].body
+                assert app.query_one("#prompt", Input).value == FOLLOW_UP
+
+        run(scenario())
+        assert len(server.chat_requests) == 1  # the answer call saw the same Esc
+    with SessionStore.open(sample_copy) as store:
+        assert [m.role for m in store.messages(session_id)] == ["user", "assistant"]
 
 
 def test_follow_up_timeout_is_reported_once_not_waited_out_twice(tmp_path: Path, sample_retriever):
