@@ -425,22 +425,20 @@ class SessionStore:
         return self._message(row)
 
     @_guarded
-    def replace_answer(self, old_answer_id: int, content: str, *,
+    def replace_answer(self, session_id: int, old_answer_id: int, content: str, *,
                        answer: dict[str, Any] | None = None, status: str = "done") -> Message:
         """Store a regenerated answer in place of `old_answer_id`, in one transaction.
 
         The new answer is inserted and the old one deleted together, so a
         regenerate that fails (or a crash in between) leaves the old answer as
-        it was; the question it answers is kept as it is.
+        it was; the question it answers is kept as it is. Only an answer of
+        this session is deleted; one already gone (deleted from another
+        terminal) leaves just the new answer stored.
         """
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
-        with self._lock:
-            row = self._db.execute("SELECT * FROM messages WHERE id = ?",
-                                   (int(old_answer_id),)).fetchone()
-        if row is None or row["role"] != "assistant":
-            raise SessionNotFound(f"message {old_answer_id} is no longer a stored answer")
-        session_id, now = int(row["session_id"]), self._now()
+        session_id = self.get_session(session_id).id
+        now = self._now()
         with self._transaction() as db:
             cur = db.execute(
                 "INSERT INTO messages (session_id, role, content, created, answer, status) "
@@ -448,7 +446,8 @@ class SessionStore:
                 (session_id, content, now,
                  json.dumps(answer, default=str) if answer is not None else None, status),
             )
-            db.execute("DELETE FROM messages WHERE id = ?", (int(old_answer_id),))
+            db.execute("DELETE FROM messages WHERE id = ? AND session_id = ? "
+                       "AND role = 'assistant'", (int(old_answer_id), session_id))
             db.execute("UPDATE sessions SET updated = ? WHERE id = ?", (now, session_id))
         with self._lock:
             new = self._db.execute("SELECT * FROM messages WHERE id = ?",

@@ -501,7 +501,8 @@ class ChatApp(App[None]):
             message = self.store.add_message(session_id, "assistant", text, answer=data,
                                              status=status)
         else:
-            message = self.store.replace_answer(old_id, text, answer=data, status=status)
+            message = self.store.replace_answer(session_id, old_id, text, answer=data,
+                                                status=status)
         self._fresh_session = None
         view = self._view(message)
         conversation = self.query_one(Conversation)
