@@ -14,6 +14,7 @@ importing this module, and so `assistant --help`, stays cheap.
 from __future__ import annotations
 
 import email.utils
+import json
 import math
 import random
 import re
@@ -366,7 +367,7 @@ class ModelClient:
             response = self._request(
                 lambda: sdk.chat.completions.create(**params), model=params["model"]
             )
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             # The SDK decodes a JSON content type without catching the decode error.
             raise self._fail(
                 ServerError,
