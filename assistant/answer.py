@@ -430,13 +430,21 @@ class Turn:
         return self.answer.text if self.answer else ""
 
 
-def condense(history: list[Turn], question: str, client: ModelClient | None) -> str:
+def condense(history: list[Turn], question: str, client: ModelClient | None,
+             cancel: threading.Event | None = None) -> str:
     """Rewrite a follow-up into a standalone question (prompts/condense.md).
 
     A question that refers to nothing earlier is returned as it is, without a
     model call. A small model's rewrite that comes back empty, rambling or
     without the follow-up's own key words is replaced by the follow-up with
     the previous question appended, which still retrieves the right papers.
+
+    `cancel` (Esc in the chat) stops the rewrite at once and returns that
+    fallback; the caller's answer call sees the same event and stops too. A
+    model or endpoint error also falls back, since the rewrite is optional and
+    the answer call reports the endpoint's state itself, except a timeout: the
+    answer call would wait it out a second time, so it is raised. Anything
+    else is a bug and propagates.
     """
     if not history or not _ANAPHORA.search(question):
         return question
@@ -444,6 +452,8 @@ def condense(history: list[Turn], question: str, client: ModelClient | None) -> 
     fallback = f"{question} (following: {previous.question})"
     if client is None:
         return fallback
+    from .llm import LLMError, ModelTimeout
+
     lines = []
     for turn in history[-3:]:
         lines.append(f"User: {turn.question}")
@@ -454,8 +464,12 @@ def condense(history: list[Turn], question: str, client: ModelClient | None) -> 
     prompt = prompts.render("condense", history="\n".join(lines), question=question)
     try:
         result = client.chat([{"role": "user", "content": prompt}], max_tokens=80,
-                             temperature=0.0)
-    except Exception:  # the answer path reports model errors; a rewrite is optional
+                             temperature=0.0, cancel=cancel)
+    except ModelTimeout:
+        raise
+    except LLMError:
+        return fallback
+    if result.finish_reason == "cancelled":
         return fallback
     text = result.text.strip()
     rewritten = text.splitlines()[0].strip().strip('"') if text else ""

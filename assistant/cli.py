@@ -281,37 +281,62 @@ def ask(ctx: click.Context, question: str, k: int, since: date | None, until: da
     were not supported by the passage they point at.
     """
     from .answer import ask as run_ask
-    from .llm import ModelClient
+    from .llm import ModelClient, StreamInterrupted
     from .retrieve import Filters, open_retriever
 
     settings = _settings(ctx)
     retriever = open_retriever(settings)
     client = ModelClient(settings, model=model or settings.model)
+    # Streamed unless --no-stream, shown live only on a terminal: a stream cut mid-answer
+    # still hands back what arrived, which a whole (non-streamed) reply cannot.
     live = not (as_json or no_stream) and sys.stdout.isatty()
     console = _console()
     answer = None
-    if live:
-        from rich.live import Live
-        from rich.text import Text
+    try:
+        if live:
+            from rich.live import Live
+            from rich.text import Text
 
-        shown = Text()
-        # The model's words stream in; the checked answer replaces them at the end.
-        with Live(shown, console=console, transient=True, refresh_per_second=12) as view:
-            def on_token(piece: str) -> None:
-                shown.append(piece)
-                view.update(shown)
+            shown = Text()
+            # The model's words stream in; the checked answer replaces them at the end.
+            with Live(shown, console=console, transient=True, refresh_per_second=12) as view:
+                def on_token(piece: str) -> None:
+                    shown.append(piece)
+                    view.update(shown)
 
+                answer = run_ask(question, retriever, client, k=k,
+                                 filters=Filters(since, until, author, title_kw),
+                                 context_window=settings.context_window, on_token=on_token)
+        else:
             answer = run_ask(question, retriever, client, k=k,
                              filters=Filters(since, until, author, title_kw),
-                             context_window=settings.context_window, on_token=on_token)
-    else:
-        answer = run_ask(question, retriever, client, k=k,
-                         filters=Filters(since, until, author, title_kw),
-                         context_window=settings.context_window, stream=False)
+                             context_window=settings.context_window, stream=not no_stream)
+    except StreamInterrupted as exc:
+        _print_partial(console, question, exc, as_json)
+        raise  # its one line goes to stderr from main(), exit 1
     if as_json:
         _emit_json(answer.to_dict())
         return
     _print_answer(console, answer)
+
+
+def _print_partial(console, question: str, exc, as_json: bool) -> None:
+    """What arrived before a stream broke, kept where the user can read it.
+
+    The live view is transient (the checked answer normally replaces it), so
+    the partial text is printed again once it has gone, marked as cut off.
+    """
+    from .llm import strip_think
+
+    text = strip_think(exc.partial or "").strip()
+    if as_json:
+        _emit_json({"question": question, "answer": text, "partial": True,
+                    "error": str(exc), "citations": [], "sources": []})
+        return
+    if text:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+        console.print("[yellow](cut off: the answer above is incomplete and its citations "
+                      "were not checked)[/yellow]")
 
 
 def _print_answer(console, answer) -> None:

@@ -25,3 +25,11 @@ class StoreError(AssistantError):
 
 class EmbedderMismatch(StoreError):
     """The library was indexed with another embedding model."""
+
+
+class SessionsDamaged(StoreError):
+    """The chat sessions file is corrupt (not a database, or a damaged page).
+
+    Raised instead of sqlite's own error so that every command says the same
+    thing: which file, and that `assistant sessions repair` moves it aside.
+    """

@@ -14,6 +14,7 @@ importing this module, and so `assistant --help`, stays cheap.
 from __future__ import annotations
 
 import email.utils
+import json
 import math
 import random
 import re
@@ -41,6 +42,8 @@ BACKOFF_INITIAL_S = 0.5
 BACKOFF_MAX_S = 8.0
 # Connecting to a local server should be quick; a long connect wait hides "wrong host".
 CONNECT_TIMEOUT_CAP_S = 10.0
+# How often a cancellable non-streamed call looks at its cancel event (an Esc feels instant).
+CANCEL_POLL_S = 0.05
 
 _THINK_BLOCK = re.compile(r"^\s*<think>.*?</think>\s*", re.DOTALL)
 _MODEL_MISSING = re.compile(
@@ -83,6 +86,15 @@ class AuthenticationRefused(LLMError):
 
 class ModelTimeout(LLMError):
     """The model took longer than ASSISTANT_TIMEOUT."""
+
+
+class ConnectionBroken(LLMError):
+    """The server accepted the request, then the connection broke before the reply was whole.
+
+    Not `EndpointUnreachable`: the server is running (it answered), so "is the
+    server running?" would send the user to the wrong place; a crash or an
+    out-of-memory kill in the server is the usual cause.
+    """
 
 
 class StreamInterrupted(LLMError):
@@ -268,7 +280,10 @@ class ModelClient:
         `<think>` block shows while the model reasons); without streaming it is
         called once with the final text, so callers can treat both alike.
         `cancel` is checked between streamed chunks: setting it ends the call
-        early with what arrived and finish_reason "cancelled".
+        early with what arrived and finish_reason "cancelled". Without
+        streaming there are no chunks to check between, so the request runs in
+        a helper thread and setting `cancel` returns at once with no text (the
+        abandoned request ends by itself within ASSISTANT_TIMEOUT).
         """
         model = self.model
         self._check_model(model)
@@ -281,7 +296,12 @@ class ModelClient:
         if cancel is not None and cancel.is_set():
             return ChatResult("", model, None, None, None, 0.0, "cancelled")
         if not stream:
-            return self._chat_whole(params, messages, start, on_token)
+            if cancel is None:
+                return self._chat_whole(params, messages, start, on_token)
+            return self._cancellable(
+                lambda: self._chat_whole(params, messages, start, None), cancel, model, start,
+                on_token,
+            )
         try:
             return self._chat_stream(params, messages, start, on_token, cancel)
         except _EarlyBreak:
@@ -297,6 +317,44 @@ class ModelClient:
                 partial="",
             ) from None
 
+    def _cancellable(
+        self,
+        call: Callable[[], ChatResult],
+        cancel: threading.Event,
+        model: str,
+        start: float,
+        on_token: Callable[[str], None] | None,
+    ) -> ChatResult:
+        """Run a blocking (non-streamed) call so that `cancel` can cut the wait short.
+
+        An Esc in the chat must not wait out a hung server: the call runs in a
+        daemon thread and this thread waits for it or for `cancel`, whichever
+        comes first. The call's own errors are re-raised here unchanged.
+        """
+        done = threading.Event()
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                box["result"] = call()
+            except BaseException as exc:  # noqa: BLE001 - broad on purpose: whatever the call
+                # raised (an LLMError or a bug) is re-raised unchanged in the caller's thread.
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="model-call", daemon=True).start()
+        while not done.wait(CANCEL_POLL_S):
+            if cancel.is_set():
+                return ChatResult("", model, None, None, None, time.monotonic() - start,
+                                  "cancelled")
+        if "error" in box:
+            raise box["error"]
+        result: ChatResult = box["result"]
+        if on_token is not None and result.text:
+            on_token(result.text)
+        return result
+
     def _chat_whole(
         self,
         params: dict[str, Any],
@@ -305,9 +363,26 @@ class ModelClient:
         on_token: Callable[[str], None] | None,
     ) -> ChatResult:
         sdk = self._sdk()
-        response = self._request(
-            lambda: sdk.chat.completions.create(**params), model=params["model"]
-        )
+        try:
+            response = self._request(
+                lambda: sdk.chat.completions.create(**params), model=params["model"]
+            )
+        except json.JSONDecodeError as exc:
+            # The SDK decodes a JSON content type without catching the decode error.
+            raise self._fail(
+                ServerError,
+                f"the model endpoint at {self._display_url} answered, but its reply is not "
+                f"valid JSON ({exc}); is OPENAI_BASE_URL an OpenAI-compatible server?",
+            ) from None
+        if not hasattr(response, "choices"):
+            # Any other content type comes back as the body's text, unparsed.
+            body = " ".join(str(response).split())[:120]
+            raise self._fail(
+                ServerError,
+                f"the model endpoint at {self._display_url} answered with something that is "
+                f"not a chat completion: {body!r}; is OPENAI_BASE_URL an OpenAI-compatible "
+                "server?",
+            )
         total = time.monotonic() - start
         choice = response.choices[0] if response.choices else None
         raw = (choice.message.content or "") if choice is not None else ""
@@ -396,10 +471,14 @@ class ModelClient:
             reason = _transport_reason(exc)
             if not pieces:
                 raise _EarlyBreak(reason) from None
+            if isinstance(exc, httpx.RemoteProtocolError):
+                what = f"the model server at {self._display_url} closed the connection mid-answer"
+            else:
+                what = f"the connection to the model at {self._display_url} broke mid-answer " \
+                    f"({reason})"
             raise self._fail(
                 StreamInterrupted,
-                f"the connection to the model at {self._display_url} broke mid-answer "
-                f"({reason}); the partial answer is kept",
+                f"{what}; the partial answer is kept (not checked for citations)",
                 partial="".join(pieces),
             ) from None
         except (openai.APIError, ValueError) as exc:
@@ -514,6 +593,8 @@ class ModelClient:
                 return self._fail(EndpointUnreachable, self._unreachable("connection timed out"))
             return self._fail(ModelTimeout, self._timeout_message())
         if isinstance(exc, openai.APIConnectionError):
+            if _server_answered(exc):
+                return self._fail(ConnectionBroken, self._broken(exc))
             return self._fail(EndpointUnreachable, self._unreachable(_transport_reason(exc)))
         if isinstance(exc, openai.APIStatusError):
             status = exc.status_code
@@ -579,6 +660,25 @@ class ModelClient:
         return (
             f"cannot reach the model endpoint at {self._display_url}: {reason} "
             "(is the server running? `assistant doctor` checks)"
+        )
+
+    def _broken(self, exc: BaseException) -> str:
+        """What a server that accepted the request and then dropped it did, in words."""
+        import httpx
+
+        cause = _transport_cause(exc)
+        text = str(cause).lower()
+        if isinstance(cause, httpx.RemoteProtocolError) and "without sending a response" in text:
+            what = "closed the connection without answering"
+        elif isinstance(cause, httpx.RemoteProtocolError):
+            what = "closed the connection before the whole reply arrived"
+        else:
+            what = f"broke the connection mid-reply ({_transport_reason(exc)})"
+        tries = self.max_retries + 1
+        return (
+            f"the model server at {self._display_url} accepted the request but {what} "
+            f"(tried {tries} time{'s' if tries != 1 else ''}); it is running but failing: "
+            "check its log (a crash or running out of memory is the usual cause)"
         )
 
     def _fail(self, cls: type[LLMError], message: str, *args: Any, **kwargs: Any) -> Any:
@@ -689,7 +789,9 @@ def _server_message(exc: Any) -> str:
         response = getattr(exc, "response", None)
         try:
             message = response.text if response is not None else None
-        except Exception:  # a streamed body that was never read
+        except Exception:  # noqa: BLE001 - broad on purpose: this only words an error, and a
+            # failed response's body can be unreadable in several ways (a stream never
+            # read, closed, undecodable); the class name below is then the message.
             message = None
     if not message:
         message = getattr(exc, "message", None) or exc.__class__.__name__
@@ -697,13 +799,37 @@ def _server_message(exc: Any) -> str:
     return text[:300] + ("..." if len(text) > 300 else "")
 
 
-def _transport_reason(exc: BaseException) -> str:
-    """A few words on why a connection failed, from the httpx error under the SDK's."""
+def _transport_cause(exc: BaseException) -> BaseException:
+    """The httpx error under the SDK's wrapping (or `exc` itself when there is none)."""
     import httpx
 
     cause: BaseException = exc
     while not isinstance(cause, httpx.TransportError) and cause.__cause__ is not None:
         cause = cause.__cause__
+    return cause
+
+
+def _server_answered(exc: BaseException) -> bool:
+    """Whether a connection error came after the server accepted the connection.
+
+    Connect errors (refused, unknown host, no route) and a bad URL mean nothing
+    answered; a remote protocol error or a read/write error means a server was
+    there and dropped us.
+    """
+    import httpx
+
+    cause = _transport_cause(exc)
+    if isinstance(cause, (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol,
+                          httpx.ProxyError)):
+        return False
+    return isinstance(cause, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError))
+
+
+def _transport_reason(exc: BaseException) -> str:
+    """A few words on why a connection failed, from the httpx error under the SDK's."""
+    import httpx
+
+    cause = _transport_cause(exc)
     text = str(cause)
     low = text.lower()
     if "refused" in low:

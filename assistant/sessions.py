@@ -13,11 +13,18 @@ The schema carries its version in `PRAGMA user_version` and upgrades itself
 through `MIGRATIONS`, one script per version, each applied in its own
 transaction, so an old `sessions.db` is upgraded in place the first time a
 newer assistant opens it.
+
+A damaged file (not a database, or a corrupt page) surfaces from any method
+as `SessionsDamaged`, one line naming the file; `repair()` moves it aside
+under a timestamped name and starts a fresh one holding every row sqlite can
+still read from it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -26,9 +33,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from .errors import AssistantError, StoreError
+from .errors import AssistantError, SessionsDamaged, StoreError
 
 DB_NAME = "sessions.db"
 DEFAULT_TITLE = "New chat"
@@ -71,6 +78,51 @@ STATUSES = ("done", "cancelled")
 
 class SessionNotFound(AssistantError):
     """No session has the id the user gave."""
+
+
+# sqlite's primary result codes for "this file is damaged": SQLITE_CORRUPT, SQLITE_NOTADB.
+_DAMAGE_CODES = (11, 26)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def is_damage(exc: sqlite3.Error) -> bool:
+    """Whether sqlite says the file itself is corrupt (not busy, full or read-only)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _DAMAGE_CODES
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text
+
+
+def damaged(path: Path, exc: BaseException | str) -> SessionsDamaged:
+    """The one line every command prints for a corrupt sessions file."""
+    return SessionsDamaged(
+        f"the sessions database {path} is damaged ({exc}); run `assistant sessions repair` "
+        "to move it aside and start a fresh one (what can still be read is copied over)"
+    )
+
+
+def _guarded(method: F) -> F:
+    """Turn sqlite's errors from `method` into one-line errors naming the file.
+
+    Corruption becomes `SessionsDamaged`; operational failures (locked, disk
+    full, read-only) a `StoreError`. Misuse of the API (ProgrammingError,
+    InterfaceError, IntegrityError) is a bug and keeps its traceback.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: SessionStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if is_damage(exc):
+                raise damaged(self.path, exc) from None
+            if isinstance(exc, sqlite3.OperationalError):
+                raise StoreError(f"the sessions database {self.path} failed: {exc} "
+                                 "(nothing already stored was changed)") from None
+            raise
+
+    return wrapper  # type: ignore[return-value]
 
 
 def utc_now() -> datetime:
@@ -151,10 +203,18 @@ class SessionStore:
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the sessions database {self.path}: {exc}") from None
         self._db.row_factory = sqlite3.Row
+        try:
+            self._setup()
+        except BaseException:  # whatever failed, do not leak the connection; re-raised
+            self._db.close()
+            raise
+
+    @_guarded
+    def _setup(self) -> None:
         self._db.execute("PRAGMA foreign_keys = ON")
         try:
             self._db.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.Error:
+        except sqlite3.OperationalError:
             pass  # a read-only or network filesystem: the default journal still works
         self.migrate()
 
@@ -176,10 +236,12 @@ class SessionStore:
     # -- schema --------------------------------------------------------------------------
 
     @property
+    @_guarded
     def version(self) -> int:
         with self._lock:
             return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
+    @_guarded
     def migrate(self) -> int:
         """Bring the schema to SCHEMA_VERSION; returns the version found before."""
         with self._lock:
@@ -198,6 +260,8 @@ class SessionStore:
                 except sqlite3.Error as exc:
                     if self._db.in_transaction:
                         self._db.execute("ROLLBACK")
+                    if is_damage(exc):
+                        raise damaged(self.path, exc) from None
                     raise StoreError(
                         f"cannot upgrade {self.path} from schema version {version} to "
                         f"{version + 1}: {exc}"
@@ -211,7 +275,7 @@ class SessionStore:
             self._db.execute("BEGIN")
             try:
                 yield self._db
-            except BaseException:
+            except BaseException:  # anything, Ctrl-C included, undoes the writes; re-raised
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
@@ -235,6 +299,7 @@ class SessionStore:
         "FROM sessions s"
     )
 
+    @_guarded
     def create_session(self, title: str = DEFAULT_TITLE, model: str | None = None,
                        filters: dict[str, Any] | None = None) -> Session:
         now = self._now()
@@ -246,6 +311,7 @@ class SessionStore:
             )
             return self.get_session(int(cur.lastrowid))
 
+    @_guarded
     def get_session(self, session_id: int) -> Session:
         with self._lock:
             row = self._db.execute(self._SELECT_SESSIONS + " WHERE s.id = ?",
@@ -255,6 +321,7 @@ class SessionStore:
                                   "shows them")
         return self._session(row)
 
+    @_guarded
     def list_sessions(self, search: str | None = None, limit: int | None = None
                       ) -> list[Session]:
         """Sessions, most recently used first; `search` keeps those whose title
@@ -283,6 +350,7 @@ class SessionStore:
         found = self.list_sessions(limit=1)
         return found[0] if found else None
 
+    @_guarded
     def rename_session(self, session_id: int, title: str) -> Session:
         title = " ".join(title.split())[:200]
         if not title:
@@ -295,6 +363,7 @@ class SessionStore:
                              (title, int(session_id)))
         return self.get_session(session_id)
 
+    @_guarded
     def update_session(self, session_id: int, *, model: str | None = None,
                        filters: dict[str, Any] | None = None) -> Session:
         """Record the session's model and filters (what `/model`, `/since`... changed)."""
@@ -308,6 +377,7 @@ class SessionStore:
                                  (json.dumps(filters, default=str), int(session_id)))
         return self.get_session(session_id)
 
+    @_guarded
     def delete_session(self, session_id: int) -> None:
         self.get_session(session_id)
         with self._transaction() as db:
@@ -327,6 +397,7 @@ class SessionStore:
                        content=row["content"], created=row["created"], answer=answer,
                        status=row["status"] or "done")
 
+    @_guarded
     def add_message(self, session_id: int, role: str, content: str, *,
                     answer: dict[str, Any] | None = None, status: str = "done") -> Message:
         """Append a message; the session's first question becomes its title."""
@@ -353,10 +424,54 @@ class SessionStore:
                                    (cur.lastrowid,)).fetchone()
         return self._message(row)
 
+    @_guarded
+    def replace_answer(self, session_id: int, old_answer_id: int, content: str, *,
+                       answer: dict[str, Any] | None = None, status: str = "done") -> Message:
+        """Store a regenerated answer in place of `old_answer_id`, in one transaction.
+
+        The new answer is inserted and the old one deleted together, so a
+        regenerate that fails (or a crash in between) leaves the old answer as
+        it was; the question it answers is kept as it is. Only an answer of
+        this session is deleted; one already gone (deleted from another
+        terminal) leaves just the new answer stored.
+        """
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
+        session_id = self.get_session(session_id).id
+        now = self._now()
+        with self._transaction() as db:
+            cur = db.execute(
+                "INSERT INTO messages (session_id, role, content, created, answer, status) "
+                "VALUES (?, 'assistant', ?, ?, ?, ?)",
+                (session_id, content, now,
+                 json.dumps(answer, default=str) if answer is not None else None, status),
+            )
+            db.execute("DELETE FROM messages WHERE id = ? AND session_id = ? "
+                       "AND role = 'assistant'", (int(old_answer_id), session_id))
+            db.execute("UPDATE sessions SET updated = ? WHERE id = ?", (now, session_id))
+        with self._lock:
+            new = self._db.execute("SELECT * FROM messages WHERE id = ?",
+                                   (cur.lastrowid,)).fetchone()
+        return self._message(new)
+
+    @_guarded
+    def check(self) -> None:
+        """Raise `SessionsDamaged` unless sqlite's quick check finds the file sound.
+
+        Queries touch only the pages they need, so a damaged page can hide until
+        a chat is half-way through; the chat runs this once before it opens.
+        """
+        with self._lock:
+            rows = [r[0] for r in self._db.execute("PRAGMA quick_check")]
+        if rows != ["ok"]:
+            raise damaged(self.path, "; ".join(str(r) for r in rows[:3]))
+
+    @_guarded
     def delete_message(self, message_id: int) -> None:
         with self._lock:
             self._db.execute("DELETE FROM messages WHERE id = ?", (int(message_id),))
 
+    @_guarded
     def messages(self, session_id: int, *, limit: int | None = None,
                  before_id: int | None = None) -> list[Message]:
         """Messages in order; with `limit`, only the last `limit` (before `before_id`)."""
@@ -373,6 +488,7 @@ class SessionStore:
             rows = list(self._db.execute(sql, params))
         return [self._message(r) for r in reversed(rows)]
 
+    @_guarded
     def count_messages(self, session_id: int, before_id: int | None = None) -> int:
         sql, params = "SELECT COUNT(*) FROM messages WHERE session_id = ?", [int(session_id)]
         if before_id is not None:
@@ -381,15 +497,22 @@ class SessionStore:
         with self._lock:
             return int(self._db.execute(sql, params).fetchone()[0])
 
-    def history(self, session_id: int) -> list[tuple[str, dict[str, Any]]]:
+    @_guarded
+    def history(self, session_id: int, before_id: int | None = None
+                ) -> list[tuple[str, dict[str, Any]]]:
         """(question, stored answer) for each answered question, oldest first.
 
         The chat turns these back into `answer.Turn`s so a resumed session's
-        follow-ups are condensed against what was really said.
+        follow-ups are condensed against what was really said. `before_id`
+        stops before that message (a regenerated question's own old answer is
+        not its history).
         """
         pairs: list[tuple[str, dict[str, Any]]] = []
         pending: str | None = None
-        for message in self.messages(session_id):
+        messages = self.messages(session_id)
+        if before_id is not None:
+            messages = [m for m in messages if m.id < before_id]
+        for message in messages:
             if message.role == "user":
                 pending = message.content
             elif message.role == "assistant" and pending is not None:
@@ -397,6 +520,7 @@ class SessionStore:
                 pending = None
         return pairs
 
+    @_guarded
     def bulk_add(self, session_id: int, rows: Iterable[tuple[str, str, dict | None]]) -> int:
         """Insert many (role, content, answer) messages at once (benchmarks, imports)."""
         now = self._now()
@@ -411,12 +535,73 @@ class SessionStore:
             db.execute("UPDATE sessions SET updated = ? WHERE id = ?", (now, int(session_id)))
         return cur.rowcount
 
+    @_guarded
+    def _restore(self, sessions: list[dict[str, Any]], messages: list[dict[str, Any]]
+                 ) -> tuple[int, int]:
+        """Insert rows salvaged from a damaged file, keeping their ids (for `repair`).
+
+        Rows come from any schema version, so every column but the key is
+        optional. Messages whose session row was lost get a session named after
+        it, so no readable message is dropped. Returns (sessions, messages) stored.
+        """
+        now = self._now()
+        kept_sessions = 0
+        known: set[int] = set()
+        with self._transaction() as db:
+            for row in sessions:
+                try:
+                    session_id = int(row["id"])
+                except (KeyError, TypeError, ValueError):
+                    continue
+                filters = row.get("filters")
+                db.execute(
+                    "INSERT OR IGNORE INTO sessions (id, title, created, updated, model, filters)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (session_id, str(row.get("title") or DEFAULT_TITLE),
+                     str(row.get("created") or now), str(row.get("updated") or now),
+                     row.get("model"), filters if isinstance(filters, str) else "{}"),
+                )
+                known.add(session_id)
+                kept_sessions += 1
+            kept_messages = 0
+            for row in messages:
+                try:
+                    message_id, session_id = int(row["id"]), int(row["session_id"])
+                except (KeyError, TypeError, ValueError):
+                    continue
+                role, content = row.get("role"), row.get("content")
+                if role not in ROLES or not isinstance(content, str):
+                    continue
+                created = str(row.get("created") or now)
+                if session_id not in known:
+                    db.execute(
+                        "INSERT OR IGNORE INTO sessions (id, title, created, updated) "
+                        "VALUES (?, ?, ?, ?)",
+                        (session_id, f"Recovered session {session_id}", created, created),
+                    )
+                    known.add(session_id)
+                    kept_sessions += 1
+                status = row.get("status") if row.get("status") in STATUSES else "done"
+                answer = row.get("answer")
+                db.execute(
+                    "INSERT OR IGNORE INTO messages (id, session_id, role, content, created, "
+                    "answer, status) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (message_id, session_id, role, content, created,
+                     answer if isinstance(answer, str) else None, status),
+                )
+                db.execute("UPDATE sessions SET updated = max(updated, ?) WHERE id = ?",
+                           (created, session_id))
+                kept_messages += 1
+        return kept_sessions, kept_messages
+
     # -- export --------------------------------------------------------------------------
 
+    @_guarded
     def export_markdown(self, session_id: int) -> str:
         session = self.get_session(session_id)
         return render_markdown(session, self.messages(session_id))
 
+    @_guarded
     def write_export(self, session_id: int, folder: Path) -> Path:
         """Write the session as Markdown under `folder` (made if missing); returns the path."""
         session = self.get_session(session_id)
@@ -492,3 +677,162 @@ def render_markdown(session: Session, messages: list[Message]) -> str:
             lines.append(f"{i}. {source.get('title', '')} ({when}).{url}")
         lines.append("")
     return "\n".join(lines)
+
+
+# -- repair --------------------------------------------------------------------------------
+
+_SIDE_FILES = ("-wal", "-shm")  # a WAL belongs to its database: they move together
+
+
+@dataclass
+class RepairReport:
+    """What `repair` found and did."""
+
+    path: Path
+    damaged: bool
+    problem: str | None = None
+    moved_to: Path | None = None
+    sessions: int = 0
+    messages: int = 0
+    complete: bool = True  # False when some rows could not be read (they stay in moved_to)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "damaged": self.damaged, "problem": self.problem,
+                "moved_to": str(self.moved_to) if self.moved_to else None,
+                "recovered_sessions": self.sessions, "recovered_messages": self.messages,
+                "complete": self.complete}
+
+
+def diagnose(path: Path) -> str | None:
+    """None when `path` is a sound sessions file (or absent), else what sqlite says is wrong.
+
+    Read-only, so checking never changes the file (nor checkpoints its WAL).
+    """
+    if not path.exists():
+        return None
+    try:
+        db = _open_read_only(path)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the sessions database {path}: {exc}") from None
+    try:
+        rows = [str(r[0]) for r in db.execute("PRAGMA integrity_check(20)")]
+        db.execute("SELECT COUNT(*) FROM sessions").fetchone()
+        db.execute("SELECT COUNT(*) FROM messages").fetchone()
+    except sqlite3.DatabaseError as exc:
+        if is_damage(exc):
+            return str(exc)
+        if "no such table" in str(exc):
+            return None  # an empty or older file: opening it creates the tables
+        raise StoreError(f"cannot check the sessions database {path}: {exc}") from None
+    finally:
+        db.close()
+    return None if rows == ["ok"] else "; ".join(rows[:3])
+
+
+def repair(home: Path, clock: Callable[[], datetime] | None = None) -> RepairReport:
+    """Move a damaged `sessions.db` aside and start a fresh one with what is still readable.
+
+    The fresh file is built beside the damaged one first and renamed into place
+    last, so an interrupted repair leaves the damaged file where it was; the
+    damaged file is only ever renamed, never changed, so nothing in it is lost.
+    """
+    path = Path(home) / DB_NAME
+    problem = diagnose(path)
+    if problem is None:
+        return RepairReport(path, damaged=False)
+    stamp = (clock or utc_now)().astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    aside = path.with_name(f"{DB_NAME}.damaged-{stamp}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{DB_NAME}.damaged-{stamp}-{n}")
+    building = path.with_name(f"{DB_NAME}.repairing")
+    for stale in [building, *(Path(f"{building}{s}") for s in _SIDE_FILES)]:
+        stale.unlink(missing_ok=True)
+    sessions, messages, complete = _salvage(path)
+    report = RepairReport(path, damaged=True, problem=problem, moved_to=aside,
+                          complete=complete)
+    try:
+        with SessionStore(building, clock=clock) as fresh:
+            report.sessions, report.messages = fresh._restore(sessions, messages)
+        for suffix in ("", *_SIDE_FILES):
+            old = Path(f"{path}{suffix}")
+            if old.exists():
+                os.replace(old, f"{aside}{suffix}")
+        os.replace(building, path)
+    except OSError as exc:
+        raise StoreError(f"cannot repair {path}: {exc.strerror or exc} "
+                         f"({'moved to ' + str(aside) if aside.exists() else 'left as it was'})"
+                         ) from None
+    return report
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    db.row_factory = sqlite3.Row
+    return db
+
+
+def _salvage(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+    """Every row of `sessions` and `messages` that sqlite can still read from `path`."""
+    try:
+        db = _open_read_only(path)
+    except sqlite3.Error:
+        return [], [], False
+    try:
+        sessions, whole_s = _readable_rows(db, "sessions")
+        messages, whole_m = _readable_rows(db, "messages")
+    finally:
+        db.close()
+    return sessions, messages, whole_s and whole_m
+
+
+def _readable_rows(db: sqlite3.Connection, table: str) -> tuple[list[dict[str, Any]], bool]:
+    """Rows in rowid order, stepping over the rowid ranges whose pages cannot be read.
+
+    A scan that hits a corrupt page fails; a new scan that starts past that
+    page's rows reaches the next good page through the table's interior pages.
+    Where the next readable start lies is found by doubling, then bisecting.
+    """
+    rows: list[dict[str, Any]] = []
+    complete, after = True, 0
+    while True:
+        try:
+            cursor = db.execute(f"SELECT rowid AS _rowid_, * FROM {table} "  # noqa: S608
+                                "WHERE rowid > ? ORDER BY rowid", (after,))
+            for row in cursor:
+                rows.append(dict(row))
+                after = int(row["_rowid_"])
+            return rows, complete
+        except sqlite3.DatabaseError:
+            complete = False
+            resume = _next_readable(db, table, after)
+            if resume is None:
+                return rows, complete
+            after = resume
+
+
+def _next_readable(db: sqlite3.Connection, table: str, after: int) -> int | None:
+    """The smallest `s > after` from which a scan of `table` can start, or None."""
+
+    def readable(start: int) -> bool:
+        try:
+            db.execute(f"SELECT rowid FROM {table} WHERE rowid > ? "  # noqa: S608
+                       "ORDER BY rowid LIMIT 1", (start,)).fetchall()
+            return True
+        except sqlite3.DatabaseError:
+            return False
+
+    step = 1
+    while not readable(after + step):
+        step *= 2
+        if step > 2**62:
+            return None
+    low, high = after + step // 2, after + step  # low unreadable (or == after), high readable
+    while high - low > 1:
+        mid = (low + high) // 2
+        if readable(mid):
+            high = mid
+        else:
+            low = mid
+    return high

@@ -2,8 +2,9 @@
 
 It exists only for failures a real server cannot be made to produce on cue:
 a 500 followed by success, a 429 with Retry-After, a hang, a stream cut after
-two chunks. Everything that a real server can show (answers, model lists) is
-tested against a real one elsewhere.
+two chunks, a whole reply cut after its first bytes, a body that is not JSON.
+Everything that a real server can show (answers, model lists) is tested
+against a real one elsewhere.
 
 Each test queues one action per expected `/v1/chat/completions` request; the
 server records every request it sees (with its arrival time) so tests can
@@ -136,6 +137,42 @@ class FakeServer:
 
         return self.add(act)
 
+    def add_cut_reply(self, text: str, *, keep_bytes: int = 20) -> FakeServer:
+        """A non-streamed completion whose body stops after `keep_bytes` bytes.
+
+        The headers promise the whole body (Content-Length), then the socket
+        closes: the server answered, and the connection broke mid-reply.
+        """
+
+        def act(h: _Handler) -> None:
+            body = json.dumps(_completion(text, None, "stop", h.requested_model())).encode()
+            h.send_response(200)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body[:keep_bytes])
+            h.drop()
+
+        return self.add(act)
+
+    def add_close(self) -> FakeServer:
+        """Read the request, then close the connection without sending a response."""
+        return self.add(lambda h: h.drop())
+
+    def add_raw(self, body: bytes, *, content_type: str = "application/json",
+                status: int = 200) -> FakeServer:
+        """An answer with exactly this body (e.g. one that is not JSON at all)."""
+
+        def act(h: _Handler) -> None:
+            h.send_response(status)
+            h.send_header("Content-Type", content_type)
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body)
+            h.wfile.flush()
+
+        return self.add(act)
+
     def add_stream(
         self,
         pieces: Iterable[str],
@@ -199,26 +236,32 @@ class FakeServer:
             self.requests.append(entry)
 
 
+def _completion(
+    text: str, usage: dict[str, int] | None, finish_reason: str, model: str
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": finish_reason,
+            }
+        ],
+    }
+    if usage is not None:
+        body["usage"] = {**usage, "total_tokens": sum(usage.values())}
+    return body
+
+
 def _reply_action(
     text: str, usage: dict[str, int] | None, finish_reason: str, model: str | None
 ) -> Action:
     def act(h: _Handler) -> None:
-        body: dict[str, Any] = {
-            "id": "chatcmpl-fake",
-            "object": "chat.completion",
-            "created": 0,
-            "model": model or h.requested_model(),
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": finish_reason,
-                }
-            ],
-        }
-        if usage is not None:
-            body["usage"] = {**usage, "total_tokens": sum(usage.values())}
-        h.send_json(200, body)
+        h.send_json(200, _completion(text, usage, finish_reason, model or h.requested_model()))
 
     return act
 

@@ -14,6 +14,7 @@ import pytest
 
 from assistant.llm import (
     AuthenticationRefused,
+    ConnectionBroken,
     EndpointUnreachable,
     LLMError,
     ModelClient,
@@ -278,3 +279,47 @@ def test_usage_from_server_in_non_streaming_and_estimated_without(server: FakeSe
     assert second.usage_estimated and second.completion_tokens == 2
     assert second.prompt_tokens is not None and second.prompt_tokens > 3
     assert len(server.model_requests) == 1  # the model check is done once per client
+
+
+# issue 10, item 4: the server answered, then the connection broke (not "is it running?")
+def test_whole_reply_cut_mid_body_is_a_broken_connection_not_unreachable(
+    server: FakeServer,
+) -> None:
+    for _ in range(2):
+        server.add_cut_reply("Hello there, this reply never arrives whole.", keep_bytes=25)
+    with pytest.raises(ConnectionBroken) as info:
+        make_client(server.url, max_retries=1).chat(MESSAGES)
+    message = str(info.value)
+    assert server.url in message
+    assert "closed the connection before the whole reply arrived" in message
+    assert "is the server running" not in message and not isinstance(
+        info.value, EndpointUnreachable
+    )
+    assert len(server.chat_requests) == 2  # nothing was shown, so it was retried
+
+
+def test_server_that_closes_without_answering_is_a_broken_connection(server: FakeServer) -> None:
+    server.add_close()
+    with pytest.raises(ConnectionBroken, match="closed the connection without answering"):
+        make_client(server.url, max_retries=0).chat(MESSAGES)
+
+
+def test_reply_that_is_not_json_says_so(server: FakeServer) -> None:
+    server.add_raw(b"<html>502 Bad Gateway</html>", content_type="application/json")
+    server.add_raw(b"<html>a login page</html>", content_type="text/html")
+    client = make_client(server.url)
+    with pytest.raises(ServerError, match="not valid JSON"):
+        client.chat(MESSAGES)
+    with pytest.raises(ServerError, match="not a chat completion: '<html>a login page"):
+        client.chat(MESSAGES)
+
+
+# issue 10, item 15: Esc during a non-streamed call (the follow-up rewrite) stops the wait
+def test_cancel_during_a_hung_non_streamed_call_returns_at_once(server: FakeServer) -> None:
+    server.add_hang(600)
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    start = time.monotonic()
+    result = make_client(server.url, timeout=600).chat(MESSAGES, cancel=cancel)
+    assert result.finish_reason == "cancelled" and result.text == ""
+    assert time.monotonic() - start < 30  # the server hangs for 600 s, the client waits as long

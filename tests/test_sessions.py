@@ -245,3 +245,21 @@ def test_sessions_list_and_help_stay_light(tmp_path: Path):
                           capture_output=True, text=True, timeout=120)
     assert "RESULTS [0, 0, 0] HEAVY []" in proc.stdout, proc.stdout + proc.stderr
     assert "No sessions." in proc.stdout and "--session" in proc.stdout
+
+
+def test_replace_answer_swaps_in_one_step_and_keeps_the_question(store: SessionStore):
+    session_id = fill(store, "Which method quantizes the projection to INT4?")
+    question, old = store.messages(session_id)
+    new = store.replace_answer(session_id, old.id, "GaLore's successor does [1].",
+                               answer=ANSWER)
+    stored = store.messages(session_id)
+    assert [m.id for m in stored] == [question.id, new.id] and new.id != old.id
+    assert stored[1].content == "GaLore's successor does [1]." and stored[1].answer == ANSWER
+    # The question's earlier history excludes its own answer (what a regenerate condenses on).
+    assert store.history(session_id, before_id=question.id) == []
+    assert len(store.history(session_id)) == 1
+    # Only an answer is ever deleted: a question's id leaves the question in place.
+    again = store.replace_answer(session_id, question.id, "Q-GaLore does [1].")
+    assert [m.id for m in store.messages(session_id)] == [question.id, new.id, again.id]
+    with pytest.raises(SessionNotFound):
+        store.replace_answer(999, new.id, "no such session")

@@ -95,6 +95,9 @@ class ChatApp(App[None]):
         self._oldest_id: int | None = None
         self._selected: MessageView | None = None
         self._fresh_session: int | None = None  # created by the question being answered
+        # An AssistantError nothing in the app handled (a damaged sessions file): the app
+        # exits with its exit code and `assistant chat` prints it as one line.
+        self.fatal_error: AssistantError | None = None
 
     # -- layout --------------------------------------------------------------------------
 
@@ -146,6 +149,24 @@ class ChatApp(App[None]):
             self.call_from_thread(callback, *args)
         except RuntimeError:
             pass
+
+    def _handle_exception(self, error: Exception) -> None:
+        """End the app cleanly on an `AssistantError` nothing else handled.
+
+        Textual funnels every unhandled error (handlers, mount, failed workers)
+        through this one method, which it does not document. Such an error is a
+        state the user must act on (a damaged sessions file), so the app exits
+        with the error's exit code and the command prints its one line; any
+        other error is a bug and keeps Textual's traceback and exit code 1.
+        """
+        from textual.worker import WorkerFailed
+
+        cause = error.error if isinstance(error, WorkerFailed) else error
+        if isinstance(cause, AssistantError) and self.fatal_error is None:
+            self.fatal_error = cause
+            self.exit(return_code=cause.exit_code or 1)
+            return
+        super()._handle_exception(error)
 
     async def on_unmount(self) -> None:
         if self._cancel is not None:
@@ -355,7 +376,8 @@ class ChatApp(App[None]):
     def _load_abstract(self, screen: AbstractScreen, paper_id: str) -> None:
         try:
             text = self.service.abstract(paper_id).get("abstract") or "(no abstract stored)"
-        except Exception as exc:  # noqa: BLE001 - shown in the screen
+        except Exception as exc:  # noqa: BLE001 - broad on purpose: a worker's error would end
+            # the app over a side panel; the abstract screen says what failed instead.
             text = f"Cannot load the abstract: {exc}"
         self._from_thread(screen.show_abstract, text)
 
@@ -392,16 +414,32 @@ class ChatApp(App[None]):
             self.session_id = self._fresh_session = session.id
         return self.session_id
 
-    async def ask(self, question: str) -> None:
-        """Store the question, then answer it in a thread worker, streaming."""
+    async def ask(self, question: str, replacing: tuple[Message, Message] | None = None
+                  ) -> None:
+        """Store the question, then answer it in a thread worker, streaming.
+
+        `replacing` is a stored (question, answer) being regenerated: the
+        question is not stored again, and the old answer stays stored (and on
+        screen, dimmed) until the new one is stored in its place.
+        """
         conversation = self.query_one(Conversation)
         for welcome in [v for v in conversation.query(MessageView) if v.body == WELCOME]:
             await welcome.remove()
-        session_id = self._ensure_session()
-        history = self.service.history(session_id)
-        user = self.store.add_message(session_id, "user", question)
         stream = StreamingMessage(self.service.model)
-        await conversation.mount_all([self._view(user), stream])
+        old_id: int | None = None
+        if replacing is None:
+            session_id = self._ensure_session()
+            history = self.service.history(session_id)
+            user = self.store.add_message(session_id, "user", question)
+            await conversation.mount_all([self._view(user), stream])
+        else:
+            user, old = replacing
+            session_id, old_id = user.session_id, old.id
+            history = self.service.history(session_id, before_id=user.id)
+            old_views = self._views_of(old.id)
+            for view in old_views:
+                view.add_class("-replaced")
+            await conversation.mount(stream, after=old_views[-1] if old_views else None)
         conversation.anchor()
         if not self.service.ready.is_set():
             stream.set_waiting("loading the library… (the question waits for it)")
@@ -409,11 +447,12 @@ class ChatApp(App[None]):
         self._cancel, self._stream = cancel, stream
         self.refresh_sessions()
         self.run_worker(partial(self._answer_in_thread, session_id, question, history, user.id,
-                                stream, cancel),
+                                stream, cancel, old_id),
                         thread=True, exclusive=True, group="answer", name="answer")
 
     def _answer_in_thread(self, session_id: int, question: str, history: list, user_id: int,
-                          stream: StreamingMessage, cancel: threading.Event) -> None:
+                          stream: StreamingMessage, cancel: threading.Event,
+                          old_id: int | None = None) -> None:
         def on_token(piece: str) -> None:
             self._from_thread(stream.append, piece)
 
@@ -423,11 +462,12 @@ class ChatApp(App[None]):
         try:
             answer = self.service.answer(question, history, on_token=on_token, cancel=cancel,
                                          on_ready=on_ready)
-        except Exception as exc:  # noqa: BLE001 - every failure is shown in the chat
-            self._from_thread(self._reply_failed, question, user_id, stream, exc)
+        except Exception as exc:  # noqa: BLE001 - any failure, bug or not, is shown in the chat
+            # and the app keeps running; a bug's class and text are shown and logged.
+            self._from_thread(self._reply_failed, question, user_id, stream, exc, old_id)
             return
         self._from_thread(self._reply_done, session_id, question, user_id, stream, answer,
-                          cancel.is_set())
+                          cancel.is_set(), old_id)
 
     async def _end_stream(self, stream: StreamingMessage) -> str:
         await stream.finish()
@@ -435,10 +475,17 @@ class ChatApp(App[None]):
         return stream.text
 
     async def _reply_done(self, session_id: int, question: str, user_id: int,
-                          stream: StreamingMessage, answer: Answer, cancelled: bool) -> None:
+                          stream: StreamingMessage, answer: Answer, cancelled: bool,
+                          old_id: int | None = None) -> None:
         streamed = await self._end_stream(stream)
         data = answer.to_dict()
         text, status = answer.text, "done"
+        if cancelled and old_id is not None:
+            # Esc during a regenerate means "never mind": the stored answer stays.
+            await stream.remove()
+            self._keep_old(old_id)
+            await self.notice("Regenerate cancelled: the previous answer is kept.")
+            return
         if cancelled:
             text = streamed.strip() if answer.abstained else answer.text
             if not text:
@@ -450,24 +497,39 @@ class ChatApp(App[None]):
                 self.refresh_sessions()
                 return
             data["answer"], status = text, "cancelled"
-        message = self.store.add_message(session_id, "assistant", text, answer=data,
-                                         status=status)
+        if old_id is None:
+            message = self.store.add_message(session_id, "assistant", text, answer=data,
+                                             status=status)
+        else:
+            message = self.store.replace_answer(session_id, old_id, text, answer=data,
+                                                status=status)
         self._fresh_session = None
         view = self._view(message)
         conversation = self.query_one(Conversation)
         await conversation.mount(view, after=stream)
         await stream.remove()
+        if old_id is not None:
+            for old in self._views_of(old_id):
+                await old.remove()
         self._select(view)
         self.refresh_sessions()
         self.update_status()
 
+    def _keep_old(self, old_id: int) -> None:
+        """A regenerate did not replace the answer: show the old one as before."""
+        for view in self._views_of(old_id):
+            view.remove_class("-replaced")
+
     async def _reply_failed(self, question: str, user_id: int, stream: StreamingMessage,
-                            exc: Exception) -> None:
+                            exc: Exception, old_id: int | None = None) -> None:
         from ..llm import StreamInterrupted
 
         streamed = await self._end_stream(stream)
         await stream.remove()
-        self._forget(user_id)
+        if old_id is None:
+            self._forget(user_id)
+        else:
+            self._keep_old(old_id)
         if isinstance(exc, AssistantError):
             what = str(exc)
         else:
@@ -476,13 +538,18 @@ class ChatApp(App[None]):
         hint = "" if "doctor" in what else f" {DOCTOR_HINT}"
         partial_text = exc.partial if isinstance(exc, StreamInterrupted) else ""
         partial_text = (partial_text or streamed).strip()
-        body = f"**Could not answer:** {what}{hint}"
+        verb = "regenerate" if old_id is not None else "answer"
+        body = f"**Could not {verb}:** {what}{hint}"
         if partial_text:
             quoted = "\n".join("> " + line for line in partial_text.splitlines())
             body += f"\n\nThe reply was cut off after:\n\n{quoted}"
-        body += "\n\nYour question is back in the input: press Enter to try again."
-        await self.notice(body, kind="error")
-        await self._put_back(question)
+        if old_id is not None:
+            body += "\n\nThe previous answer is kept: ctrl+r tries again."
+            await self.notice(body, kind="error")
+        else:
+            body += "\n\nYour question is back in the input: press Enter to try again."
+            await self.notice(body, kind="error")
+            await self._put_back(question)
         self.refresh_sessions()
 
     async def _put_back(self, question: str) -> None:
@@ -532,7 +599,8 @@ class ChatApp(App[None]):
     def _digest_in_thread(self, placeholder: MessageView) -> None:
         try:
             text = self.service.digest()
-        except Exception as exc:  # noqa: BLE001 - shown in the chat
+        except Exception as exc:  # noqa: BLE001 - broad on purpose: a failed /digest (bug or
+            # endpoint) is reported in the conversation and the chat goes on.
             self._from_thread(self._digest_done, placeholder, None, exc)
             return
         self._from_thread(self._digest_done, placeholder, text, None)
@@ -575,19 +643,18 @@ class ChatApp(App[None]):
         self.query_one("#prompt", Input).focus()
 
     async def action_regenerate(self) -> None:
-        """Ask the last question again, replacing its answer."""
+        """Ask the last question again; its answer is replaced once the new one is stored.
+
+        Nothing is deleted first: a regenerate that fails or is cancelled
+        leaves the question and its answer stored and shown as they were.
+        """
         if self.replying:
             return
         last = self.store.messages(self.session_id, limit=2) if self.session_id else []
         if len(last) < 2 or last[0].role != "user" or last[1].role != "assistant":
             self.notify("Nothing to regenerate: the last message is not an answer.")
             return
-        for message in last:
-            self.store.delete_message(message.id)
-            for view in self._views_of(message.id):
-                await view.remove()
-        self._select(None)
-        await self.ask(last[0].content)
+        await self.ask(last[0].content, replacing=(last[0], last[1]))
 
     def action_select_answer(self, step: int) -> None:
         """Move the sources panel to the answer before (-1) or after (+1) the selected one,

@@ -1,4 +1,4 @@
-"""`assistant chat` and `assistant sessions list|show|export|delete`.
+"""`assistant chat` and `assistant sessions list|show|export|delete|repair`.
 
 Imported by `assistant/cli.py` at start-up, so nothing heavy at module level:
 `sessions` needs only `assistant.sessions` (sqlite3), and Textual loads only
@@ -54,16 +54,23 @@ def chat(ctx: click.Context, session_id: int | None, new: bool, model: str | Non
     if model:
         settings = settings.with_(model=model)
     with _store(ctx) as store:
+        # A damaged file fails here as one line, not as a crash half-way through the chat.
+        store.check()
         if session_id is not None:
             store.get_session(session_id)  # a wrong id fails here, before the screen opens
     from .app import ChatApp
 
-    ChatApp(settings, session_id=session_id, new=new).run()
+    app = ChatApp(settings, session_id=session_id, new=new)
+    app.run()
+    if app.fatal_error is not None:
+        raise app.fatal_error  # one line from cli.main, with the error's exit code
+    if app.return_code:
+        ctx.exit(app.return_code)  # the app crashed (Textual printed why): never exit 0
 
 
 @click.group(context_settings=CONTEXT)
 def sessions() -> None:
-    """List, show, export or delete chat sessions (kept in ASSISTANT_HOME/sessions.db)."""
+    """List, show, export, delete or repair chat sessions (ASSISTANT_HOME/sessions.db)."""
 
 
 @sessions.command("list", context_settings=CONTEXT)
@@ -145,3 +152,31 @@ def delete_session(ctx: click.Context, session_ids: tuple[int, ...], as_json: bo
         _emit_json({"deleted": list(session_ids)})
     else:
         click.echo(f"deleted {len(session_ids)} session(s)")
+
+
+@sessions.command("repair", context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def repair_sessions(ctx: click.Context, as_json: bool) -> None:
+    """Move a damaged sessions.db aside and start a fresh one with what can still be read.
+
+    The damaged file is renamed (sessions.db.damaged-TIMESTAMP beside it), never
+    changed. A sound file is left alone. Close any running chat first.
+    """
+    from ..sessions import repair
+
+    report = repair(_settings(ctx).home)
+    if as_json:
+        _emit_json(report.to_dict())
+        return
+    if not report.damaged:
+        what = "is not damaged" if report.path.exists() else "does not exist yet"
+        click.echo(f"{report.path} {what}: nothing to repair")
+        return
+    click.echo(f"{report.path} was damaged ({report.problem})")
+    click.echo(f"moved it to {report.moved_to}")
+    click.echo(f"started a fresh {report.path.name} with {report.sessions} session(s) and "
+               f"{report.messages} message(s) recovered from it")
+    if not report.complete:
+        click.echo(f"some rows could not be read; whatever is left of them is in "
+                   f"{report.moved_to}")

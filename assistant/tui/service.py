@@ -136,7 +136,9 @@ class ChatService:
             retriever = open_retriever(self.settings)
             self.library_size = len(retriever.papers)
             self.retriever = retriever
-        except BaseException as exc:  # noqa: BLE001 - shown in the app, never lost
+        except BaseException as exc:  # noqa: BLE001 - broad on purpose: this runs in a worker
+            # thread, where an escaping error would end the app or vanish; kept instead, shown
+            # in the chat, and re-raised to every question by wait_ready().
             self.load_error = exc
         finally:
             self.ready.set()
@@ -233,12 +235,13 @@ class ChatService:
 
     # -- answering -----------------------------------------------------------------------
 
-    def history(self, session_id: int | None) -> list[Turn]:
-        """The session's answered questions as `Turn`s, rebuilt from the store."""
+    def history(self, session_id: int | None, before_id: int | None = None) -> list[Turn]:
+        """The session's answered questions as `Turn`s, rebuilt from the store
+        (only those before message `before_id` when it is given)."""
         if session_id is None:
             return []
         return [Turn(question, answer_from_dict(data))
-                for question, data in self.store.history(session_id)]
+                for question, data in self.store.history(session_id, before_id=before_id)]
 
     def answer(self, question: str, history: list[Turn],
                on_token: Callable[[str], None] | None = None,
@@ -247,12 +250,13 @@ class ChatService:
         """Condense a follow-up against `history`, then retrieve, stream and check.
 
         Blocks (a thread worker's job): waits for the library, then the model.
+        `cancel` stops the follow-up rewrite as well as the answer.
         """
         retriever = self.wait_ready()
         if on_ready is not None:
             on_ready()
         client = self.client()
-        standalone = condense(history, question, client) if history else question
+        standalone = condense(history, question, client, cancel=cancel) if history else question
         return ask(question, retriever, client, k=self.k, filters=self.filters,
                    context_window=self.settings.context_window, on_token=on_token,
                    stream=True, cancel=cancel,
