@@ -300,7 +300,7 @@ def ask(
 
         raise NotConfigured("no model endpoint configured: set OPENAI_BASE_URL")
     quotes = select_evidence(query, sources, abstracts, retriever.embedder,
-                             per_source=PROMPT_QUOTES_PER_SOURCE)
+                             per_source=PROMPT_QUOTES_PER_SOURCE, focus=set(verdict.named))
     messages, kept = build_messages(query, sources, context_window, evidence=quotes)
     result = client.chat(messages, stream=stream, on_token=on_token, cancel=cancel,
                          max_tokens=ANSWER_MAX_TOKENS, temperature=0.0)
@@ -391,8 +391,10 @@ def _shown_evidence(quotes: dict[int, list[Quote]], cited: list[int],
                         key=lambda n: -best[n])
         chosen += [n for n in strong if n not in chosen]
     out: list[Quote] = []
+    focus = set(verdict.named) if verdict else set()
     for n in chosen[:MAX_EVIDENCE_SOURCES]:
-        strongest = sorted(quotes[n], key=lambda q: -q.score)[:SHOWN_QUOTES_PER_SOURCE]
+        width = SHOWN_QUOTES_PER_SOURCE + (1 if n in focus and len(focus) == 1 else 0)
+        strongest = sorted(quotes[n], key=lambda q: -q.score)[:width]
         out.extend(sorted(strongest, key=lambda q: q.start))
     return out
 

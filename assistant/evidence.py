@@ -37,6 +37,8 @@ DEFINES_BONUS = 0.08  # "we propose/introduce ...", when the question asks what 
 NAMED_DEFINES_BONUS = 0.2  # "we propose X" for "What is X?": the sentence that defines X
 # A quote is kept when it scores at least this share of its source's best sentence.
 KEEP_RELATIVE = 0.8
+KEEP_RELATIVE_FOCUS = 0.6
+FOLLOWS_DEFINITION_BONUS = 0.1
 MAX_QUOTE_CHARS = 420
 
 _ASKS_QUANTITY = re.compile(
@@ -50,10 +52,17 @@ _ASKS_DEFINITION = re.compile(
     re.IGNORECASE,
 )
 _DEFINES = re.compile(
-    r"\b(we (propose|present|introduce|develop|design|build|call)|(this|our) (paper|work) "
+    r"\b(we(,? \w+,?)? (propose|present|introduce|develop|design|build|call|term|dub)|"
+    r"(this|our) (paper|work) "
     r"(proposes|presents|introduces)|is (a|an) (novel |new |simple )?\w+|called|named)\b",
     re.IGNORECASE,
 )
+# Pointers to code and data say nothing about the question.
+_BOILERPLATE = re.compile(
+    r"(https?://|github\.com|\b(code|models?|data(sets?)?|weights) (is|are|will be) "
+    r"(publicly |freely |open-?sourced? )?(available|released)|\bavailable at\b)", re.IGNORECASE)
+BOILERPLATE_PENALTY = 0.3
+
 # The authors' own claims ("we show", "our method") answer more than background does.
 _CONTRIBUTION = re.compile(r"\b(we|our|this (paper|work|study))\b", re.IGNORECASE)
 CONTRIBUTION_BONUS = 0.05
@@ -176,12 +185,15 @@ def select_evidence(
     embedder: Embedder | None,
     *,
     per_source: int = 2,
+    focus: set[int] | frozenset[int] = frozenset(),
 ) -> dict[int, list[Quote]]:
     """The best `per_source` sentences of each source's abstract, in document order.
 
     `sources` are `answer.Source`s (n, paper_id, title, passage). Scores mix
     the embedder's cosine with keyword overlap, so a name or a figure the
     question asks for is found even when MiniLM's meaning match is flat.
+    `focus` (the papers a question names) get one sentence more and a lower
+    bar: the question is about them.
     """
     import numpy as np
 
@@ -189,12 +201,19 @@ def select_evidence(
     asks_quantity = bool(_ASKS_QUANTITY.search(question))
     asks_definition = bool(_ASKS_DEFINITION.search(question))
     names = {n.casefold() for n in name_tokens(question)}
+    name_words = content_words(" ".join(names))
 
     candidates: list[tuple[int, str, str, int, int]] = []  # n, paper_id, text, start, end
+    defining: set[int] = set()  # per source: its first "we propose ..." sentence, and the next
     for source in sources:
         text = abstracts.get(source.paper_id) or source.passage
+        found = None
         for start, end in sentence_spans(text):
-            candidates.append((source.n, source.paper_id, text[start:end], start, end))
+            sentence = text[start:end]
+            if found is None and _DEFINES.search(sentence) and _CONTRIBUTION.search(sentence):
+                found = len(candidates)
+                defining.update((found, found + 1))
+            candidates.append((source.n, source.paper_id, sentence, start, end))
     if not candidates:
         return {}
     dense = np.zeros(len(candidates), dtype=np.float32)
@@ -204,21 +223,31 @@ def select_evidence(
     by_source: dict[int, list[Quote]] = {}
     for i, (n, pid, text, start, end) in enumerate(candidates):
         words = content_words(text)
-        keyword = len(wanted & words) / len(wanted) if wanted else 0.0
+        # In a paper the question names, every sentence names it: the name says
+        # nothing about which sentence answers, the question's other words do.
+        terms = wanted - name_words if n in focus else wanted
+        keyword = len(terms & words) / len(terms) if terms else 0.0
         score = W_DENSE * float(dense[i]) + W_KEYWORD * keyword
         if _CONTRIBUTION.search(text):
             score += CONTRIBUTION_BONUS
+        if _BOILERPLATE.search(text):
+            score -= BOILERPLATE_PENALTY
         if asks_quantity and numbers(text):
             score += FIGURE_BONUS
-        if asks_definition and _DEFINES.search(text):
+        if asks_definition:
             named_here = any(name in text.casefold() for name in names)
-            score += NAMED_DEFINES_BONUS if named_here else (DEFINES_BONUS if not names else 0.0)
+            if _DEFINES.search(text) and (named_here or i in defining):
+                score += NAMED_DEFINES_BONUS if names else DEFINES_BONUS
+            elif i in defining and n in focus:
+                score += FOLLOWS_DEFINITION_BONUS  # "Specifically, X does ...": how it works
         by_source.setdefault(n, []).append(Quote(n, pid, text, start, end, score))
     chosen: dict[int, list[Quote]] = {}
     for n, quotes in by_source.items():
         best = sorted(quotes, key=lambda q: (-q.score, q.start))
         top = best[0].score
-        keep = [q for q in best[:per_source] if q.score >= KEEP_RELATIVE * top or q is best[0]]
+        width, bar = (per_source + 1, KEEP_RELATIVE_FOCUS) if n in focus else (
+            per_source, KEEP_RELATIVE)
+        keep = [q for q in best[:width] if q.score >= bar * top or q is best[0]]
         chosen[n] = sorted((_trim(q) for q in keep), key=lambda q: q.start)
     return chosen
 
