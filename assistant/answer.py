@@ -123,7 +123,7 @@ class Answer:
     model: str | None = None
     dropped_citations: int = 0
     unknown_numbers: list[str] = field(default_factory=list)
-    abstain_reason: str | None = None  # "retrieval" or "model"
+    abstain_reason: str | None = None  # "retrieval", "model" or "cancelled"
     standalone_question: str | None = None
     evidence: list[Quote] = field(default_factory=list)  # verbatim, shown under the prose
     removed: list[Removed] = field(default_factory=list)  # model sentences not shown, with why
@@ -182,26 +182,31 @@ class Answer:
 
 
 def answer_from_dict(d: dict[str, Any]) -> Answer:
-    """The inverse of `Answer.to_dict` (stored chat turns, eval caches)."""
-    sources = [Source(n=s["n"], paper_id=s["paper_id"], title=s["title"],
-                      published=date.fromisoformat(s["published"]) if s.get("published") else None,
-                      passage=s.get("passage", ""), url=s.get("url"),
-                      similarity=s.get("similarity")) for s in d.get("sources") or []]
-    usage = Usage(**{k: v for k, v in (d.get("usage") or {}).items()
-                     if k in ("prompt_tokens", "completion_tokens", "first_token_s", "total_s",
-                              "retrieval_s")})
+    """The inverse of `Answer.to_dict`, for stored chat turns; tolerant of older records."""
+    sources = []
+    for s in d.get("sources") or []:
+        try:
+            published = date.fromisoformat(str(s["published"])) if s.get("published") else None
+        except ValueError:
+            published = None
+        sources.append(Source(n=int(s.get("n", 0)), paper_id=str(s.get("paper_id", "")),
+                              title=str(s.get("title", "")), published=published,
+                              passage=str(s.get("passage", "")), url=s.get("url"),
+                              similarity=s.get("similarity")))
     return Answer(
-        question=d.get("question", ""), text=d.get("answer", ""),
-        citations=[Citation(c["n"], c["paper_id"], c["title"], bool(c.get("supported")))
+        question=str(d.get("question", "")), text=str(d.get("answer", "")),
+        citations=[Citation(int(c.get("n", 0)), str(c.get("paper_id", "")),
+                            str(c.get("title", "")), bool(c.get("supported")))
                    for c in d.get("citations") or []],
-        sources=sources, abstained=bool(d.get("abstained")), usage=usage,
+        sources=sources, abstained=bool(d.get("abstained")), usage=Usage(),
         model=d.get("model"), dropped_citations=int(d.get("dropped_citations") or 0),
         unknown_numbers=list(d.get("unknown_numbers") or []),
         abstain_reason=d.get("abstain_reason"),
         standalone_question=d.get("standalone_question"),
-        evidence=[Quote(q["n"], q["paper_id"], q["text"], q["start"], q["end"],
-                        float(q.get("score", 0.0))) for q in d.get("evidence") or []],
-        removed=[Removed(r["text"], r["reason"], list(r.get("cited") or []))
+        evidence=[Quote(int(q["n"]), str(q["paper_id"]), str(q["text"]), int(q["start"]),
+                        int(q["end"]), float(q.get("score", 0.0)))
+                  for q in d.get("evidence") or []],
+        removed=[Removed(str(r["text"]), str(r["reason"]), list(r.get("cited") or []))
                  for r in d.get("removed") or []],
         prose_sentences=int(d.get("prose_sentences") or 0),
         prose_supported=bool(d.get("prose_supported")),
@@ -310,6 +315,12 @@ def ask(
     usage.first_token_s = (retrieval_s + result.first_token_s
                            if result.first_token_s is not None else None)
 
+    if cancel is not None and cancel.is_set() and not result.text.strip():
+        # Stopped before the model wrote anything: nothing to review or to stand in for.
+        usage.total_s = time.perf_counter() - started
+        return Answer(question, ABSTAIN_TEXT, [], sources, True, usage,
+                      abstain_reason="cancelled", standalone_question=standalone_question,
+                      answerability=verdict)
     answer = finish(question, result.text, kept, sources, quotes, verdict)
     answer.usage, answer.model = usage, result.model
     answer.standalone_question = standalone_question

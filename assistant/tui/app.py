@@ -479,7 +479,7 @@ class ChatApp(App[None]):
                           old_id: int | None = None) -> None:
         streamed = await self._end_stream(stream)
         data = answer.to_dict()
-        text, status = answer.text, "done"
+        text, status = answer.full_text(), "done"  # prose, then each paper's verbatim quotes
         if cancelled and old_id is not None:
             # Esc during a regenerate means "never mind": the stored answer stays.
             await stream.remove()
@@ -487,7 +487,7 @@ class ChatApp(App[None]):
             await self.notice("Regenerate cancelled: the previous answer is kept.")
             return
         if cancelled:
-            text = streamed.strip() if answer.abstained else answer.text
+            text = streamed.strip() if answer.abstained else answer.full_text()
             if not text:
                 await stream.remove()
                 self._forget(user_id)

@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..answer import Answer, Citation, Source, Turn, Usage, ask, condense
+from ..answer import Answer, Turn, answer_from_dict, ask, condense
 from ..errors import AssistantError, StoreError, UsageError
 from ..sessions import Session, SessionStore, describe_filters
 
@@ -78,29 +78,6 @@ def display_url(url: str | None) -> str:
     if parts.port:
         netloc += f":{parts.port}"
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def answer_from_dict(data: dict[str, Any]) -> Answer:
-    """Rebuild an `Answer` from its stored `to_dict()` (enough for `condense`)."""
-    sources = []
-    for s in data.get("sources") or []:
-        published = None
-        if s.get("published"):
-            try:
-                published = date.fromisoformat(str(s["published"]))
-            except ValueError:
-                published = None
-        sources.append(Source(n=int(s.get("n", 0)), paper_id=str(s.get("paper_id", "")),
-                              title=str(s.get("title", "")), published=published,
-                              passage=str(s.get("passage", "")), url=s.get("url"),
-                              similarity=s.get("similarity")))
-    citations = [Citation(n=int(c.get("n", 0)), paper_id=str(c.get("paper_id", "")),
-                          title=str(c.get("title", "")), supported=bool(c.get("supported")))
-                 for c in data.get("citations") or []]
-    return Answer(question=str(data.get("question", "")), text=str(data.get("answer", "")),
-                  citations=citations, sources=sources, abstained=bool(data.get("abstained")),
-                  usage=Usage(), model=data.get("model"),
-                  standalone_question=data.get("standalone_question"))
 
 
 class ChatService:

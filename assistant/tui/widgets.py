@@ -199,7 +199,7 @@ class SessionList(OptionList):
 
 
 class SourcesPanel(Vertical):
-    """The selected answer's cited papers: title, date, passage, supported or not."""
+    """The selected answer's cited papers: title, date, its evidence quotes (else the passage)."""
 
     def compose(self) -> ComposeResult:
         yield Label("Sources", classes="title")
@@ -222,10 +222,16 @@ class SourcesPanel(Vertical):
                 item.append("✓ supported", style="green")
             else:
                 item.append("? not supported by its passage", style="yellow")
-            passage = " ".join(str(s.get("passage", "")).split())
-            if len(passage) > 220:
-                passage = passage[:219].rstrip() + "…"
-            item.append(f"\n{passage}\n", style="dim")
+            quotes = [q for q in answer.get("evidence") or [] if q.get("n") == s.get("n")]
+            if quotes:  # the verbatim sentences this answer rests on
+                for quote in quotes:
+                    item.append(f"\n“{quote.get('text', '')}”")
+                item.append("\n")
+            else:
+                passage = " ".join(str(s.get("passage", "")).split())
+                if len(passage) > 220:
+                    passage = passage[:219].rstrip() + "…"
+                item.append(f"\n{passage}\n", style="dim")
             items.append(Option(item, id=f"paper-{s.get('n')}"))
         options.set_options(items)
         if items:
