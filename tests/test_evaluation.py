@@ -122,6 +122,29 @@ def test_match_answer_needs_every_fact_any_alternative_any_case():
     assert m.match_answer(None, [["x"]])[0] is False
 
 
+def test_evidence_accuracy_counts_the_quotes_and_removed_share_the_sentences():
+    prose_hit = rec("prose", answer="It is manifold intrusion [1].",
+                    contains=(("manifold intrusion",),))
+    quoted = rec("quoted", answer="The model's answer was not supported by the sources.",
+                 contains=(("manifold intrusion",),))
+    quoted["evidence"] = [{"n": 1, "text": "We call this manifold intrusion."}]
+    quoted["prose_sentences"], quoted["removed"] = 3, [{"reason": "unsupported"}] * 3
+    prose_hit["prose_sentences"], prose_hit["removed"] = 1, []
+    missed = rec("missed", answer="Nothing.", contains=(("manifold intrusion",),))
+    named = rec("named", expected=(("p1",),), answer="X [1].", contains=(("X",),),
+                citations=(("p1", True),))
+    named["kind"] = "named"
+    shy = rec("named-shy", answer=ABSTAIN_TEXT, abstained=True, contains=(("X",),))
+    shy["kind"] = "named"
+    metrics = m.aggregate([prose_hit, quoted, missed, named, shy], 3)
+    assert value(metrics, "answer_accuracy") == (pytest.approx(2 / 5), 5)  # prose + named
+    assert value(metrics, "evidence_accuracy") == (pytest.approx(3 / 5), 5)  # + the quote
+    assert value(metrics, "prose_removed_share") == (pytest.approx(3 / 4), 4)
+    assert value(metrics, "named_cited") == (0.5, 2)
+    assert value(metrics, "false_abstention_named") == (0.5, 2)
+    assert value(metrics, "false_abstention_test") == (0.0, 3)
+
+
 def test_litqa2_accuracy_precision_and_abstention_metrics():
     records = [
         rec("right", answer="It is manifold intrusion.", contains=(("manifold intrusion",),)),
