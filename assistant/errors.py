@@ -25,3 +25,19 @@ class StoreError(AssistantError):
 
 class EmbedderMismatch(StoreError):
     """The library was indexed with another embedding model."""
+
+
+class StoreFull(StoreError):
+    """The disk holding the store filled up during a write."""
+
+    remedy = "free some disk space"
+
+
+class StoreUnavailable(StoreError):
+    """The Chroma server stopped answering (it died, or the network went)."""
+
+    remedy = "start the Chroma server again"
+
+
+class StoreDamaged(StoreError):
+    """The store opened but cannot be read: never shown as an empty library."""
