@@ -274,11 +274,17 @@ class Library:
         )
 
     def _names(self) -> set[str]:
-        with self._guard("list the collections"):
-            try:
+        try:
+            with self._guard("list the collections"):
                 listed = self.client.list_collections()
-            except (sqlite3.Error, OSError) as exc:
+        except StoreError:
+            raise
+        except Exception as exc:  # a read fault is damage; anything else is a bug, re-raised
+            from chromadb.errors import ChromaError
+
+            if isinstance(exc, (ChromaError, sqlite3.Error, OSError)):
                 raise self._damaged(exc) from exc
+            raise
         return {c if isinstance(c, str) else c.name for c in listed}
 
     def _drop(self, name: str) -> None:

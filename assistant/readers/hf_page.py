@@ -66,7 +66,7 @@ _YEARS_BACK = 8  # enough to reach a leap year from any year
 # How a complete abstract ends: a sentence mark or closing bracket/quote, or a
 # link (many end "Code: https://github.com/..."). Anything else at the very end
 # of the file means the page was cut mid-abstract.
-_COMPLETE_END = re.compile(r"""(?:[.!?)\]}"'”’»]|\S*(?:/|://|\.\w+)\S*)$""")
+_COMPLETE_END = re.compile(r"""(?:[.!?)\]}"'”’»]|\S*/\S*|\w\.[A-Za-z]{1,4})$""")
 _ELLIPSIS = ("…", "...")
 
 
