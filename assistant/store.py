@@ -144,7 +144,8 @@ def connect(settings: Settings):
                 ssl=url.scheme == "https",
                 settings=_chroma_settings(),
             )
-        except Exception as exc:
+        except Exception as exc:  # the client raises httpx, ValueError or its own types
+            # for an unreachable, wrong-version or refusing server: all "cannot reach"
             raise StoreError(
                 f"cannot reach the Chroma server at {settings.chroma_url}: {exc}"
             ) from None
@@ -157,7 +158,8 @@ def connect(settings: Settings):
         raise StoreError(f"the store directory {path} is not writable")
     try:
         return chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
-    except Exception as exc:
+    except Exception as exc:  # opening runs migrations and reads SQLite: any failure
+        # (corrupt file, newer schema, locked) means this store cannot be opened
         raise StoreError(f"cannot open the store at {path}: {exc}") from None
 
 
@@ -182,7 +184,12 @@ class Library:
         location = settings.chroma_url or str(settings.home / "chroma")
         library = cls(connect(settings), location, lock_path=Path(settings.home) / LOCK_FILE,
                       remote=bool(settings.chroma_url))
-        library.finished_reindex = library.finish_swap()
+        if library._swap_left_over():
+            # Only when no ingest or reindex is running: a reindex mid-swap
+            # finishes its own swap, and a reader must not wait for it.
+            with library.write_lock(blocking=False) as locked:
+                if locked:
+                    library.finished_reindex = library.finish_swap()
         return library
 
     # -- failures ----------------------------------------------------------
@@ -201,18 +208,21 @@ class Library:
 
     # -- writers' lock -----------------------------------------------------
     @contextmanager
-    def write_lock(self, notify: Callable[[str], None] | None = None) -> Iterator[None]:
+    def write_lock(self, notify: Callable[[str], None] | None = None,
+                   blocking: bool = True) -> Iterator[bool]:
         """One writer per home at a time: ingest and reindex hold this for their
         whole run, so a second one diffs against the first's result instead of
         re-embedding everything, and no generation increment is lost.
 
         A file lock (flock): released by the kernel when a process dies, so a
         killed ingest never leaves the home locked. Re-entrant per Library.
+        With `blocking=False` it yields False at once when another writer
+        holds the lock.
         """
         if self.lock_path is None or self._lock_depth:
             self._lock_depth += 1
             try:
-                yield
+                yield True
             finally:
                 self._lock_depth -= 1
             return
@@ -228,13 +238,16 @@ class Library:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                if not blocking:
+                    yield False
+                    return
                 if notify:
                     notify(f"waiting for another ingest or reindex of {self.location} "
                            "to finish…")
                 fcntl.flock(handle, fcntl.LOCK_EX)
             self._lock_depth = 1
             try:
-                yield
+                yield True
             finally:
                 self._lock_depth = 0
                 fcntl.flock(handle, fcntl.LOCK_UN)
@@ -351,9 +364,11 @@ class Library:
         return int((papers.metadata or {}).get("generation", 0)) if papers else 0
 
     def _bump_generation(self) -> None:
-        """Read-modify-write: callers hold `write_lock`, so no increment is lost."""
+        """Read-modify-write under `write_lock` (re-entrant: ingest already holds
+        it), re-reading the stored value, so no increment is lost to another
+        process."""
         papers = self.papers()
-        with self._guard("update the library's generation"):
+        with self.write_lock(), self._guard("update the library's generation"):
             papers = self.client.get_collection(papers.name, embedding_function=None)
             meta = dict(papers.metadata or {})
             meta["generation"] = int(meta.get("generation", 0)) + 1
@@ -538,6 +553,9 @@ class Library:
         with self._guard("read the new index"):
             papers = self.client.get_collection(PAPERS + NEXT, embedding_function=None)
         return bool((papers.metadata or {}).get(COMPLETE))
+
+    def _swap_left_over(self) -> bool:
+        return not self.suffix and any(n.endswith((NEXT, OLD)) for n in self._names())
 
     def finish_swap(self) -> bool:
         """Bring the collections to a whole state after any interrupted swap.
