@@ -333,22 +333,37 @@ def test_item5_concurrent_ingests_on_one_home_lose_no_generation_increment(
     _assert_consistent(library)
 
 
+_BUMPER = """
+import sys, time
+from pathlib import Path
+from assistant.settings import Settings
+from assistant.store import Library
+home = Path(sys.argv[1])
+library = Library.open(Settings(home=home))
+(home / f"ready-{sys.argv[2]}").touch()
+while not (home / "go").exists():  # start together, so the writes really overlap
+    time.sleep(0.05)
+for _ in range(100):
+    library._bump_generation()
+"""
+
+
 def test_item5_two_processes_bumping_the_generation_lose_no_increment(tmp_path: Path,
                                                                       embedder):
-    """Two processes bumping one store's generation: 2 x 40 increments, all counted."""
-    settings = make_settings(tmp_path / "home")
-    library = Library.open(settings)
-    library.papers(create_for=(embedder.name, embedder.dim))
-    script = (
-        "import sys\nfrom pathlib import Path\nfrom assistant.settings import Settings\n"
-        "from assistant.store import Library\n"
-        "lib = Library.open(Settings(home=Path(sys.argv[1])))\n"
-        "for _ in range(40):\n    lib._bump_generation()\n"
-    )
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "home")], cwd=ROOT)
-             for _ in range(2)]
+    """Two processes bumping one store's generation at once: 2 x 100, all counted."""
+    import time
+
+    home = tmp_path / "home"
+    settings = make_settings(home)
+    Library.open(settings).papers(create_for=(embedder.name, embedder.dim))
+    procs = [subprocess.Popen([sys.executable, "-c", _BUMPER, str(home), str(i)], cwd=ROOT)
+             for i in range(2)]
+    while not all((home / f"ready-{i}").exists() for i in range(2)):
+        assert all(p.poll() is None for p in procs), "a bumper process died"
+        time.sleep(0.05)
+    (home / "go").touch()
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
-    assert Library.open(settings).generation == 80
+    assert Library.open(settings).generation == 200
 
 
 # -- item 8: disk full ---------------------------------------------------------------
