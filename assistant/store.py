@@ -190,7 +190,19 @@ class Library:
             with library.write_lock(blocking=False) as locked:
                 if locked:
                     library.finished_reindex = library.finish_swap()
+                    library._drop_unfinished()
         return library
+
+    def _drop_unfinished(self) -> None:
+        """Drop a replacement an interrupted reindex left half built. Called
+        only under the write lock, so no reindex is building it right now; the
+        live collections hold every paper."""
+        names = self._names()
+        if self._replacement_complete(names):
+            return
+        for name in (CHUNKS, PAPERS):
+            if name + NEXT in names:
+                self._drop(name + NEXT)
 
     # -- failures ----------------------------------------------------------
     @contextmanager
