@@ -115,7 +115,7 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], fmt: str | None, page_ye
     progress_cb, finish = _progress("Embedding papers", enabled=not as_json)
     try:
         report = run_ingest(list(paths), settings, fmt=fmt, page_year=page_year,
-                            progress=progress_cb)
+                            progress=progress_cb, notify=lambda msg: click.echo(msg, err=True))
     finally:
         finish()
     if as_json:
@@ -123,8 +123,9 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], fmt: str | None, page_ye
     else:
         _print_ingest(report)
     if report.interrupted:
-        click.echo("interrupted: what was written is consistent; run the same command again "
-                   "to finish", err=True)
+        click.echo(f"interrupted: {report.added + report.updated} papers were stored, "
+                   f"{report.not_stored} not yet; what was written is consistent; run the "
+                   "same command again to finish", err=True)
         ctx.exit(130)
     ctx.exit(report.exit_code)
 
@@ -163,7 +164,12 @@ def _print_ingest(report) -> None:
                   f"({report.seconds:.1f} s)")
     for failure in report.failures:
         where = f"{failure.source}:{failure.line}" if failure.line else failure.source
-        console.print(f"[red]failed[/red] {where}: {failure.reason}", soft_wrap=True)
+        console.print(f"[red]failed[/red] {_escape(where)}: {_escape(failure.reason)}",
+                      soft_wrap=True)
+    for warning in report.warnings:
+        where = f"{warning.source}:{warning.line}" if warning.line else warning.source
+        console.print(f"[yellow]warning[/yellow] {_escape(where)}: {_escape(warning.reason)}",
+                      soft_wrap=True)
 
 
 def _short(path: str) -> str:
@@ -423,7 +429,14 @@ def reindex(ctx: click.Context, as_json: bool) -> None:
     embedder = make_embedder(settings)
     progress_cb, finish = _progress("Re-embedding papers", enabled=not as_json)
     try:
-        count = run_reindex(settings, Library.open(settings), embedder, progress=progress_cb)
+        count = run_reindex(settings, Library.open(settings), embedder, progress=progress_cb,
+                            notify=lambda msg: click.echo(msg, err=True))
+    except KeyboardInterrupt:
+        finish()
+        click.echo("interrupted: no paper is lost (the library is the old one until the new "
+                   "index is complete, and the next command finishes a swap that was under "
+                   "way); run `assistant reindex` again to re-embed", err=True)
+        ctx.exit(130)
     finally:
         finish()
     if as_json:

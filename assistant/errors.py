@@ -33,3 +33,19 @@ class SessionsDamaged(StoreError):
     Raised instead of sqlite's own error so that every command says the same
     thing: which file, and that `assistant sessions repair` moves it aside.
     """
+
+
+class StoreFull(StoreError):
+    """The disk holding the store filled up during a write."""
+
+    remedy = "free some disk space"
+
+
+class StoreUnavailable(StoreError):
+    """The Chroma server stopped answering (it died, or the network went)."""
+
+    remedy = "start the Chroma server again"
+
+
+class StoreDamaged(StoreError):
+    """The store opened but cannot be read: never shown as an empty library."""

@@ -17,7 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import UsageError
+from .errors import StoreError, UsageError
 from .records import Paper, RecordError
 
 if TYPE_CHECKING:
@@ -42,12 +42,16 @@ class FileReport:
     unchanged: int = 0
     duplicates: int = 0
     failed: int = 0
+    warnings: int = 0
+    not_stored: int = 0
 
 
 @dataclass
 class IngestReport:
     files: list[FileReport] = field(default_factory=list)
     failures: list[RecordError] = field(default_factory=list)
+    # Stored papers the user should look at: an undated paper, a truncated abstract.
+    warnings: list[RecordError] = field(default_factory=list)
     added: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -55,6 +59,8 @@ class IngestReport:
     total_chunks: int = 0
     seconds: float = 0.0
     interrupted: bool = False
+    # Papers this run meant to write but did not (it was interrupted first).
+    not_stored: int = 0
 
     @property
     def exit_code(self) -> int:
@@ -68,6 +74,8 @@ class IngestReport:
             "total_papers": self.total_papers,
             "total_chunks": self.total_chunks,
             "failed": [f.to_dict() for f in self.failures],
+            "warnings": [w.to_dict() for w in self.warnings],
+            "not_stored": self.not_stored,
             "files": [vars(f) for f in self.files],
             "seconds": round(self.seconds, 3),
             "interrupted": self.interrupted,
@@ -224,11 +232,16 @@ def ingest(
     embedder: Embedder | None = None,
     progress: Callable[[int, int], None] | None = None,
     today: date | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> IngestReport:
     """Read `paths` (the bundled corpus when empty) into the library.
 
     KeyboardInterrupt is caught between batches' writes: what was written
-    stays consistent and the report says the run was interrupted.
+    stays consistent and the report counts only what was really stored. A
+    store failure (disk full, server gone) raises a StoreError that says how
+    much was stored. The diff and the writes run under the home's write lock,
+    so a concurrent ingest waits (told through `notify`) and then finds the
+    first one's papers already stored.
     """
     from .readers import read_file
 
@@ -239,10 +252,12 @@ def ingest(
     per_file: dict[str, FileReport] = {}
     for path in files:
         result = read_file(path, fmt, page_year=page_year, today=today)
-        fr = FileReport(source=str(path), read=len(result.papers), failed=len(result.errors))
+        fr = FileReport(source=str(path), read=len(result.papers), failed=len(result.errors),
+                        warnings=len(result.warnings))
         per_file[str(path)] = fr
         report.files.append(fr)
         report.failures.extend(result.errors)
+        report.warnings.extend(result.warnings)
         papers.extend(result.papers)
 
     merged = merge_records(papers)
@@ -255,6 +270,15 @@ def ingest(
         from .embed import make_embedder
 
         embedder = make_embedder(settings)
+    with library.write_lock(notify):
+        _diff_and_write(merged, library, embedder, report, per_file, progress)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _diff_and_write(merged: dict[str, Merged], library: Library, embedder: Embedder,
+                    report: IngestReport, per_file: dict[str, FileReport],
+                    progress: Callable[[int, int], None] | None) -> None:
     embedder_key = (embedder.name, embedder.dim)
     library.check_embedder(*embedder_key)
 
@@ -300,39 +324,79 @@ def ingest(
         else:
             to_write.append((m, meta, pid))
 
-    for pid, m in merged.items():
-        first = per_file[m.sightings[0].source]
-        setattr(first, status[pid], getattr(first, status[pid]) + 1)
-        for sighting in m.sightings[1:]:
-            per_file[sighting.source].duplicates += 1
-
+    written: set[str] = set()
     try:
-        library.update_metadata(relabel)
-        _write_all(to_write, library, embedder, embedder_key, replaces, progress)
+        from .store import WRITE_BATCH
+
+        for start in range(0, len(relabel), WRITE_BATCH):
+            batch = relabel[start:start + WRITE_BATCH]
+            library.update_metadata(batch)
+            written.update(pid for pid, _ in batch)
+        _write_all(to_write, library, embedder, embedder_key, replaces, progress, written)
     except KeyboardInterrupt:
         report.interrupted = True
-    report.added = sum(1 for s in status.values() if s == "added")
-    report.updated = sum(1 for s in status.values() if s == "updated")
+    except StoreError as exc:
+        planned = len(relabel) + len(to_write)
+        remedy = getattr(exc, "remedy", "fix that")
+        raise type(exc)(
+            f"{exc}; {len(written)} of the {planned} new or changed papers were stored "
+            f"before that, and the library is consistent: {remedy}, then run the same "
+            "command again to store the rest"
+        ) from None
+
+    for pid, m in merged.items():
+        first = per_file[m.sightings[0].source]
+        outcome = status[pid]
+        if outcome != "unchanged" and pid not in written:
+            outcome = "not_stored"
+        setattr(first, outcome, getattr(first, outcome) + 1)
+        for sighting in m.sightings[1:]:
+            per_file[sighting.source].duplicates += 1
+    report.added = sum(1 for p, s in status.items() if s == "added" and p in written)
+    report.updated = sum(1 for p, s in status.items() if s == "updated" and p in written)
     report.unchanged = sum(1 for s in status.values() if s == "unchanged")
+    report.not_stored = len(relabel) + len(to_write) - len(written)
     report.total_papers, report.total_chunks = library.counts()
-    report.seconds = time.perf_counter() - started
-    return report
 
 
-def _write_all(to_write, library, embedder, embedder_key, replaces, progress) -> None:
+def _write_all(to_write, library, embedder, embedder_key, replaces, progress,
+               written: set[str]) -> None:
     """Chunk and embed batch after batch; each batch's store write runs in a
-    thread while the next batch embeds, so the store costs little wall time."""
+    thread while the next batch embeds, so the store costs little wall time.
+
+    `written` receives the id of every paper whose write finished, so that an
+    interrupted run reports what it really stored.
+    """
     from concurrent.futures import Future, ThreadPoolExecutor
 
     from .chunking import chunk_texts, split_abstract
     from .store import PaperWrite
 
     total = len(to_write)
-    done = 0
     fits = getattr(embedder, "fits", None)
     if progress:
         progress(0, total)
-    pending: Future | None = None
+    pending: tuple[Future, list[str]] | None = None
+    done = 0
+
+    def settle() -> None:
+        nonlocal pending, done
+        if pending is None:
+            return
+        future, pids = pending
+        try:
+            future.result()
+        except KeyboardInterrupt:
+            raise  # still pending: the handler below waits for it once more
+        except BaseException:
+            pending = None  # it failed: nothing of it counts as stored
+            raise
+        pending = None
+        written.update(pids)
+        done += len(pids)
+        if progress:
+            progress(done, total)
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-write") as pool:
         try:
             for start in range(0, total, EMBED_BATCH_PAPERS):
@@ -350,54 +414,61 @@ def _write_all(to_write, library, embedder, embedder_key, replaces, progress) ->
                                              vectors[offset:offset + len(texts)]))
                     offset += len(texts)
                 batch_replaces = {pid: replaces[pid] for _, _, pid in batch if pid in replaces}
-                if pending is not None:
-                    pending.result()
-                    done += EMBED_BATCH_PAPERS
-                    if progress:
-                        progress(min(done, total), total)
-                pending = pool.submit(library.write, writes, embedder_key, batch_replaces)
-        finally:
+                settle()
+                pending = (pool.submit(library.write, writes, embedder_key, batch_replaces),
+                           [pid for _, _, pid in batch])
+            settle()
+        except BaseException:
             # A write already started always finishes: the store stays consistent.
-            if pending is not None:
-                pending.result()
-    if progress:
-        progress(total, total)
+            # (If that write fails too, its error is the one that propagates.)
+            settle()
+            raise
 
 
 def reindex(settings: Settings, library: Library, embedder: Embedder,
-            progress: Callable[[int, int], None] | None = None) -> int:
+            progress: Callable[[int, int], None] | None = None,
+            notify: Callable[[str], None] | None = None) -> int:
     """Re-chunk and re-embed every stored paper with `embedder`.
 
-    The new index is built beside the old one and swapped in at the end, so an
-    interrupted reindex leaves the old library as it was.
+    The new index is built beside the old one and swapped in at the end (see
+    `Library.finish_swap`), so an interruption anywhere leaves every paper
+    stored: before the swap the old library is untouched; during it, the next
+    run (or any `Library.open`) finishes it. When an interrupted run had
+    already finished the new index with this same embedder, finishing its
+    swap is all that is left to do.
     """
     from .chunking import chunk_texts, split_abstract
     from .store import PaperWrite
 
-    records = list(library.iter_papers(("metadatas", "documents")))
-    target = library.replacement()
     key = (embedder.name, embedder.dim)
-    fits = getattr(embedder, "fits", None)
-    if progress:
-        progress(0, len(records))
-    for start in range(0, len(records), EMBED_BATCH_PAPERS):
-        batch = records[start:start + EMBED_BATCH_PAPERS]
-        texts = []
-        for _pid, meta, extra in batch:
-            texts.append(chunk_texts(meta["title"],
-                                     split_abstract(meta["title"], extra["document"], fits)))
-        vectors = embedder.embed([t for group in texts for t in group])
-        writes, offset = [], 0
-        for (pid, meta, extra), group in zip(batch, texts):
-            meta = dict(meta)
-            meta["content_hash"] = text_hash(meta["title"], extra["document"], embedder.name)
-            meta["n_chunks"] = len(group)
-            writes.append(PaperWrite(pid, meta, extra["document"], group,
-                                     vectors[offset:offset + len(group)]))
-            offset += len(group)
-        target.write(writes, key)
+    with library.write_lock(notify):
+        finished = library.finish_swap() or library.finished_reindex
+        library.finished_reindex = False
+        if finished and library.embedder_info == key:
+            return library.counts()[0]
+        records = list(library.iter_papers(("metadatas", "documents")))
+        target = library.replacement()
+        fits = getattr(embedder, "fits", None)
         if progress:
-            progress(min(start + len(batch), len(records)), len(records))
-    if records:
-        library.swap_in(target)
+            progress(0, len(records))
+        for start in range(0, len(records), EMBED_BATCH_PAPERS):
+            batch = records[start:start + EMBED_BATCH_PAPERS]
+            texts = []
+            for _pid, meta, extra in batch:
+                texts.append(chunk_texts(meta["title"],
+                                         split_abstract(meta["title"], extra["document"], fits)))
+            vectors = embedder.embed([t for group in texts for t in group])
+            writes, offset = [], 0
+            for (pid, meta, extra), group in zip(batch, texts):
+                meta = dict(meta)
+                meta["content_hash"] = text_hash(meta["title"], extra["document"], embedder.name)
+                meta["n_chunks"] = len(group)
+                writes.append(PaperWrite(pid, meta, extra["document"], group,
+                                         vectors[offset:offset + len(group)]))
+                offset += len(group)
+            target.write(writes, key)
+            if progress:
+                progress(min(start + len(batch), len(records)), len(records))
+        if records:
+            library.swap_in(target)
     return len(records)

@@ -97,3 +97,17 @@ class RecordError(Exception):
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "line": self.line, "reason": self.reason}
+
+
+class RecordTooLarge(RecordError):
+    """One record over the size a paper can have: refused before it is embedded."""
+
+    def __init__(self, source: str, line: int | None, size: int, unit: str = "characters"):
+        from assistant.readers._common import MAX_RECORD_CHARS
+
+        super().__init__(
+            source, line,
+            f"record too large: {size:,} {unit}, over the limit of {MAX_RECORD_CHARS:,} "
+            "characters for one paper",
+        )
+        self.size = size

@@ -12,21 +12,36 @@ Writes for a batch go chunks first, stale chunks deleted second, paper
 records last. A paper record is therefore the commit marker: an interrupted
 ingest leaves at most chunks whose `content_hash` no paper record carries;
 search ignores those and the next ingest overwrites them (ids are
-deterministic, so nothing is duplicated).
+deterministic, so nothing is duplicated). The generation is bumped before the
+paper records are written as well as after, so a write that fails half-way
+still invalidates every cache built on the old state.
+
+`reindex` builds `papers__next`/`chunks__next` beside the live collections,
+marks `papers__next` complete, and only then swaps (see `finish_swap`): at no
+step is the only complete copy of the records deleted, and whatever step an
+interruption lands on, the next `Library.open` finishes or discards it.
+
+Every call into Chroma goes through `_guard`, which turns the failures a user
+can act on (disk full, the server gone, a damaged store) into one-line
+`StoreError`s and lets anything else keep its traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-from collections.abc import Iterable, Iterator
+import sqlite3
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from .errors import EmbedderMismatch, StoreError
+from .errors import EmbedderMismatch, StoreDamaged, StoreError, StoreFull, StoreUnavailable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,6 +52,52 @@ CHUNKS = "chunks"
 PAPERS = "papers"
 WRITE_BATCH = 256  # well under Chroma's SQLite and HTTP request limits
 READ_BATCH = 2000
+NEXT = "__next"  # the replacement `reindex` builds
+OLD = "__old"  # a live collection moved aside while its replacement moves in
+COMPLETE = "reindex_complete"  # set on papers__next once every record is in it
+LOCK_FILE = "store.lock"
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def classify_failure(exc: BaseException, location: str, remote: bool) -> StoreError | None:
+    """The user-actionable store failure behind `exc`, or None for a bug.
+
+    Chroma reports a full disk as SQLite's "database or disk is full" (inside
+    its own error types) or as an OSError(ENOSPC); a dead server as an httpx
+    transport error or a plain ConnectionError.
+    """
+    httpx = sys.modules.get("httpx")
+    for cause in _chain(exc):
+        text = str(cause).lower()
+        if (isinstance(cause, OSError) and cause.errno == errno.ENOSPC) or (
+            "disk is full" in text or "no space left" in text
+        ):
+            return StoreFull(f"the disk holding the store at {location} is full ({cause})")
+        if isinstance(cause, ConnectionError) or (
+            httpx is not None and isinstance(cause, httpx.TransportError)
+        ):
+            return StoreUnavailable(
+                f"lost the connection to the Chroma server at {location} "
+                f"({type(cause).__name__}: {cause or 'no answer'})"
+            )
+    return None
+
+
+def _is_not_found(exc: BaseException) -> bool:
+    """Chroma's answer for a collection that does not exist (1.x: NotFoundError)."""
+    from chromadb.errors import NotFoundError
+
+    return isinstance(exc, NotFoundError) or (
+        isinstance(exc, ValueError) and "does not exist" in str(exc)
+    )
 
 
 def date_to_int(value: date | None) -> int | None:
@@ -83,7 +144,8 @@ def connect(settings: Settings):
                 ssl=url.scheme == "https",
                 settings=_chroma_settings(),
             )
-        except Exception as exc:
+        except Exception as exc:  # the client raises httpx, ValueError or its own types
+            # for an unreachable, wrong-version or refusing server: all "cannot reach"
             raise StoreError(
                 f"cannot reach the Chroma server at {settings.chroma_url}: {exc}"
             ) from None
@@ -96,42 +158,183 @@ def connect(settings: Settings):
         raise StoreError(f"the store directory {path} is not writable")
     try:
         return chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
-    except Exception as exc:
+    except Exception as exc:  # opening runs migrations and reads SQLite: any failure
+        # (corrupt file, newer schema, locked) means this store cannot be opened
         raise StoreError(f"cannot open the store at {path}: {exc}") from None
 
 
 class Library:
     """The stored papers and chunks, and the embedder they were built with."""
 
-    def __init__(self, client: Any, location: str, suffix: str = ""):
+    def __init__(self, client: Any, location: str, suffix: str = "",
+                 lock_path: Path | None = None, remote: bool = False):
         self.client = client
         self.location = location
         self.suffix = suffix  # "__next" while `reindex` builds a replacement
+        self.lock_path = lock_path
+        self.remote = remote
+        self.finished_reindex = False  # set when `open` completed an interrupted swap
         self._chunks = None
         self._papers = None
+        self._lock_depth = 0
 
     @classmethod
     def open(cls, settings: Settings) -> Library:
+        """Connect, and finish (or roll back) a reindex interrupted mid-swap."""
         location = settings.chroma_url or str(settings.home / "chroma")
-        return cls(connect(settings), location)
+        library = cls(connect(settings), location, lock_path=Path(settings.home) / LOCK_FILE,
+                      remote=bool(settings.chroma_url))
+        if library._swap_left_over():
+            # Only when no ingest or reindex is running: a reindex mid-swap
+            # finishes its own swap, and a reader must not wait for it.
+            with library.write_lock(blocking=False) as locked:
+                if locked:
+                    library.finished_reindex = library.finish_swap()
+                    library._drop_unfinished()
+        return library
+
+    def _drop_unfinished(self) -> None:
+        """Drop a replacement an interrupted reindex left half built. Called
+        only under the write lock, so no reindex is building it right now; the
+        live collections hold every paper."""
+        names = self._names()
+        if self._replacement_complete(names):
+            return
+        for name in (CHUNKS, PAPERS):
+            if name + NEXT in names:
+                self._drop(name + NEXT)
+
+    # -- failures ----------------------------------------------------------
+    @contextmanager
+    def _guard(self, doing: str) -> Iterator[None]:
+        """Turn Chroma's failures a user can act on into one-line StoreErrors."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except Exception as exc:  # classified here; whatever is not a store fault re-raises
+            failure = classify_failure(exc, self.location, self.remote)
+            if failure is None:
+                raise
+            raise failure from exc
+
+    # -- writers' lock -----------------------------------------------------
+    @contextmanager
+    def write_lock(self, notify: Callable[[str], None] | None = None,
+                   blocking: bool = True) -> Iterator[bool]:
+        """One writer per home at a time: ingest and reindex hold this for their
+        whole run, so a second one diffs against the first's result instead of
+        re-embedding everything, and no generation increment is lost.
+
+        A file lock (flock): released by the kernel when a process dies, so a
+        killed ingest never leaves the home locked. Re-entrant per Library.
+        With `blocking=False` it yields False at once when another writer
+        holds the lock.
+        """
+        if self.lock_path is None or self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield True
+            finally:
+                self._lock_depth -= 1
+            return
+        import fcntl
+
+        try:
+            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self.lock_path, "a+b")  # noqa: SIM115 - held across the yield
+        except OSError as exc:
+            raise StoreError(f"cannot create the lock file {self.lock_path}: "
+                             f"{exc.strerror or exc}") from None
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not blocking:
+                    yield False
+                    return
+                if notify:
+                    notify(f"waiting for another ingest or reindex of {self.location} "
+                           "to finish…")
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            self._lock_depth = 1
+            try:
+                yield True
+            finally:
+                self._lock_depth = 0
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        finally:
+            handle.close()
 
     # -- collections -------------------------------------------------------
     def _existing(self, name: str):
+        """The collection, or None when it does not exist.
+
+        Only "does not exist" means absent: a store that cannot be read is an
+        error, never an empty library.
+        """
+        full = name + self.suffix
         try:
-            return self.client.get_collection(name + self.suffix, embedding_function=None)
-        except Exception:
-            return None
+            with self._guard(f"open the collection {full}"):
+                return self.client.get_collection(full, embedding_function=None)
+        except StoreError:
+            raise
+        except Exception as exc:  # only "does not exist" means absent; a read fault is damage
+            from chromadb.errors import ChromaError
+
+            if _is_not_found(exc):
+                return None
+            if isinstance(exc, (ChromaError, sqlite3.Error, OSError)):
+                raise self._damaged(exc) from exc
+            raise
+
+    def _damaged(self, exc: BaseException) -> StoreDamaged:
+        if self.remote:
+            return StoreDamaged(f"the Chroma server at {self.location} cannot read the "
+                                f"library: {type(exc).__name__}: {exc}")
+        return StoreDamaged(
+            f"the library at {self.location} cannot be read ({type(exc).__name__}: {exc}); "
+            "it may be damaged: move that folder aside and run `assistant ingest` again "
+            "to rebuild it"
+        )
+
+    def _names(self) -> set[str]:
+        try:
+            with self._guard("list the collections"):
+                listed = self.client.list_collections()
+        except StoreError:
+            raise
+        except Exception as exc:  # a read fault is damage; anything else is a bug, re-raised
+            from chromadb.errors import ChromaError
+
+            if isinstance(exc, (ChromaError, sqlite3.Error, OSError)):
+                raise self._damaged(exc) from exc
+            raise
+        return {c if isinstance(c, str) else c.name for c in listed}
+
+    def _drop(self, name: str) -> None:
+        with self._guard(f"delete the collection {name}"):
+            try:
+                self.client.delete_collection(name)
+            except Exception as exc:  # only "already gone" is fine; the rest re-raises
+                if not _is_not_found(exc):
+                    raise
+
+    def _rename(self, old: str, new: str) -> None:
+        with self._guard(f"rename the collection {old}"):
+            self.client.get_collection(old, embedding_function=None).modify(name=new)
 
     def _collection(self, name: str, create_for: tuple[str, int] | None):
         collection = self._existing(name)
         if collection is None and create_for is not None:
             embedder, dim = create_for
-            collection = self.client.get_or_create_collection(
-                name + self.suffix,
-                embedding_function=None,
-                configuration={"hnsw": {"space": "cosine"}},
-                metadata={"embedder": embedder, "dim": dim, "generation": 0},
-            )
+            with self._guard("create a collection"):
+                collection = self.client.get_or_create_collection(
+                    name + self.suffix,
+                    embedding_function=None,
+                    configuration={"hnsw": {"space": "cosine"}},
+                    metadata={"embedder": embedder, "dim": dim, "generation": 0},
+                )
         return collection
 
     @property
@@ -173,10 +376,16 @@ class Library:
         return int((papers.metadata or {}).get("generation", 0)) if papers else 0
 
     def _bump_generation(self) -> None:
+        """Read-modify-write under `write_lock` (re-entrant: ingest already holds
+        it), re-reading the stored value, so no increment is lost to another
+        process."""
         papers = self.papers()
-        meta = dict(papers.metadata or {})
-        meta["generation"] = int(meta.get("generation", 0)) + 1
-        papers.modify(metadata=meta)
+        with self.write_lock(), self._guard("update the library's generation"):
+            papers = self.client.get_collection(papers.name, embedding_function=None)
+            meta = dict(papers.metadata or {})
+            meta["generation"] = int(meta.get("generation", 0)) + 1
+            papers.modify(metadata=meta)
+        self._papers = papers
 
     # -- reading -----------------------------------------------------------
     def get_papers(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -187,7 +396,8 @@ class Library:
         found: dict[str, dict[str, Any]] = {}
         ids = list(ids)
         for start in range(0, len(ids), READ_BATCH):
-            batch = papers.get(ids=ids[start:start + READ_BATCH], include=["metadatas"])
+            with self._guard("read paper records"):
+                batch = papers.get(ids=ids[start:start + READ_BATCH], include=["metadatas"])
             for pid, meta in zip(batch["ids"], batch["metadatas"]):
                 found[pid] = dict(meta or {})
         return found
@@ -200,9 +410,10 @@ class Library:
         keys = list(keys)
         found: dict[str, str] = {}
         for start in range(0, len(keys), 500):
-            batch = papers.get(
-                where={"title_key": {"$in": keys[start:start + 500]}}, include=["metadatas"]
-            )
+            with self._guard("read paper records"):
+                batch = papers.get(
+                    where={"title_key": {"$in": keys[start:start + 500]}}, include=["metadatas"]
+                )
             for pid, meta in zip(batch["ids"], batch["metadatas"]):
                 found.setdefault(str(meta["title_key"]), pid)
         return found
@@ -217,9 +428,10 @@ class Library:
             return
         offset = 0
         while True:
-            batch = papers.get(
-                include=list(include), limit=READ_BATCH, offset=offset, where=where
-            )
+            with self._guard("read paper records"):
+                batch = papers.get(
+                    include=list(include), limit=READ_BATCH, offset=offset, where=where
+                )
             if not batch["ids"]:
                 return
             for i, pid in enumerate(batch["ids"]):
@@ -237,9 +449,10 @@ class Library:
             return
         offset = 0
         while True:
-            batch = chunks.get(
-                include=["documents", "metadatas"], limit=READ_BATCH, offset=offset
-            )
+            with self._guard("read chunks"):
+                batch = chunks.get(
+                    include=["documents", "metadatas"], limit=READ_BATCH, offset=offset
+                )
             if not batch["ids"]:
                 return
             yield from zip(batch["ids"], batch["documents"], batch["metadatas"])
@@ -247,7 +460,8 @@ class Library:
 
     def counts(self) -> tuple[int, int]:
         papers, chunks = self._existing(PAPERS), self._existing(CHUNKS)
-        return (papers.count() if papers else 0, chunks.count() if chunks else 0)
+        with self._guard("count the library"):
+            return (papers.count() if papers else 0, chunks.count() if chunks else 0)
 
     # -- writing -----------------------------------------------------------
     def write(self, writes: list[PaperWrite], embedder: tuple[str, int],
@@ -276,19 +490,20 @@ class Library:
                     meta["published"] = w.metadata["published"]
                 metas.append(meta)
             vectors.extend(w.vectors.tolist())
-        for start in range(0, len(ids), WRITE_BATCH):
-            end = start + WRITE_BATCH
-            chunks.upsert(ids=ids[start:end], documents=docs[start:end],
-                          metadatas=metas[start:end], embeddings=vectors[start:end])
-        # Every chunk of these papers that carries none of the new hashes is stale
-        # (a hash covers the title, so no paper can carry another's). One call.
-        chunks.delete(where={"$and": [
-            {"paper_id": {"$in": [w.paper_id for w in writes]}},
-            {"content_hash": {"$nin": [w.metadata["content_hash"] for w in writes]}},
-        ]})
-        old_ids = [old for new, old in (replaces or {}).items() if old != new]
-        if old_ids:
-            chunks.delete(where={"paper_id": {"$in": old_ids}})
+        with self._guard("write chunks"):
+            for start in range(0, len(ids), WRITE_BATCH):
+                end = start + WRITE_BATCH
+                chunks.upsert(ids=ids[start:end], documents=docs[start:end],
+                              metadatas=metas[start:end], embeddings=vectors[start:end])
+            # Every chunk of these papers that carries none of the new hashes is stale
+            # (a hash covers the title, so no paper can carry another's). One call.
+            chunks.delete(where={"$and": [
+                {"paper_id": {"$in": [w.paper_id for w in writes]}},
+                {"content_hash": {"$nin": [w.metadata["content_hash"] for w in writes]}},
+            ]})
+            old_ids = [old for new, old in (replaces or {}).items() if old != new]
+            if old_ids:
+                chunks.delete(where={"paper_id": {"$in": old_ids}})
         import numpy as np
 
         means = []
@@ -296,44 +511,105 @@ class Library:
             mean = w.vectors.mean(axis=0)
             norm = float(np.linalg.norm(mean)) or 1.0
             means.append((mean / norm).tolist())
-        for start in range(0, len(writes), WRITE_BATCH):
-            batch = writes[start:start + WRITE_BATCH]
-            papers.upsert(
-                ids=[w.paper_id for w in batch],
-                documents=[w.abstract for w in batch],
-                metadatas=[w.metadata for w in batch],
-                embeddings=means[start:start + WRITE_BATCH],
-            )
-        if old_ids:
-            papers.delete(ids=old_ids)
+        # Bumped before as well as after: a failure between the records and the
+        # second bump must still invalidate caches built on the old state.
+        self._bump_generation()
+        with self._guard("write paper records"):
+            for start in range(0, len(writes), WRITE_BATCH):
+                batch = writes[start:start + WRITE_BATCH]
+                papers.upsert(
+                    ids=[w.paper_id for w in batch],
+                    documents=[w.abstract for w in batch],
+                    metadatas=[w.metadata for w in batch],
+                    embeddings=means[start:start + WRITE_BATCH],
+                )
+            if old_ids:
+                papers.delete(ids=old_ids)
         self._bump_generation()
 
-
+    # -- reindex -----------------------------------------------------------
     def replacement(self) -> Library:
-        """An empty library beside this one, to be swapped in by `swap_in`."""
+        """An empty library beside this one, to be swapped in by `swap_in`.
+
+        A finished replacement left by an interrupted swap is swapped in first
+        (`finish_swap`), so this only ever drops an unfinished one, which the
+        live collections make redundant.
+        """
+        self.finish_swap()
+        names = self._names()
         for name in (CHUNKS, PAPERS):
-            try:
-                self.client.delete_collection(name + "__next")
-            except Exception:
-                pass  # nothing left over from an interrupted reindex
-        return Library(self.client, self.location, suffix="__next")
+            if name + NEXT in names:
+                self._drop(name + NEXT)
+        return Library(self.client, self.location, suffix=NEXT, lock_path=None,
+                       remote=self.remote)
 
     def swap_in(self, replacement: Library) -> None:
-        """Replace this library's collections with the replacement's."""
-        for name in (PAPERS, CHUNKS):
-            try:
-                self.client.delete_collection(name)
-            except Exception:
-                pass
-            self.client.get_collection(name + replacement.suffix,
-                                       embedding_function=None).modify(name=name)
+        """Replace this library's collections with the replacement's.
+
+        First the replacement is marked complete (the commit point; its
+        generation continues this library's, so no cache keyed on an old
+        generation number survives), then `finish_swap` moves it in.
+        """
+        papers = replacement.papers()
+        with self._guard("mark the new index complete"):
+            papers = self.client.get_collection(papers.name, embedding_function=None)
+            meta = dict(papers.metadata or {})
+            meta["generation"] = self.generation + int(meta.get("generation", 0)) + 1
+            meta[COMPLETE] = True
+            papers.modify(metadata=meta)
+        self.finish_swap()
+
+    def _replacement_complete(self, names: set[str]) -> bool:
+        if PAPERS + NEXT not in names:
+            return False
+        with self._guard("read the new index"):
+            papers = self.client.get_collection(PAPERS + NEXT, embedding_function=None)
+        return bool((papers.metadata or {}).get(COMPLETE))
+
+    def _swap_left_over(self) -> bool:
+        return not self.suffix and any(n.endswith((NEXT, OLD)) for n in self._names())
+
+    def finish_swap(self) -> bool:
+        """Bring the collections to a whole state after any interrupted swap.
+
+        Idempotent, and safe to interrupt at any step: a live collection is
+        only renamed aside (never deleted) while a complete replacement waits,
+        and an aside copy is deleted only once a live one exists again.
+        Returns True when it moved a complete replacement in.
+        """
+        if self.suffix:
+            return False
+        names = self._names()
+        if not any(n.endswith((NEXT, OLD)) for n in names):
+            return False
+        moved = False
+        if self._replacement_complete(names):
+            for name in (CHUNKS, PAPERS):  # papers last: its marker says "not done yet"
+                if name + NEXT not in names:
+                    continue  # this one already moved in
+                if name in names:
+                    if name + OLD in names:
+                        self._drop(name + OLD)  # superseded twice over
+                    self._rename(name, name + OLD)
+                self._rename(name + NEXT, name)
+            moved = True
+            names = self._names()
+        for name in (CHUNKS, PAPERS):
+            if name + OLD not in names:
+                continue
+            if name in names:
+                self._drop(name + OLD)
+            else:
+                self._rename(name + OLD, name)  # the only copy left: put it back
         self._chunks = self._papers = None
+        return moved
 
     def update_metadata(self, records: list[tuple[str, dict[str, Any]]]) -> None:
         """Rewrite paper records whose text (and so vectors) did not change."""
         if not records:
             return
         papers, chunks = self.papers(), self.chunks()
+        self._bump_generation()  # before and after, as in `write`
         for start in range(0, len(records), WRITE_BATCH):
             batch = records[start:start + WRITE_BATCH]
             chunk_ids, chunk_metas = [], []
@@ -345,9 +621,10 @@ class Library:
                     if meta.get("published"):
                         chunk_meta["published"] = meta["published"]
                     chunk_metas.append(chunk_meta)
-            if chunk_ids:
-                chunks.update(ids=chunk_ids, metadatas=chunk_metas)
-            papers.update(ids=[pid for pid, _ in batch], metadatas=[m for _, m in batch])
+            with self._guard("update paper records"):
+                if chunk_ids:
+                    chunks.update(ids=chunk_ids, metadatas=chunk_metas)
+                papers.update(ids=[pid for pid, _ in batch], metadatas=[m for _, m in batch])
         self._bump_generation()
 
 

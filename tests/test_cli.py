@@ -93,13 +93,15 @@ def test_partial_failure_exits_1_and_keeps_the_good_records(tmp_path: Path):
     )
     proc = run("ingest", str(data), "--json", home=tmp_path / "home", check_rc=1)
     report = json.loads(proc.stdout)
-    assert report["added"] == 1 and report["total_papers"] == 1
+    # An unparseable date costs the date, not the paper (issue 10 item 13).
+    assert report["added"] == 2 and report["total_papers"] == 2
     failed = {f["line"]: f for f in report["failed"]}
-    assert set(failed) == {2, 3, 4}
+    assert set(failed) == {2, 3}
     assert all(f["source"] == str(data) for f in failed.values())
     assert "JSON" in failed[2]["reason"]
     assert "abstract" in failed[3]["reason"]
-    assert "31/31/2024" in failed[4]["reason"]
+    assert [w["line"] for w in report["warnings"]] == [4]
+    assert "31/31/2024" in report["warnings"][0]["reason"]
 
     proc = run("ingest", str(data), home=tmp_path / "home", check_rc=1)
     assert f"{data}:2" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr

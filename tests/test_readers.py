@@ -282,11 +282,14 @@ def test_page_unparseable_date_names_field_and_value(tmp_path):
     )
     path = write(tmp_path, "dates.txt", text)
     result = read_file(path)
-    assert [p.title for p in result.papers] == ["Good Paper"]
-    assert len(result.errors) == 1
-    error = result.errors[0]
-    assert "'date'" in error.reason and "Feb 30" in error.reason
-    assert text.split("\n")[error.line - 1] == "Feb 30"
+    # Issue 10 item 13: the date is lost, not the paper; the warning says so.
+    assert [(p.title, p.published) for p in result.papers][0] == ("Bad Date Paper", None)
+    assert [p.title for p in result.papers][1] == "Good Paper"
+    assert result.errors == [] and len(result.warnings) == 1
+    warning = result.warnings[0]
+    assert "'date'" in warning.reason and "Feb 30" in warning.reason
+    assert "stored without a date" in warning.reason
+    assert text.split("\n")[warning.line - 1] == "Feb 30"
 
 
 # --- arXiv Atom ---------------------------------------------------------------------------
@@ -338,8 +341,11 @@ def test_arxiv_atom_bad_published_date_names_field(tmp_path):
     text = (DATA / "arxiv_api.xml").read_text(encoding="utf-8")
     text = text.replace("<published>2023-12-01T18:01:34Z", "<published>first of December", 1)
     result = read_file(write(tmp_path, "feed.xml", text))
-    assert [p.arxiv_id for p in result.papers] == ["2401.12345", "hep-th/9711200"]
-    assert reasons(result) == [(35, "unparseable date in field 'published': 'first of December'")]
+    assert [p.arxiv_id for p in result.papers] == ["2401.12345", "2312.00752", "hep-th/9711200"]
+    assert result.papers[1].published is None and result.errors == []
+    assert [(w.line, w.reason) for w in result.warnings] == [
+        (35, "unparseable date in field 'published': 'first of December'; "
+             "stored without a date")]
 
 
 # --- arXiv metadata snapshot --------------------------------------------------------------
@@ -373,8 +379,10 @@ def test_arxiv_snapshot_bad_version_date(tmp_path):
     )
     path = write(tmp_path, "snap.json", "\n".join([good, bad, good]) + "\n")
     result = read_file(path)
-    assert len(result.papers) == 2
-    assert reasons(result) == [(2, "unparseable date in field 'versions.created': 'soon'")]
+    assert len(result.papers) == 3 and result.papers[1].published is None
+    assert result.errors == []
+    assert [(w.line, w.reason) for w in result.warnings] == [
+        (2, "unparseable date in field 'versions.created': 'soon'; stored without a date")]
 
 
 # --- Hugging Face API -----------------------------------------------------------------------
@@ -428,9 +436,11 @@ def test_csv_with_quoted_multiline_field():
     assert titles == [
         "Attention Is All You Need",
         "LoRA: Low-Rank Adaptation of Large Language Models",
+        "Scaling Laws for Neural Language Models",  # its date is unparseable: kept undated
         "Chinchilla: Training Compute-Optimal Large Language Models",
     ]
-    assert [p.line for p in result.papers] == [2, 5, 8]
+    assert [p.line for p in result.papers] == [2, 5, 7, 8]
+    assert result.papers[2].published is None
     attention = result.papers[0]
     assert 'the "Transformer", based solely' in attention.abstract
     assert "\n" not in attention.abstract
@@ -443,7 +453,9 @@ def test_csv_with_quoted_multiline_field():
     assert lora.authors == ["Edward J. Hu", "Yelong Shen", "Phillip Wallis"]
     assert reasons(result) == [
         (6, "no abstract for 'Untitled draft, no abstract yet'"),
-        (7, "unparseable date in field 'published': '23rd of January'"),
+    ]
+    assert [(w.line, w.reason) for w in result.warnings] == [
+        (7, "unparseable date in field 'published': '23rd of January'; stored without a date"),
     ]
 
 
@@ -476,9 +488,11 @@ def test_jsonl_good_and_bad_records():
     assert [(p.line, p.arxiv_id) for p in result.papers] == [
         (1, "2305.18290"),
         (2, "2305.14314"),
+        (8, None),
         (9, "2205.14135"),
     ]
-    dpo, qlora, flash = result.papers
+    dpo, qlora, undated, flash = result.papers
+    assert undated.published is None
     assert (
         dpo.title
         == "Direct Preference Optimization: Your Language Model is Secretly a Reward Model"
@@ -493,7 +507,9 @@ def test_jsonl_good_and_bad_records():
         (5, "not a JSON object (got list)"),
         (6, "no title"),
         (7, "no abstract for 'A Paper Without an Abstract'"),
-        (8, "unparseable date in field 'published': 'sometime in 2023'"),
+    ]
+    assert [(w.line, w.reason) for w in result.warnings] == [
+        (8, "unparseable date in field 'published': 'sometime in 2023'; stored without a date"),
     ]
     assert all(e.source == str(DATA / "papers.jsonl") for e in result.errors)
 
@@ -572,8 +588,11 @@ def test_binary_file(tmp_path):
 def test_non_utf8_file_names_the_line(tmp_path):
     data = b"title,abstract\nA,Fine.\n" + "Caf\u00e9,Latin-1 here.\n".encode("latin-1")
     result = read_file(write(tmp_path, "latin1.csv", data))
-    assert result.papers == []
-    assert reasons(result) == [(3, "not UTF-8 text (invalid byte at line 3)")]
+    # Issue 10 item 2: the bad line costs that line only.
+    assert [p.title for p in result.papers] == ["A"]
+    assert reasons(result) == [
+        (3, "not UTF-8 text (invalid byte 0xe9 at column 4); the paper at line 3 was skipped")
+    ]
 
 
 def test_utf8_bom_is_ignored(tmp_path):

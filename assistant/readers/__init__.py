@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import stat
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -86,17 +89,116 @@ def detect_format(path: Path, head: str) -> str:
     raise RecordError(str(path), None, "cannot tell the file format; name it explicitly")
 
 
-def _decode(data: bytes, source: str) -> str | RecordError:
-    """Bytes to text, refusing what is not UTF-8 text and saying where it broke."""
+@dataclass
+class _Decoded:
+    """A file's text, with what could not be decoded kept out of it.
+
+    `bad_lines` maps a 1-based line to why it is not UTF-8; those lines are
+    decoded with U+FFFD in place of the bad bytes so that the layout (and so
+    every other record's line number) is kept, and the records they belong to
+    are dropped afterwards. `cut_short` says the file ends inside a character.
+    """
+
+    text: str
+    bad_lines: dict[int, str] = field(default_factory=dict)
+    cut_short: bool = False
+
+
+def _decode(data: bytes, source: str) -> _Decoded | RecordError:
+    """Bytes to text line by line: a bad byte costs its line, not the file."""
     if b"\x00" in data[:_BINARY_PROBE]:
         return RecordError(source, None, "binary file, not text")
     if data.startswith(_BOM):
         data = data[len(_BOM) :]
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        return RecordError(source, line, f"not UTF-8 text (invalid byte at line {line})")
+        return _Decoded(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        pass
+    decoded = _Decoded("")
+    lines = data.split(b"\n")
+    texts = []
+    for number, raw in enumerate(lines, start=1):
+        try:
+            texts.append(raw.decode("utf-8"))
+            continue
+        except UnicodeDecodeError as exc:
+            if number == len(lines) and exc.end == len(raw) and "end of data" in exc.reason:
+                # The file stops inside a multi-byte character: it was cut short.
+                decoded.cut_short = True
+                texts.append(raw[: exc.start].decode("utf-8", errors="replace"))
+                continue
+            decoded.bad_lines[number] = (
+                f"not UTF-8 text (invalid byte 0x{raw[exc.start]:02x} at column "
+                f"{len(raw[: exc.start].decode('utf-8', errors='replace')) + 1})"
+            )
+            texts.append(raw.decode("utf-8", errors="replace"))
+    decoded.text = "\n".join(texts)
+    return decoded
+
+
+def _drop_damaged(result: ReadResult, bad_lines: dict[int, str], source: str) -> None:
+    """Move every paper that spans a line that was not UTF-8 into the errors.
+
+    Records in every format follow each other through the file, so a paper
+    spans from its own line to the line before the next record (paper or
+    error) starts. A bad line outside any stored paper gets its own error,
+    unless an error already stands at that line.
+    """
+    if not bad_lines:
+        return
+    starts = sorted({p.line for p in result.papers}
+                    | {e.line for e in result.errors if e.line})
+    kept = []
+    claimed: set[int] = set()
+    dropped: list[tuple[int, int]] = []
+    for paper in result.papers:
+        later = [s for s in starts if s > paper.line]
+        end = later[0] - 1 if later else max(bad_lines)
+        bad = [n for n in bad_lines if paper.line <= n <= end]
+        if bad:
+            claimed.update(bad)
+            dropped.append((paper.line, end))
+            result.errors.append(RecordError(
+                source, bad[0], f"{bad_lines[bad[0]]}; the paper at line {paper.line} "
+                "was skipped"))
+        else:
+            kept.append(paper)
+    result.papers = kept
+    by_line = {e.line: e for e in result.errors if e.line}
+    for number, reason in bad_lines.items():
+        if number in claimed:
+            continue
+        if number in by_line:  # the bad byte is why that record failed: say so
+            by_line[number].reason = f"{reason}; line skipped"
+            continue
+        result.errors.append(RecordError(source, number, f"{reason}; line skipped"))
+    result.errors.sort(key=lambda e: e.line or 0)
+    # A warning about a paper that is no longer kept would only confuse.
+    result.warnings = [w for w in result.warnings
+                       if not any(a <= (w.line or 0) <= b for a, b in dropped)]
+
+
+def _open_regular(path: Path, source: str) -> bytes | RecordError:
+    """Read a regular file; refuse devices, FIFOs and sockets without opening them.
+
+    `/dev/zero` would be read until memory runs out and a FIFO blocks until a
+    writer appears, so the type is checked with stat() first.
+    """
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        return RecordError(source, None, f"cannot read file: {exc.strerror or exc}")
+    if not stat.S_ISREG(info.st_mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(info.st_mode)
+                else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
+                else "a socket" if stat.S_ISSOCK(info.st_mode) else "not a file")
+        return RecordError(source, None, f"not a regular file ({kind}); only files and "
+                           "folders of files can be ingested")
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        return RecordError(source, None, f"cannot read file: {exc.strerror or exc}")
 
 
 def read_file(
@@ -113,14 +215,13 @@ def read_file(
     have no year (see `hf_page.read_hf_page`).
     """
     source = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        reason = f"cannot read file: {exc.strerror or exc}"
-        return ReadResult([], [RecordError(source, None, reason)])
-    text = _decode(data, source)
-    if isinstance(text, RecordError):
-        return ReadResult([], [text])
+    data = _open_regular(Path(path), source)
+    if isinstance(data, RecordError):
+        return ReadResult([], [data])
+    decoded = _decode(data, source)
+    if isinstance(decoded, RecordError):
+        return ReadResult([], [decoded])
+    text = decoded.text
     if not text.strip():
         return ReadResult([], [RecordError(source, None, "empty file")])
 
@@ -129,8 +230,19 @@ def read_file(
             fmt = detect_format(Path(path), text[:_HEAD_CHARS])
         except RecordError as exc:
             return ReadResult([], [exc])
+    result = _parse(fmt, text, source, page_year, today, decoded.cut_short)
+    _drop_damaged(result, decoded.bad_lines, source)
+    if decoded.cut_short:
+        result.warnings.append(RecordError(
+            source, text.count("\n") + 1,
+            "the file ends inside a UTF-8 character: it was cut short"))
+    return result
+
+
+def _parse(fmt: str, text: str, source: str, page_year: int | None, today: date | None,
+           cut_short: bool) -> ReadResult:
     if fmt == "hf-page":
-        return read_hf_page(text, source, page_year=page_year, today=today)
+        return read_hf_page(text, source, page_year=page_year, today=today, cut_short=cut_short)
     if fmt == "jsonl":
         return read_jsonl(text, source)
     if fmt == "csv":

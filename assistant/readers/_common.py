@@ -12,11 +12,15 @@ from datetime import date, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from assistant.records import Paper, RecordError
+from assistant.records import Paper, RecordError, RecordTooLarge
 
 _AUTHOR_SPLIT = re.compile(r"\s*(?:,|;|\s+and\s+)\s*")
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[T ].*)?$")
 _MAX_SHOWN = 60
+# Title plus abstract of one paper. arXiv caps abstracts at 1,920 characters and
+# the longest in the sample is under 2,500; a record fifty times that is not a
+# paper but a broken export (or a file that is not what it claims).
+MAX_RECORD_CHARS = 100_000
 
 
 @dataclass
@@ -24,11 +28,14 @@ class ReadResult:
     """What one file yielded.
 
     A record is either in `papers` or reported in `errors`, never both, so the
-    ingest report's counts add up to what the file held.
+    ingest report's counts add up to what the file held. `warnings` are about
+    papers that were kept (stored undated, an abstract that looks cut short):
+    the user should know, but losing the paper would be worse.
     """
 
     papers: list[Paper] = field(default_factory=list)
     errors: list[RecordError] = field(default_factory=list)
+    warnings: list[RecordError] = field(default_factory=list)
 
 
 def clean(value: Any) -> str:
@@ -94,11 +101,15 @@ def split_authors(value: Any) -> list[str]:
 
 
 def check_title_abstract(title: str, abstract: str, source: str, line: int) -> RecordError | None:
-    """The two fields without which a record is not worth ingesting."""
+    """The two fields without which a record is not worth ingesting, and the
+    size cap that keeps one runaway record from exhausting memory downstream."""
     if not title:
         return RecordError(source, line, "no title")
     if not abstract:
         return RecordError(source, line, f"no abstract for {shorten(title)}")
+    size = len(title) + len(abstract)
+    if size > MAX_RECORD_CHARS:
+        return RecordTooLarge(source, line, size)
     return None
 
 
@@ -107,3 +118,9 @@ def date_error(source: str, line: int, field_name: str, value: Any) -> RecordErr
     return RecordError(
         source, line, f"unparseable date in field {field_name!r}: {shorten(str(value))}"
     )
+
+
+def date_warning(source: str, line: int, field_name: str, value: Any) -> RecordError:
+    """An unparseable date costs the date, not the paper: it is stored undated."""
+    problem = date_error(source, line, field_name, value)
+    return RecordError(source, line, f"{problem.reason}; stored without a date")

@@ -15,7 +15,7 @@ from assistant.readers._common import (
     ReadResult,
     check_title_abstract,
     clean,
-    date_error,
+    date_warning,
     line_of,
     parse_date,
     split_authors,
@@ -73,7 +73,7 @@ def read_atom(text: str, source: str) -> ReadResult:
     lines = _entry_lines(text)
     for index, entry in enumerate(entries):
         line = lines[index] if index < len(lines) else 1
-        outcome = _entry_to_paper(entry, source, line)
+        outcome = _entry_to_paper(entry, source, line, result.warnings)
         if isinstance(outcome, Paper):
             result.papers.append(outcome)
         else:
@@ -81,7 +81,8 @@ def read_atom(text: str, source: str) -> ReadResult:
     return result
 
 
-def _entry_to_paper(entry: ET.Element, source: str, line: int) -> Paper | RecordError:
+def _entry_to_paper(entry: ET.Element, source: str, line: int,
+                    warnings: list[RecordError]) -> Paper | RecordError:
     entry_id = clean(entry.findtext(f"{ATOM}id"))
     title = clean(entry.findtext(f"{ATOM}title"))
     abstract = clean(entry.findtext(f"{ATOM}summary"))
@@ -98,7 +99,7 @@ def _entry_to_paper(entry: ET.Element, source: str, line: int) -> Paper | Record
         if raw and raw.strip():
             published = parse_date(raw)
             if published is None:
-                return date_error(source, line, field_name, raw.strip())
+                warnings.append(date_warning(source, line, field_name, raw.strip()))
             break
 
     url = None
@@ -135,7 +136,7 @@ def read_snapshot(text: str, source: str) -> ReadResult:
     """
     result = ReadResult()
     for number, record in iter_json_lines(text, source, result):
-        outcome = _snapshot_to_paper(record, source, number)
+        outcome = _snapshot_to_paper(record, source, number, result.warnings)
         if isinstance(outcome, Paper):
             result.papers.append(outcome)
         else:
@@ -169,7 +170,8 @@ def _snapshot_authors(record: dict[str, Any]) -> list[str]:
     return split_authors(record.get("authors"))
 
 
-def _snapshot_to_paper(record: dict[str, Any], source: str, line: int) -> Paper | RecordError:
+def _snapshot_to_paper(record: dict[str, Any], source: str, line: int,
+                       warnings: list[RecordError]) -> Paper | RecordError:
     title = clean(record.get("title"))
     abstract = clean(record.get("abstract"))
     problem = check_title_abstract(title, abstract, source, line)
@@ -181,11 +183,11 @@ def _snapshot_to_paper(record: dict[str, Any], source: str, line: int) -> Paper 
     if created is not None:
         published = parse_date(str(created))
         if published is None:
-            return date_error(source, line, "versions.created", created)
+            warnings.append(date_warning(source, line, "versions.created", created))
     elif record.get("update_date"):
         published = parse_date(str(record["update_date"]))
         if published is None:
-            return date_error(source, line, "update_date", record["update_date"])
+            warnings.append(date_warning(source, line, "update_date", record["update_date"]))
 
     raw_id = clean(record.get("id")) or None
     authors = _snapshot_authors(record)

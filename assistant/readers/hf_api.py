@@ -14,7 +14,7 @@ from assistant.readers._common import (
     ReadResult,
     check_title_abstract,
     clean,
-    date_error,
+    date_warning,
     line_of,
     parse_date,
     split_authors,
@@ -70,7 +70,7 @@ def read_hf_api(text: str, source: str) -> ReadResult:
             reason = f"invalid JSON: {exc.msg}"
             result.errors.append(RecordError(source, line_at(exc.pos), reason))
             return result
-        outcome = _entry_to_paper(value, source, line)
+        outcome = _entry_to_paper(value, source, line, result.warnings)
         if isinstance(outcome, Paper):
             result.papers.append(outcome)
         else:
@@ -90,7 +90,8 @@ def read_hf_api(text: str, source: str) -> ReadResult:
         return result
 
 
-def _entry_to_paper(entry: Any, source: str, line: int) -> Paper | RecordError:
+def _entry_to_paper(entry: Any, source: str, line: int,
+                    warnings: list[RecordError]) -> Paper | RecordError:
     if not isinstance(entry, dict):
         return RecordError(source, line, f"not a JSON object (got {type(entry).__name__})")
     paper = entry.get("paper")
@@ -108,7 +109,7 @@ def _entry_to_paper(entry: Any, source: str, line: int) -> Paper | RecordError:
         if raw:
             published = parse_date(str(raw))
             if published is None:
-                return date_error(source, line, field_name, raw)
+                warnings.append(date_warning(source, line, field_name, raw))
             break
 
     upvotes = paper.get("upvotes")

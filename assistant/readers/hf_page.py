@@ -12,8 +12,15 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
-from assistant.readers._common import ReadResult, clean, date_error, shorten
-from assistant.records import Paper, RecordError
+from assistant.readers._common import (
+    MAX_RECORD_CHARS,
+    ReadResult,
+    clean,
+    date_error,
+    date_warning,
+    shorten,
+)
+from assistant.records import Paper, RecordError, RecordTooLarge
 
 CHROME = frozenset(
     line.casefold()
@@ -56,6 +63,11 @@ _SEPARATOR = "·"
 _TITLE_MAX = 300
 _META_MAX = 80
 _YEARS_BACK = 8  # enough to reach a leap year from any year
+# How a complete abstract ends: a sentence mark or closing bracket/quote, or a
+# link (many end "Code: https://github.com/..."). Anything else at the very end
+# of the file means the page was cut mid-abstract.
+_COMPLETE_END = re.compile(r"""(?:[.!?)\]}"'”’»]|\S*/\S*|\w\.[A-Za-z]{1,4})$""")
+_ELLIPSIS = ("…", "...")
 
 
 @dataclass
@@ -105,7 +117,9 @@ def _is_meta(text: str) -> bool:
 
 
 class _PageParser:
-    def __init__(self, text: str, source: str, page_year: int | None, today: date):
+    def __init__(self, text: str, source: str, page_year: int | None, today: date,
+                 cut_short: bool = False):
+        self.cut_short = cut_short
         self.source = source
         self.page_year = page_year
         self.today = today
@@ -116,6 +130,7 @@ class _PageParser:
             if raw.strip()
         ]
         self.reference: date | None = None
+        self.abstract_index = -1  # index in `items` of the last abstract read
 
     def error(self, line: int | None, reason: str) -> None:
         self.result.errors.append(RecordError(self.source, line, reason))
@@ -143,9 +158,38 @@ class _PageParser:
 
     def parse(self) -> ReadResult:
         index = self.read_header()
+        last_abstract: int | None = None
         while index < len(self.items):
+            before = len(self.result.papers)
             index = self.read_paper(index)
+            if len(self.result.papers) > before:
+                last_abstract = self.abstract_index
+        self.flag_truncated(last_abstract)
         return self.result
+
+    def flag_truncated(self, last_abstract: int | None) -> None:
+        """Say which stored abstracts look cut short.
+
+        The site itself clips with an ellipsis; a saved page cut off mid-file
+        ends in an abstract (the last line) that stops mid-sentence.
+        """
+        papers = self.result.papers
+        for paper in papers:
+            if paper.abstract.endswith(_ELLIPSIS):
+                self.result.warnings.append(RecordError(
+                    self.source, paper.line,
+                    f"abstract of {shorten(paper.title)} ends in an ellipsis: it looks "
+                    "truncated; stored as it is"))
+        if not papers or last_abstract != len(self.items) - 1:
+            return
+        paper = papers[-1]
+        if paper.abstract.endswith(_ELLIPSIS):
+            return
+        if self.cut_short or not _COMPLETE_END.search(paper.abstract):
+            self.result.warnings.append(RecordError(
+                self.source, paper.line,
+                f"abstract of {shorten(paper.title)} stops mid-sentence at the end of the "
+                "file: the page looks truncated; stored as it is"))
 
     def read_header(self) -> int:
         index = 0
@@ -205,7 +249,12 @@ class _PageParser:
             self.error(title.number, f"no abstract for {shorten(title.text)}")
             return index + self.block_length(index)
         abstract = self.items[index]
+        self.abstract_index = index
         index += 1
+        if len(title.text) + len(abstract.text) > MAX_RECORD_CHARS:
+            self.result.errors.append(
+                RecordTooLarge(self.source, title.number, len(title.text) + len(abstract.text)))
+            return index + self.block_length(index)
 
         block = self.block_length(index)
         paper_or_error = self.make_paper(title, abstract, self.items[index : index + block])
@@ -214,6 +263,13 @@ class _PageParser:
         else:
             self.result.errors.append(paper_or_error)
         return index + block
+
+    def undated(self, paper: Paper, date_line: _Line) -> Paper:
+        """An unparseable date costs the date, not the paper."""
+        paper.published = None
+        self.result.warnings.append(
+            date_warning(self.source, date_line.number, "date", date_line.text))
+        return paper
 
     def make_paper(self, title: _Line, abstract: _Line, block: list[_Line]) -> Paper | RecordError:
         paper = Paper(
@@ -231,22 +287,24 @@ class _PageParser:
             else:
                 paper.organisation = clean(meta.text)
         if block[-1].text == _SEPARATOR:
-            return RecordError(self.source, title.number, "no date after '·'")
+            self.result.warnings.append(RecordError(
+                self.source, title.number, "no date after '·'; stored without a date"))
+            return paper
         date_line = block[-1]
         match = DATE_LINE.match(date_line.text)
         if not match:
-            return date_error(self.source, date_line.number, "date", date_line.text)
+            return self.undated(paper, date_line)
         month, day = _MONTHS[match.group(1)], int(match.group(2))
         if match.group(3):
             try:
                 paper.published = date(int(match.group(3)), month, day)
             except ValueError:
-                return date_error(self.source, date_line.number, "date", date_line.text)
+                return self.undated(paper, date_line)
         else:
             assert self.reference is not None
             paper.published = _latest_on_or_before(month, day, self.reference)
             if paper.published is None:
-                return date_error(self.source, date_line.number, "date", date_line.text)
+                return self.undated(paper, date_line)
             paper.year_inferred = True
         if match.group(4):
             paper.upvotes = int(match.group(4))
@@ -254,7 +312,8 @@ class _PageParser:
 
 
 def read_hf_page(
-    text: str, source: str, *, page_year: int | None = None, today: date | None = None
+    text: str, source: str, *, page_year: int | None = None, today: date | None = None,
+    cut_short: bool = False,
 ) -> ReadResult:
     """Read a saved Daily Papers page.
 
@@ -262,5 +321,7 @@ def read_hf_page(
     the page's date; the page's date in turn is placed no later than `today`
     unless `page_year` says which year the page is from. Such papers are
     marked `year_inferred`, because the year is a guess the user may correct.
+    `cut_short` says the file's bytes ended mid-character, so its last
+    abstract is certainly truncated.
     """
-    return _PageParser(text, source, page_year, today or date.today()).parse()
+    return _PageParser(text, source, page_year, today or date.today(), cut_short).parse()

@@ -14,15 +14,17 @@ from collections.abc import Iterator
 from typing import Any
 
 from assistant.readers._common import (
+    MAX_RECORD_CHARS,
     ReadResult,
     check_title_abstract,
     clean,
     date_error,
+    date_warning,
     parse_date,
     shorten,
     split_authors,
 )
-from assistant.records import Paper, RecordError, parse_arxiv_id
+from assistant.records import Paper, RecordError, RecordTooLarge, parse_arxiv_id
 
 _ALIASES = {
     "arxiv_id": ("arxiv_id", "arxiv", "id"),
@@ -40,10 +42,12 @@ def _get(record: dict[str, Any], *names: str) -> Any:
     return None
 
 
-def record_to_paper(record: dict[str, Any], source: str, line: int) -> Paper | RecordError:
+def record_to_paper(record: dict[str, Any], source: str, line: int,
+                    warnings: list[RecordError] | None = None) -> Paper | RecordError:
     """Map one JSONL object or CSV row onto a Paper, or say what is wrong with it.
 
-    Keys are lower-cased first so "Title" and "title" both work.
+    Keys are lower-cased first so "Title" and "title" both work. An
+    unparseable date is added to `warnings` and the paper kept undated.
     """
     fields = {str(key).strip().lower(): value for key, value in record.items()}
     title = clean(_get(fields, "title"))
@@ -65,7 +69,9 @@ def record_to_paper(record: dict[str, Any], source: str, line: int) -> Paper | R
         if raw_date is not None:
             published = parse_date(str(raw_date))
             if published is None:
-                return date_error(source, line, name, raw_date)
+                if warnings is None:  # a caller that takes no warnings gets the old error
+                    return date_error(source, line, name, raw_date)
+                warnings.append(date_warning(source, line, name, raw_date))
             break
 
     upvotes = None
@@ -104,6 +110,9 @@ def iter_json_lines(
     for number, raw in enumerate(text.split("\n"), start=1):
         if not raw.strip():
             continue
+        if len(raw) > MAX_RECORD_CHARS * 2:  # JSON syntax and other fields on top
+            result.errors.append(RecordTooLarge(source, number, len(raw)))
+            continue
         try:
             value = json.loads(raw)
         except json.JSONDecodeError as exc:
@@ -121,7 +130,7 @@ def read_jsonl(text: str, source: str) -> ReadResult:
     """One JSON object per line; a bad line costs only that line."""
     result = ReadResult()
     for number, record in iter_json_lines(text, source, result):
-        outcome = record_to_paper(record, source, number)
+        outcome = record_to_paper(record, source, number, result.warnings)
         _collect(result, outcome)
     return result
 
@@ -164,7 +173,7 @@ def read_csv(text: str, source: str) -> ReadResult:
         record: dict[str, Any] = {}
         for name, cell in zip(header, row, strict=False):  # short rows: missing cells
             record.setdefault(name, cell)
-        _collect(result, record_to_paper(record, source, start))
+        _collect(result, record_to_paper(record, source, start, result.warnings))
     if header is None:
         result.errors.append(RecordError(source, None, "CSV has no header row"))
     return result
