@@ -572,8 +572,10 @@ def serve(ctx: click.Context, port: int | None, host: str) -> None:
     if port is not None and not _port_free(host, port):
         raise UsageError(f"--port {port}: something already listens on {host}:{port}")
     server = BundledServer(n_ctx=settings.context_window, port=port, host=host)
-    # SIGTERM (systemd, kill) ends the foreground server as Ctrl-C does, cleanups included.
+    # SIGTERM (systemd, kill) ends the server as Ctrl-C does, cleanups included; SIGINT too
+    # when started in the background by a shell script (which starts it with SIGINT ignored).
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
     try:
         server.start()
         url = server.wait_ready()

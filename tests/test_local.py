@@ -142,7 +142,8 @@ def test_bundled_ask_from_stdin_then_continue(sample_copy: Path, tmp_path: Path)
     """The README's main job: no endpoint set, a piped question, a cited answer; then -c."""
     from assistant.sessions import SessionStore
 
-    proc = _run("ask", "--json", home=sample_copy, cwd=tmp_path, stdin="What is GaLore?\n")
+    question = "How does GaLore reduce memory when training LLMs?"  # the README's
+    proc = _run("ask", "--json", home=sample_copy, cwd=tmp_path, stdin=question + "\n")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "bundled SmolLM2-135M" in proc.stderr and "OPENAI_BASE_URL" in proc.stderr
     first = json.loads(proc.stdout)
@@ -159,7 +160,7 @@ def test_bundled_ask_from_stdin_then_continue(sample_copy: Path, tmp_path: Path)
     with SessionStore.open(sample_copy) as store:
         messages = store.messages(first["session_id"])
         assert [m.role for m in messages] == ["user", "assistant", "user", "assistant"]
-        assert messages[0].content == "What is GaLore?"
+        assert messages[0].content == question
         assert messages[2].content == "How much memory does it save?"
         assert messages[1].answer and messages[1].answer["citations"]
         assert store.latest_session().id == first["session_id"]  # what `assistant chat` opens
