@@ -12,10 +12,15 @@ both alike:
 The start-up cost is the difference of the two medians. It also times the
 server alone (start to first `/v1/models` answer, `--runs` times) and prints
 how much of that `ask` hides by loading chromadb and the embedder meanwhile.
-Same question, temperature 0, same library: the bundled sample ingested into
-a temporary ASSISTANT_HOME, copied to a second home for the bundled way (so it
-does not find the serve). Each way first answers once untimed (file cache,
-keyword-index cache).
+Before every timed ask against the running server, a one-token request with
+an unrelated prompt empties llama.cpp's prompt-prefix cache (as
+bench/ask_bench.py does): without it the repeated question's whole prompt
+would be served from the cache, and a fresh bundled server, which has no
+cache, would look ~50 s slower for that reason alone (measured: 73.7 vs
+21.0 s on a loaded machine). Same question, temperature 0, same library:
+the bundled sample ingested into a temporary ASSISTANT_HOME, copied to a
+second home for the bundled way (so it does not find the serve). Each way
+first answers once untimed (file cache, keyword-index cache).
 
     ASSISTANT_EMBED_MODEL_DIR=/work/shared/models/all-MiniLM-L6-v2 \\
         .venv/bin/python bench/local_bench.py --runs 3
@@ -29,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 
 from _common import (
     REPO,
@@ -54,6 +60,16 @@ def ask_once(env: dict[str, str], question: str) -> tuple[float, dict]:
     if proc.returncode != 0:
         sys.exit(f"ask failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return took, json.loads(proc.stdout)
+
+
+def flush_prefix_cache(base_url: str) -> None:
+    """A one-token request with an unrelated prompt, so the next call reuses no prefix."""
+    body = json.dumps({"model": "smollm2", "max_tokens": 1, "temperature": 0,
+                       "messages": [{"role": "system", "content": "x"},
+                                    {"role": "user", "content": "ok"}]}).encode()
+    request = urllib.request.Request(f"{base_url}/chat/completions", data=body,
+                                     headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(request, timeout=300).read()
 
 
 def server_start_once() -> float:
@@ -107,6 +123,7 @@ def main() -> None:
                 took, data = ask_once(solo_env, args.question)
                 bundled.append(took)
                 answers.append(data["answer"][:80])
+                flush_prefix_cache(url)
                 took, data = ask_once(env, args.question)
                 running.append(took)
         finally:
