@@ -345,15 +345,15 @@ def ask(ctx: click.Context, question: str | None, continue_: bool, session_id: i
     store, session = _ask_session(settings, continue_, session_id)
     with store:
         # Start the bundled server (if it comes to that) first: it loads while chromadb does.
-        settings, _endpoint = _model_settings(ctx, wait=False)
+        settings, endpoint = _model_settings(ctx, wait=False)
         from .answer import Turn, condense
         from .answer import ask as run_ask
         from .llm import ModelClient
         from .retrieve import Filters, open_retriever
 
         retriever = open_retriever(settings)
-        _endpoint.wait_ready()
-        client = ModelClient(settings, model=(model if _endpoint.how == "configured" else None)
+        endpoint.wait_ready()
+        client = ModelClient(settings, model=(model if endpoint.how == "configured" else None)
                              or settings.model)
         history: list[Turn] = []
         if session is not None:
