@@ -306,11 +306,16 @@ def ingest(
         for sighting in m.sightings[1:]:
             per_file[sighting.source].duplicates += 1
 
+    from . import keyword
+
+    since_generation = library.generation
     try:
         library.update_metadata(relabel)
         _write_all(to_write, library, embedder, embedder_key, replaces, progress)
     except KeyboardInterrupt:
         report.interrupted = True
+    keyword.update(library, settings, [pid for pid, _ in relabel] + [pid for _, _, pid in to_write],
+                   [old for new, old in replaces.items() if old != new], since_generation)
     report.added = sum(1 for s in status.values() if s == "added")
     report.updated = sum(1 for s in status.values() if s == "updated")
     report.unchanged = sum(1 for s in status.values() if s == "unchanged")
@@ -400,4 +405,7 @@ def reindex(settings: Settings, library: Library, embedder: Embedder,
             progress(min(start + len(batch), len(records)), len(records))
     if records:
         library.swap_in(target)
+        from . import keyword
+
+        keyword.update(library, settings, None)  # a new store: index it whole
     return len(records)
