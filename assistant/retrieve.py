@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from .store import Library
 
 RRF_K = 60
-NAME_WEIGHT = 2.0  # a query that says a paper's name wants that paper: twice a dense or keyword vote
+NAME_WEIGHT = 2.0  # a query that says a paper's name wants it: twice a dense or keyword vote
 CANDIDATES_PER_RESULT = 8
 MIN_CANDIDATES = 60
 FILTERED_WIDTH = 4  # an unfiltered dense query this many times wider, post-filtered
@@ -110,7 +110,7 @@ class Hit:
     arxiv_id: str | None = None
     url: str | None = None
     paper: dict[str, Any] = field(default_factory=dict, repr=False)
-    weak: bool = False  # best cosine below answer.ABSTAIN_SIMILARITY, the cut `ask` uses
+    weak: bool = False  # best cosine below answer.ABSTAIN_SIMILARITY, and not named by the query
     name_match: bool = False  # the query says this paper's name
 
     def to_dict(self) -> dict[str, Any]:
@@ -273,7 +273,7 @@ class Retriever:
                 arxiv_id=paper.get("arxiv_id"),
                 url=paper.get("url"),
                 paper=paper,
-                weak=similarity < threshold,
+                weak=similarity < threshold and pid not in name_rank,
                 name_match=pid in name_rank,
             ))
         return hits
