@@ -527,7 +527,7 @@ def _locked(folder: Path):
         fh.close()
 
 
-def _store_state(library: Library) -> tuple[str | None, int]:
+def store_state(library: Library) -> tuple[str | None, int]:
     """(papers collection id, write generation); (None, 0) for an empty store."""
     papers = library._existing("papers")
     if papers is None:
@@ -610,13 +610,13 @@ def _compare(index: KeywordIndex, library: Library) -> int:
 
 def catch_up(index: KeywordIndex, library: Library, quiet: bool = False) -> None:
     """Bring `index` to the store's current state, as cheaply as the store allows."""
-    store_id, generation = _store_state(library)
+    store_id, generation = store_state(library)
     if index.store_id == store_id and index.generation == generation:
         return
     if index.folder is not None:
         with _locked(index.folder):
             index.sync_from_disk()  # another process may have done the work
-            store_id, generation = _store_state(library)
+            store_id, generation = store_state(library)
             if index.store_id == store_id and index.generation == generation:
                 return
             _bring_current(index, library, store_id, generation, quiet)
@@ -664,7 +664,7 @@ def update(library: Library, settings: Settings, changed_ids: Iterable[str] | No
     the store holds for those ids is what gets indexed, so an interrupted write
     is indexed as far as it went.
     """
-    store_id, generation = _store_state(library)
+    store_id, generation = store_state(library)
     ids = sorted(set(changed_ids or ()) | set(deleted_ids))
     if store_id is not None and changed_ids is not None and since_generation is not None and (
             ids or generation != since_generation):

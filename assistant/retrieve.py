@@ -147,7 +147,7 @@ class Retriever:
         self.library = library
         self.embedder = embedder
         self.settings = settings
-        self._generation: int | None = None
+        self._generation: tuple[str | None, int | None] | None = None
         self._keyword: KeywordIndex | None = None
         self._papers: dict[str, dict[str, Any]] = {}
         self._n_chunks = 0
@@ -157,15 +157,17 @@ class Retriever:
         """Bring the paper table and keyword index up to the store's write generation."""
         from . import keyword
 
-        generation = self.library.generation
-        if generation == self._generation and self._keyword is not None:
+        # One store call per query: the papers collection's id (a reindex replaces it)
+        # and write generation (every write bumps it).
+        state = keyword.store_state(self.library)
+        if state == self._generation and self._keyword is not None:
             return
         self.library.check_embedder(self.embedder.name, self.embedder.dim)
         self._keyword = keyword.load(self.library, self.settings, self._keyword)
         self._papers = self._keyword.papers
         self._n_chunks = self._keyword.n_chunks
         self._masks = {}
-        self._generation = self._keyword.generation
+        self._generation = (self._keyword.store_id, self._keyword.generation)
 
     @property
     def papers(self) -> dict[str, dict[str, Any]]:
