@@ -93,7 +93,7 @@ def notice(message: str) -> None:
 _STEMMER = None
 
 
-def _stem(words: list[str]) -> list[str]:
+def stem(words: list[str]) -> list[str]:
     global _STEMMER
     if _STEMMER is None:
         import Stemmer
@@ -104,7 +104,7 @@ def _stem(words: list[str]) -> list[str]:
 
 def tokenize(text: str, stopwords: frozenset[str] = STOPWORDS) -> list[str]:
     """Lower-cased, stemmed word tokens without stop words (figures kept whole)."""
-    return _stem([w for w in TOKEN_RE.findall(text.lower()) if w not in stopwords])
+    return stem([w for w in TOKEN_RE.findall(text.lower()) if w not in stopwords])
 
 
 def normalise_name(text: str) -> str:

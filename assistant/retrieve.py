@@ -291,7 +291,8 @@ class Retriever:
         """
         import numpy as np
 
-        from .keyword import tokenize
+        from .keyword import TOKEN_RE as KEYWORD_WORDS
+        from .keyword import stem
 
         ids = [f"{pid}#{i}" for pid in pids
                for i in range(max(1, int(self._papers[pid].get("n_chunks") or 1)))]
@@ -309,8 +310,11 @@ class Retriever:
             if not paper or paper.get("content_hash") != meta.get("content_hash"):
                 continue  # a chunk of an interrupted rewrite: its paper record is older
             sim = float(np.dot(np.asarray(emb, dtype=np.float32), query_vector))
-            held = sum(query_terms.get(t, 0.0) for t in set(tokenize(doc or "")))
-            value = sim + PASSAGE_KEYWORD_SHARE * held / total_idf
+            value = sim
+            if query_terms and int(paper.get("n_chunks") or 1) > 1:  # else there is no choice
+                words = set(KEYWORD_WORDS.findall((doc or "").lower()))
+                held = sum(query_terms.get(t, 0.0) for t in set(stem(list(words))))
+                value += PASSAGE_KEYWORD_SHARE * held / total_idf
             if pid not in best or value > best[pid][0]:
                 best[pid] = (value, int(meta.get("chunk", 0)), doc or "")
             best_sim[pid] = max(best_sim.get(pid, -1.0), sim)
