@@ -62,7 +62,7 @@ B = 0.75
 MAX_SEGMENTS = 8  # more than this and update() merges them into one
 LOG_COLLECTION = "keyword_log"
 LOG_KEEP = 200  # log entries kept in the store; a client further behind compares metadata
-LOG_MAX_IDS = 20000  # an entry naming more ids than this says "compare metadata" instead
+LOG_MAX_IDS = 5000  # an entry naming more ids than this says "compare metadata" instead
 FETCH_BATCH = 500
 
 # Figures such as "12,868" or "2.8" stay one token: abstracts quote them and

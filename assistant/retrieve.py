@@ -227,8 +227,7 @@ class Retriever:
         # post-filtered usually finds enough, and the filtered query is the fallback.
         dense(None, n if mask is None else n * FILTERED_WIDTH)
         if mask is not None and len(dense_rank) < k:
-            n_admitted = int(mask.sum())
-            if n_admitted <= 2000:
+            if int(mask.sum()) <= 2000 and (filters.author or filters.title):
                 admitted_ids = [index.pid_at[d] for d in np.flatnonzero(mask)]
                 where = {"paper_id": {"$in": admitted_ids}}
             else:

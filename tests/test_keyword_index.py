@@ -17,6 +17,7 @@ from assistant.retrieve import Retriever
 from assistant.store import Library
 
 from .conftest import make_settings
+from .test_server_mode import chroma_url  # noqa: F401 - the real `chroma run` fixture
 
 
 def _paper(pid: str, title: str, abstract: str, published: int | None = None):
@@ -157,16 +158,16 @@ def test_a_write_that_bypassed_the_index_is_found_by_comparing(sample_copy, embe
     assert any("1 papers re-indexed" in m for m in quiet), quiet
 
 
-def test_a_second_client_catches_up_from_the_change_log(tmp_path, embedder, quiet):
-    """Two clients of one store with separate caches (as two machines on a Chroma server):
-    the one that did not ingest replays the logged ids, no comparison, no rebuild."""
-    settings_a = make_settings(tmp_path / "a")
+def _two_clients(tmp_path, embedder, quiet, **server):
+    """Client A ingests twice; client B, with its own cache, searches between and after."""
+    settings_a = make_settings(tmp_path / "a", **server)
     library_a = Library.open(settings_a)
     ingest([_jsonl(tmp_path / "1.jsonl", ("Alpha Paper on Kelp Farming",
                                           "Kelp farming at scale.", "2030-01-01"))],
            settings_a, library=library_a, embedder=embedder)
-    settings_b = make_settings(tmp_path / "b")  # another cache, the same store
-    library_b = Library(library_a.client, library_a.location)
+    settings_b = make_settings(tmp_path / "b", **server)  # another cache, the same store
+    library_b = (Library.open(settings_b) if server
+                 else Library(library_a.client, library_a.location))
     reader = Retriever(library_b, embedder, settings_b)
     assert reader.search("kelp farming", k=1)[0].title == "Alpha Paper on Kelp Farming"
     quiet.clear()
@@ -178,6 +179,18 @@ def test_a_second_client_catches_up_from_the_change_log(tmp_path, embedder, quie
     assert hits[0].title == "Beta Paper on Coral Bleaching"
     assert quiet == []  # replayed from the log: nothing to say
     assert reader._keyword.generation == library_a.generation
+    assert not (tmp_path / "b" / "chroma").exists() or not server
+
+
+def test_a_second_client_catches_up_from_the_change_log(tmp_path, embedder, quiet):
+    """Two clients of one store with separate caches (as two machines on a Chroma server):
+    the one that did not ingest replays the logged ids, no comparison, no rebuild."""
+    _two_clients(tmp_path, embedder, quiet)
+
+
+def test_clients_of_a_chroma_server_stay_consistent(chroma_url, tmp_path, embedder,  # noqa: F811
+                                                    quiet):
+    _two_clients(tmp_path, embedder, quiet, chroma_url=chroma_url)
 
 
 def test_filtered_search_uses_the_index_dates(sample_retriever):
