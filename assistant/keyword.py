@@ -144,6 +144,14 @@ class Segment:
 
         self.tf = TITLE_WEIGHT * self.tf_title.astype(np.float32) + self.tf_body
         self.dl = TITLE_WEIGHT * self.title_len.astype(np.float32) + self.body_len
+        # Per-document facts the index needs as arrays (filters, counts) and names:
+        # computed once per segment, so a change costs only the new segment's loop.
+        self.published = np.fromiter((int(m.get("published") or 0) for m in self.metas),
+                                     dtype=np.int64, count=len(self.metas))
+        self.n_chunks = np.fromiter((int(m.get("n_chunks") or 0) for m in self.metas),
+                                    dtype=np.int64, count=len(self.metas))
+        self.named = [(i, name) for i, m in enumerate(self.metas)
+                      if (name := title_name(str(m.get("title", ""))))]
 
     @classmethod
     def build(cls, name: str, papers: list[tuple[str, dict[str, Any], str]],
@@ -287,25 +295,25 @@ class KeywordIndex:
         self.df = df
         self.avgdl = total_dl / self.n_live if self.n_live else 1.0
         self.idf = np.log1p((self.n_live - df + 0.5) / (df + 0.5)).astype(np.float32)
-        self.doc_of: dict[str, int] = {}
-        self.papers: dict[str, dict[str, Any]] = {}
-        published = np.zeros(self.n_docs, dtype=np.int64)
-        self.pid_at: list[str] = []
-        for seg, off in zip(self.segments, self.offsets):
-            self.pid_at.extend(seg.pids)
-            for i in np.flatnonzero(seg.live):
-                pid, meta = seg.pids[i], seg.metas[i]
-                self.doc_of[pid] = off + int(i)
-                self.papers[pid] = meta
-                published[off + i] = int(meta.get("published") or 0)
-        self.published = published
-        self.n_chunks = sum(int(m.get("n_chunks") or 0) for m in self.papers.values())
+        self.pid_at: list[str] = [pid for seg in self.segments for pid in seg.pids]
+        self.published = (np.concatenate([s.published for s in self.segments]) if self.segments
+                          else np.zeros(0, dtype=np.int64))
+        self.n_chunks = int(sum(int(s.n_chunks[s.live].sum()) for s in self.segments))
+        doc_of: dict[str, int] = {}
+        papers: dict[str, dict[str, Any]] = {}
         names: dict[str, list[str]] = {}
-        for pid, meta in self.papers.items():
-            name = title_name(str(meta.get("title", "")))
-            if name:
-                names.setdefault(name, []).append(pid)
-        self.names = names
+        for seg, off in zip(self.segments, self.offsets):
+            if seg.live.all():
+                doc_of.update(zip(seg.pids, range(off, off + len(seg.pids))))
+                papers.update(zip(seg.pids, seg.metas))
+            else:
+                for i in np.flatnonzero(seg.live):
+                    doc_of[seg.pids[i]] = off + int(i)
+                    papers[seg.pids[i]] = seg.metas[i]
+            for i, name in seg.named:
+                if seg.live[i]:
+                    names.setdefault(name, []).append(seg.pids[i])
+        self.doc_of, self.papers, self.names = doc_of, papers, names
 
     # -- changes -----------------------------------------------------------------
     def apply(self, papers: list[tuple[str, dict[str, Any], str]], deleted: Iterable[str]) -> None:
@@ -381,14 +389,16 @@ class KeywordIndex:
             loaded = {s.name: s for s in self.segments}
             if manifest["vocab_id"] != self.vocab_id:
                 loaded = {}  # segments of another vocabulary
-            if manifest["vocab_id"] != self.vocab_id or \
-                    len(self.vocab_list) != manifest["vocab_size"]:
-                vocab_list = _read_vocab(self.folder / f"vocab-{manifest['vocab_id']}.txt",
-                                         manifest["vocab_size"])
-                if len(vocab_list) != manifest["vocab_size"]:
+            same = manifest["vocab_id"] == self.vocab_id
+            have = len(self.vocab_list) if same else 0
+            new_terms: list[str] = []
+            if have > manifest["vocab_size"]:
+                have, same, loaded = 0, False, {}  # ahead of the disk (unsaved): reload
+            if have < manifest["vocab_size"]:
+                new_terms = _read_vocab(self.folder / f"vocab-{manifest['vocab_id']}.txt",
+                                        manifest["vocab_size"], skip=have)
+                if have + len(new_terms) != manifest["vocab_size"]:
                     return False
-            else:
-                vocab_list = self.vocab_list
             segments = []
             for entry in manifest["segments"]:
                 seg = loaded.get(entry["name"]) or Segment.load(self.folder, entry["name"])
@@ -397,9 +407,11 @@ class KeywordIndex:
                 segments.append(seg)
         except (OSError, ValueError, KeyError, IndexError, TypeError):
             return False
-        if vocab_list is not self.vocab_list:
-            self.vocab_list = vocab_list
-            self.vocab = {t: i for i, t in enumerate(vocab_list)}
+        if not same:
+            self.vocab_list, self.vocab = [], {}
+        for term in new_terms:  # the vocabulary only grows: add its new lines
+            self.vocab[term] = len(self.vocab_list)
+            self.vocab_list.append(term)
         self.vocab_id = manifest["vocab_id"]
         self.segments = segments
         self.store_id = manifest["store_id"]
@@ -423,8 +435,11 @@ class KeywordIndex:
         total = np.zeros(self.n_docs, dtype=np.float32)
         for tid in term_ids:
             idf = self.idf[tid]
+            # Keys of the array's own dtype: Python ints would make numpy convert the
+            # whole posting array to int64 on every call (18 ms at 6M postings).
+            keys = np.asarray((tid, tid + 1), dtype=np.int32)
             for seg, off in zip(self.segments, self.offsets):
-                lo, hi = np.searchsorted(seg.terms, (tid, tid + 1))
+                lo, hi = np.searchsorted(seg.terms, keys)
                 if lo == hi:
                     continue
                 docs = seg.docs[lo:hi]
@@ -486,14 +501,12 @@ def _count_lines(path: Path) -> int:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
 
 
-def _read_vocab(path: Path, n: int) -> list[str]:
+def _read_vocab(path: Path, n: int, skip: int = 0) -> list[str]:
+    """Lines skip..n-1 of the vocabulary file (later lines belong to a newer manifest)."""
+    from itertools import islice
+
     with open(path, encoding="utf-8") as fh:
-        out = []
-        for line in fh:
-            if len(out) >= n:
-                break
-            out.append(line.rstrip("\n"))
-    return out
+        return [line.rstrip("\n") for line in islice(fh, skip, n)]
 
 
 # -- keeping it current with the store -------------------------------------------------
@@ -573,28 +586,38 @@ def _rebuild(index: KeywordIndex, library: Library, store_id: str | None, why: s
         notice(f"keyword index: rebuilt in {time.perf_counter() - started:.1f} s")
 
 
-def _replay_log(index: KeywordIndex, library: Library, store_id: str, generation: int) -> bool:
-    """Apply the logged changes that cover (index.generation, generation]; False if they do not."""
+def _replay_log(index: KeywordIndex, library: Library, store_id: str, generation: int,
+                applied: tuple[int, int] | None = None, skip: str | None = None) -> bool:
+    """Apply the logged changes that cover (index.generation, generation]; False if they do not.
+
+    `applied`: a span of generations whose changes are already in the index (the
+    caller's own write), `skip` its log entry.
+    """
     log = _log(library)
-    if log is None or index.generation is None:
+    if index.generation is None:
         return False
-    got = log.get(where={"$and": [{"store": store_id}, {"to": {"$gt": index.generation}}]},
-                  include=["metadatas"])
-    entries = sorted((m for m in got["metadatas"] if m), key=lambda m: int(m["from"]))
+    spans: list[tuple[int, int, str | None]] = []
+    if log is not None:
+        got = log.get(where={"$and": [{"store": store_id}, {"to": {"$gt": index.generation}}]},
+                      include=["metadatas"])
+        spans = [(int(m["from"]), int(m["to"]), m.get("ids"))
+                 for eid, m in zip(got["ids"], got["metadatas"]) if m and eid != skip]
+    if applied is not None:
+        spans.append((applied[0], applied[1], "[]"))
     reached = index.generation
     ids: set[str] = set()
-    for entry in entries:
-        if int(entry["from"]) > reached:
+    for start, end, logged in sorted(spans):
+        if start > reached:
             return False  # a gap: some write was not logged
-        if entry.get("ids") is None or entry["ids"] == "":
-            return False  # too many ids to log
-        reached = max(reached, int(entry["to"]))
-        ids.update(json.loads(entry["ids"]))
+        if not logged:
+            return False  # too many ids to log: compare instead
+        reached = max(reached, end)
+        ids.update(json.loads(logged))
     if reached < generation:
         return False
-    found = _fetch(library, sorted(ids))
-    present = {pid for pid, _, _ in found}
-    index.apply(found, ids - present)
+    if ids:
+        found = _fetch(library, sorted(ids))
+        index.apply(found, ids - {pid for pid, _, _ in found})
     return True
 
 
@@ -638,7 +661,8 @@ def _bring_current(index: KeywordIndex, library: Library, store_id: str | None,
     elif not _replay_log(index, library, store_id, generation):
         started = time.perf_counter()
         notice(f"keyword index: behind the library (generation {index.generation} < "
-               f"{generation}) and no change log covers the gap; comparing every stored paper")
+               f"{generation}) and the change log does not name every change; "
+               "comparing every stored paper")
         n = _compare(index, library)
         notice(f"keyword index: {n} papers re-indexed in {time.perf_counter() - started:.1f} s")
     index.store_id, index.generation = store_id, generation
@@ -666,12 +690,14 @@ def update(library: Library, settings: Settings, changed_ids: Iterable[str] | No
     """
     store_id, generation = store_state(library)
     ids = sorted(set(changed_ids or ()) | set(deleted_ids))
+    entry_id = None
     if store_id is not None and changed_ids is not None and since_generation is not None and (
             ids or generation != since_generation):
         log = _log(library, create=True)
         if log is not None:
             try:
-                log.add(ids=[uuid.uuid4().hex], embeddings=[[1.0]], metadatas=[{
+                entry_id = uuid.uuid4().hex
+                log.add(ids=[entry_id], embeddings=[[1.0]], metadatas=[{
                     "store": store_id, "from": int(since_generation), "to": generation,
                     "ids": json.dumps(ids) if len(ids) <= LOG_MAX_IDS else "",
                     "at": time.time(),
@@ -681,17 +707,28 @@ def update(library: Library, settings: Settings, changed_ids: Iterable[str] | No
                 pass  # the log is an optimisation: clients fall back to comparing metadata
     folder = index_folder(library, settings)
     index = KeywordIndex(folder)
-    if changed_ids is None:
-        with _locked(folder):
+    with _locked(folder):
+        index.sync_from_disk()
+        store_id, generation = store_state(library)
+        if changed_ids is None:
             _rebuild(index, library, store_id, "after reindex", quiet=True)
-            index.generation = generation
-            try:
-                index.save()
-            except OSError:
-                pass
-        return
-    index.sync_from_disk()
-    catch_up(index, library, quiet=not since_generation)  # an empty store: the first build
+        elif store_id is not None and index.store_id == store_id and \
+                since_generation is not None and index.generation == since_generation:
+            # Current when these writes began: index what they wrote, then what others
+            # logged meanwhile (a compare only if something is not logged).
+            found = _fetch(library, ids)
+            index.apply(found, set(ids) - {pid for pid, _, _ in found})
+            if not _replay_log(index, library, store_id, generation,
+                               applied=(since_generation, generation), skip=entry_id):
+                _bring_current(index, library, store_id, generation)
+        elif index.store_id != store_id or index.generation != generation:
+            _bring_current(index, library, store_id, generation,
+                           quiet=not since_generation)  # an empty store: the first build
+        index.store_id, index.generation = store_id, generation
+        try:
+            index.save()
+        except OSError:
+            pass  # a read-only home still searches; it catches up again next time
 
 
 def _prune_log(log) -> None:
