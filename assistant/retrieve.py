@@ -44,7 +44,7 @@ RRF_K = 60
 NAME_WEIGHT = 2.0  # a query that says a paper's name wants it: twice a dense or keyword vote
 CANDIDATES_PER_RESULT = 8
 MIN_CANDIDATES = 60
-FILTERED_WIDTH = 4  # an unfiltered dense query this many times wider, post-filtered
+FILTERED_WIDTH = 4  # a filtered search's dense query is at most this many times wider
 PASSAGE_KEYWORD_SHARE = 0.25  # weight of the query's rare words when choosing a passage
 ALLOWED_CACHE_SIZE = 32  # distinct filters whose admitted papers are kept per generation
 
@@ -225,7 +225,11 @@ class Retriever:
 
         # A filtered HNSW query is slow on a large store; an unfiltered, wider one
         # post-filtered usually finds enough, and the filtered query is the fallback.
-        dense(None, n if mask is None else n * FILTERED_WIDTH)
+        if mask is None:
+            dense(None, n)
+        else:  # wide enough to hold about n admitted chunks, at most FILTERED_WIDTH times n
+            share = max(float(mask.sum()) / max(1, index.n_live), 1.0 / FILTERED_WIDTH)
+            dense(None, int(n / share))
         if mask is not None and len(dense_rank) < k:
             if int(mask.sum()) <= 2000 and (filters.author or filters.title):
                 admitted_ids = [index.pid_at[d] for d in np.flatnonzero(mask)]
