@@ -252,12 +252,19 @@ def quantized_copy(source: Path, cache: Path) -> Path:
     for name in MODEL_FILES:
         if (source / "onnx" / name).is_file():
             shutil.copy2(source / "onnx" / name, tmp / "onnx" / name)
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its advice to pre-process is for static quantisation
     try:
         quantize_dynamic(str(src_model), str(tmp / "onnx" / "model.onnx"),
                          weight_type=QuantType.QInt8)
     except Exception as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise AssistantError(f"could not quantise {src_model} to int8: {exc}") from None
+    finally:
+        root.setLevel(level)
     (tmp / "source.json").write_text(json.dumps(stamp))
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
