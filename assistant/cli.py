@@ -217,8 +217,7 @@ def search(ctx: click.Context, query: str, k: int, since: date | None, until: da
     # abstains on, so a query the library knows nothing about looks weak.
     table = Table(show_lines=True)
     table.add_column("#", justify="right")
-    table.add_column("title", ratio=2)
-    table.add_column("date")
+    table.add_column("title, date", ratio=2)  # the date under the title leaves room for both
     table.add_column("similarity", justify="right")
     table.add_column("passage", ratio=3)
     for h in hits:
@@ -227,9 +226,9 @@ def search(ctx: click.Context, query: str, k: int, since: date | None, until: da
             sim = f"[dim]{sim}\nweak[/dim]"
         elif h.name_match:
             sim = f"{sim}\nname"
-        table.add_row(str(h.rank), _escape(h.title),
-                      h.published.isoformat() if h.published else "", sim,
-                      _escape(_clip(h.passage, 240)))
+        title = _escape(h.title) + (f"\n[dim]{h.published.isoformat()}[/dim]"
+                                    if h.published else "")
+        table.add_row(str(h.rank), title, sim, _escape(_clip(h.passage, 240)))
     console = _console()
     console.print(table)
     notes = []
