@@ -260,16 +260,35 @@ def search(ctx: click.Context, query: str, k: int, since: date | None, until: da
         return
     from rich.table import Table
 
+    from .retrieve import weak_threshold
+
+    # Similarity is the best passage's cosine to the query: unlike the fused RRF
+    # score (kept in --json) it says how well a paper matches, on the scale `ask`
+    # abstains on, so a query the library knows nothing about looks weak.
     table = Table(show_lines=True)
     table.add_column("#", justify="right")
-    table.add_column("title", ratio=2)
-    table.add_column("date")
-    table.add_column("score", justify="right")
+    table.add_column("title, date", ratio=2)  # the date under the title leaves room for both
+    table.add_column("similarity", justify="right")
     table.add_column("passage", ratio=3)
     for h in hits:
-        table.add_row(str(h.rank), h.title, h.published.isoformat() if h.published else "",
-                      f"{h.score:.4f}", _clip(h.passage, 240))
-    _console().print(table)
+        sim = "" if h.similarity is None else f"{h.similarity:.2f}"
+        if h.weak:
+            sim = f"[dim]{sim}\nweak[/dim]"
+        elif h.name_match:
+            sim = f"{sim}\nname"
+        title = _escape(h.title) + (f"\n[dim]{h.published.isoformat()}[/dim]"
+                                    if h.published else "")
+        table.add_row(str(h.rank), title, sim, _escape(_clip(h.passage, 240)))
+    console = _console()
+    console.print(table)
+    notes = []
+    if any(h.weak for h in hits):
+        notes.append(f"weak: best passage similarity below {weak_threshold():.2f}, where `ask` "
+                     "says the library has nothing on a question")
+    if any(h.name_match for h in hits):
+        notes.append("name: the query names this paper (never weak)")
+    if notes:
+        console.print("; ".join(notes))
 
 
 def _clip(text: str, n: int) -> str:

@@ -1,7 +1,9 @@
-"""Embedding models: chromadb's local all-MiniLM-L6-v2, or an endpoint's /v1/embeddings.
+"""Embedding models: chromadb's local all-MiniLM-L6-v2 (fp32, or an int8 copy made from
+it on this machine), or an endpoint's /v1/embeddings.
 
 The library records which embedder built it (name and dimension) because a
-query embedded by another model finds wrong neighbours without any error.
+query embedded by another model finds wrong neighbours without any error; the
+int8 model has its own name for the same reason (its vectors differ slightly).
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 MINILM_NAME = "all-MiniLM-L6-v2"
+MINILM_INT8_NAME = "all-MiniLM-L6-v2-int8"
+MODEL_FILES = ("config.json", "special_tokens_map.json", "tokenizer.json",
+               "tokenizer_config.json", "vocab.txt")
+ENDPOINT_BATCH = 64  # texts per /v1/embeddings request
+ENDPOINT_CONCURRENCY = 4  # requests in flight at once: a GPU server batches them
 # all-MiniLM-L6-v2 reads 256 word pieces, two of which are [CLS] and [SEP].
 MINILM_MAX_WORDPIECES = 256
 EMBED_BATCH = 32
@@ -42,7 +49,9 @@ class MiniLMEmbedder:
 
     name = MINILM_NAME
 
-    def __init__(self, model_dir: Path | None = None):
+    def __init__(self, model_dir: Path | None = None, int8_cache: Path | None = None):
+        """`int8_cache`: a folder for the int8 copy of the model (made once, then reused);
+        None embeds with the fp32 model itself."""
         from chromadb.utils.embedding_functions import ONNXMiniLM_L6_V2
 
         if model_dir is not None:
@@ -56,6 +65,19 @@ class MiniLMEmbedder:
         self._fn = ONNXMiniLM_L6_V2()
         self._model_dir = model_dir
         self._tok = None
+        if int8_cache is not None:
+            self.name = MINILM_INT8_NAME
+            self._int8_cache = Path(int8_cache)
+            self._int8_ready = False
+
+    def _use_int8(self) -> None:
+        """Point this instance at the int8 copy, quantising the fp32 model first if needed."""
+        if getattr(self, "_int8_cache", None) is None or self._int8_ready:
+            return
+        self._fn._download_model_if_not_exists()  # the fp32 source (offline: the local copy)
+        source = Path(self._fn.DOWNLOAD_PATH)
+        self._fn.DOWNLOAD_PATH = str(quantized_copy(source, self._int8_cache))
+        self._int8_ready = True
 
     @property
     def dim(self) -> int:
@@ -66,6 +88,7 @@ class MiniLMEmbedder:
         """chromadb pads every text to 256 word pieces; this one pads a batch
         only to its longest text, which makes short chunks cheaper to embed."""
         if self._tok is None:
+            self._use_int8()
             try:
                 self._fn._download_model_if_not_exists()
                 tok = self._fn.Tokenizer.from_file(
@@ -154,7 +177,28 @@ class EndpointEmbedder:
             self._dim = int(self.embed(["dimension probe"]).shape[1])
         return self._dim
 
-    def embed(self, texts: list[str]) -> np.ndarray:
+    def embed(self, texts: list[str], batch: int = ENDPOINT_BATCH,
+              concurrency: int = ENDPOINT_CONCURRENCY) -> np.ndarray:
+        """Unit vectors in input order; `batch` texts per request, `concurrency` requests
+        in flight, so a GPU server (TEI, vLLM, Ollama) works at its speed, not ours."""
+        import numpy as np
+
+        if not texts:
+            return np.zeros((0, self._dim or 0), dtype=np.float32)
+        batches = [texts[i:i + max(1, batch)] for i in range(0, len(texts), max(1, batch))]
+        if len(batches) == 1 or concurrency <= 1:
+            parts = [self._request(b) for b in batches]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=min(concurrency, len(batches)),
+                                    thread_name_prefix="embed") as pool:
+                parts = list(pool.map(self._request, batches))
+        vectors = np.concatenate(parts)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.where(norms == 0, 1, norms)
+
+    def _request(self, texts: list[str]) -> np.ndarray:
         import numpy as np
         import openai
 
@@ -166,16 +210,75 @@ class EndpointEmbedder:
             ) from None
         except openai.APIStatusError as exc:
             raise AssistantError(f"embedding endpoint refused the request: {exc.message}") from None
-        vectors = np.asarray([item.embedding for item in response.data], dtype=np.float32)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors / np.where(norms == 0, 1, norms)
+        data = sorted(response.data, key=lambda item: item.index)
+        if len(data) != len(texts):
+            raise AssistantError(f"embedding endpoint returned {len(data)} vectors for "
+                                 f"{len(texts)} texts")
+        return np.asarray([item.embedding for item in data], dtype=np.float32)
+
+
+def quantized_copy(source: Path, cache: Path) -> Path:
+    """A folder laid out like `source` (onnx/ with the tokenizer files) whose model.onnx is
+    `source`'s quantised to int8 by ONNX Runtime's dynamic quantisation; made once.
+
+    The copy records the size and mtime of the model it came from and is remade
+    when they change. Written to a temporary name and renamed, so an interrupted
+    run leaves no half model behind.
+    """
+    import json
+    import shutil
+
+    src_model = source / "onnx" / "model.onnx"
+    target = cache / MINILM_INT8_NAME
+    stamp = {"source": str(src_model.resolve()), "size": src_model.stat().st_size,
+             "mtime": int(src_model.stat().st_mtime)}
+    marker = target / "source.json"
+    if (target / "onnx" / "model.onnx").is_file() and marker.is_file():
+        try:
+            if json.loads(marker.read_text()) == stamp:
+                return target
+        except ValueError:
+            pass
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError:
+        raise UsageError(
+            "ASSISTANT_EMBEDDER=minilm-int8 needs the `onnx` package once, to quantise the "
+            "model: pip install onnx"
+        ) from None
+    tmp = cache / f".{MINILM_INT8_NAME}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "onnx").mkdir(parents=True)
+    for name in MODEL_FILES:
+        if (source / "onnx" / name).is_file():
+            shutil.copy2(source / "onnx" / name, tmp / "onnx" / name)
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its advice to pre-process is for static quantisation
+    try:
+        quantize_dynamic(str(src_model), str(tmp / "onnx" / "model.onnx"),
+                         weight_type=QuantType.QInt8)
+    except Exception as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise AssistantError(f"could not quantise {src_model} to int8: {exc}") from None
+    finally:
+        root.setLevel(level)
+    (tmp / "source.json").write_text(json.dumps(stamp))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
 
 
 def make_embedder(settings: Settings) -> Embedder:
     if settings.embedder in ("minilm", "default", MINILM_NAME.lower()):
         return MiniLMEmbedder(settings.embed_model_dir)
+    if settings.embedder in ("minilm-int8", "int8", MINILM_INT8_NAME.lower()):
+        return MiniLMEmbedder(settings.embed_model_dir, int8_cache=Path(settings.home) / "models")
     if settings.embedder in ("endpoint", "openai"):
         return EndpointEmbedder(settings)
     raise UsageError(
-        f"ASSISTANT_EMBEDDER={settings.embedder!r}: expected 'minilm' (local) or 'endpoint'"
+        f"ASSISTANT_EMBEDDER={settings.embedder!r}: expected 'minilm' (local), 'minilm-int8' "
+        "(local, quantised on first use) or 'endpoint'"
     )

@@ -271,14 +271,14 @@ def ingest(
 
         embedder = make_embedder(settings)
     with library.write_lock(notify):
-        _diff_and_write(merged, library, embedder, report, per_file, progress)
+        _diff_and_write(merged, library, embedder, report, per_file, progress, settings)
     report.seconds = time.perf_counter() - started
     return report
 
 
 def _diff_and_write(merged: dict[str, Merged], library: Library, embedder: Embedder,
                     report: IngestReport, per_file: dict[str, FileReport],
-                    progress: Callable[[int, int], None] | None) -> None:
+                    progress: Callable[[int, int], None] | None, settings: Settings) -> None:
     embedder_key = (embedder.name, embedder.dim)
     library.check_embedder(*embedder_key)
 
@@ -325,6 +325,9 @@ def _diff_and_write(merged: dict[str, Merged], library: Library, embedder: Embed
             to_write.append((m, meta, pid))
 
     written: set[str] = set()
+    from . import keyword
+
+    since_generation = library.generation
     try:
         from .store import WRITE_BATCH
 
@@ -352,6 +355,9 @@ def _diff_and_write(merged: dict[str, Merged], library: Library, embedder: Embed
         setattr(first, outcome, getattr(first, outcome) + 1)
         for sighting in m.sightings[1:]:
             per_file[sighting.source].duplicates += 1
+    # What was stored is indexed; an interrupted write is indexed as far as it went.
+    keyword.update(library, settings, sorted(written),
+                   [old for new, old in replaces.items() if old != new], since_generation)
     report.added = sum(1 for p, s in status.items() if s == "added" and p in written)
     report.updated = sum(1 for p, s in status.items() if s == "updated" and p in written)
     report.unchanged = sum(1 for s in status.values() if s == "unchanged")
@@ -471,4 +477,7 @@ def reindex(settings: Settings, library: Library, embedder: Embedder,
                 progress(min(start + len(batch), len(records)), len(records))
         if records:
             library.swap_in(target)
+            from . import keyword
+
+            keyword.update(library, settings, None)  # a new store: index it whole
     return len(records)

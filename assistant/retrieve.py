@@ -1,23 +1,33 @@
-"""Hybrid search: Chroma's dense neighbours fused with BM25 by reciprocal rank fusion.
+"""Hybrid search ranked per paper: dense neighbours, BM25F and paper names, fused by RRF.
 
-Local Chroma has no keyword ranking, and dense retrieval alone misses exact
-terms (model names, numbers), so BM25 (the maintained `bm25s` library) ranks
-the same chunks by keywords and the two rankings are fused with RRF, which
-needs no score calibration between them. Results are grouped so each paper
-appears once, with its best chunk as the passage.
+Dense retrieval alone misses exact terms (model names, numbers), and local
+Chroma has no keyword ranking, so three rankings of *papers* are fused with
+reciprocal rank fusion (which needs no score calibration between them):
 
-The BM25 index is built from the stored chunks and saved under
-`ASSISTANT_HOME/cache`, keyed by the library's write generation, so a new
-process loads it instead of rebuilding it.
+* dense: papers in the order of their best chunk's cosine similarity;
+* keyword: BM25F over each paper's title and abstract, the title weighted
+  above the body (`keyword.py`), so a paper counts its evidence once, from
+  all its text, instead of each chunk competing on its own;
+* names: papers whose name (the title before its colon, "GaLore" in
+  "GaLore: Memory-Efficient ...") the query says.
+
+Fusing chunks first and grouping by paper afterwards let a paper whose name
+is spread over several chunks lose to papers that mention the name once.
+
+Each hit's passage is the paper's chunk that best matches the query (its
+cosine similarity plus a share for the query's rare words it holds), and
+`similarity` is the best cosine among the paper's chunks: the figure `ask`
+abstains on, shown by `search` so a weak match looks weak.
+
+The keyword index and the paper table are kept current by ingest
+(`keyword.update`); a retriever only checks the store's write generation
+per query and catches up if another client wrote.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .store import date_to_int, decode_list, int_to_date
@@ -26,13 +36,17 @@ if TYPE_CHECKING:
     import numpy as np
 
     from .embed import Embedder
+    from .keyword import KeywordIndex
     from .settings import Settings
     from .store import Library
 
 RRF_K = 60
-KEYWORD_INDEX_VERSION = 2  # bump when tokenisation changes: cached indexes are rebuilt
+NAME_WEIGHT = 2.0  # a query that says a paper's name wants it: twice a dense or keyword vote
 CANDIDATES_PER_RESULT = 8
 MIN_CANDIDATES = 60
+FILTERED_WIDTH = 4  # a filtered search's dense query is at most this many times wider
+PASSAGE_KEYWORD_SHARE = 0.25  # weight of the query's rare words when choosing a passage
+ALLOWED_CACHE_SIZE = 32  # distinct filters whose admitted papers are kept per generation
 
 
 @dataclass(frozen=True)
@@ -96,6 +110,8 @@ class Hit:
     arxiv_id: str | None = None
     url: str | None = None
     paper: dict[str, Any] = field(default_factory=dict, repr=False)
+    weak: bool = False  # best cosine below answer.ABSTAIN_SIMILARITY, and not named by the query
+    name_match: bool = False  # the query says this paper's name
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -105,6 +121,10 @@ class Hit:
             "published": self.published.isoformat() if self.published else None,
             "score": round(self.score, 6),
             "similarity": None if self.similarity is None else round(self.similarity, 4),
+            "weak": self.weak,
+            "dense_rank": self.dense_rank,
+            "bm25_rank": self.bm25_rank,
+            "name_match": self.name_match,
             "passage": self.passage,
             "chunk": self.chunk,
             "arxiv_id": self.arxiv_id,
@@ -112,76 +132,12 @@ class Hit:
         }
 
 
-# Figures such as "12,868" or "2.8" stay one token: abstracts quote them and
-# users search for them; the default pattern would split them into "12", "868".
-TOKEN_PATTERN = r"(?u)\d+(?:[.,]\d+)+|\b\w\w+\b"
+def weak_threshold() -> float:
+    """The cosine below which a match is weak: `ask`'s abstention cut, one source of truth."""
+    from .answer import ABSTAIN_SIMILARITY
 
+    return ABSTAIN_SIMILARITY
 
-ALLOWED_CACHE_SIZE = 32  # distinct filters whose admitted papers are kept per generation
-
-
-class KeywordIndex:
-    """BM25 over chunk texts, with the chunk ids in index order."""
-
-    def __init__(self, retriever: Any, chunk_ids: list[str], paper_ids: list[str]):
-        self.retriever = retriever
-        self.chunk_ids = chunk_ids
-        self.paper_ids = paper_ids
-
-    @staticmethod
-    def _stemmer():
-        import Stemmer
-
-        return Stemmer.Stemmer("english")
-
-    @classmethod
-    def build(cls, chunks: list[tuple[str, str, dict[str, Any]]]) -> KeywordIndex:
-        import bm25s
-
-        if not chunks:  # an empty library: bm25s cannot index an empty corpus
-            return cls(None, [], [])
-        texts = [text for _, text, _ in chunks]
-        tokens = bm25s.tokenize(texts, stopwords="en", stemmer=cls._stemmer(),
-                                token_pattern=TOKEN_PATTERN, show_progress=False)
-        retriever = bm25s.BM25()
-        retriever.index(tokens, show_progress=False)
-        return cls(retriever, [cid for cid, _, _ in chunks],
-                   [str(meta["paper_id"]) for _, _, meta in chunks])
-
-    def save(self, folder: Path) -> None:
-        tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.retriever.save(str(tmp))
-        (tmp / "chunk_ids.json").write_text(json.dumps([self.chunk_ids, self.paper_ids]))
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
-
-    @classmethod
-    def load(cls, folder: Path) -> KeywordIndex:
-        import bm25s
-
-        retriever = bm25s.BM25.load(str(folder), mmap=False)
-        chunk_ids, paper_ids = json.loads((folder / "chunk_ids.json").read_text())
-        return cls(retriever, chunk_ids, paper_ids)
-
-    def search(self, query: str, n: int, mask: np.ndarray | None = None) -> list[tuple[str, float]]:
-        import bm25s
-
-        if not self.chunk_ids:
-            return []
-        tokens = bm25s.tokenize([query], stopwords="en", stemmer=self._stemmer(),
-                                token_pattern=TOKEN_PATTERN, show_progress=False)
-        if not tokens.vocab:
-            return []
-        n = min(n, len(self.chunk_ids))
-        docs, scores = self.retriever.retrieve(
-            tokens, k=n, show_progress=False, weight_mask=mask, n_threads=1
-        )
-        return [
-            (self.chunk_ids[int(d)], float(s))
-            for d, s in zip(docs[0], scores[0])
-            if s > 0
-        ]
 
 
 class Retriever:
@@ -191,66 +147,46 @@ class Retriever:
         self.library = library
         self.embedder = embedder
         self.settings = settings
-        self._generation: int | None = None
+        self._generation: tuple[str | None, int | None] | None = None
         self._keyword: KeywordIndex | None = None
         self._papers: dict[str, dict[str, Any]] = {}
         self._n_chunks = 0
-        self._allowed: dict[Filters, set[str]] = {}  # per generation: a chat reuses its filters
-
-    # -- caches -------------------------------------------------------------
-    def _cache_dir(self) -> Path:
-        import hashlib
-
-        where = hashlib.sha1(self.library.location.encode()).hexdigest()[:10]
-        return self.settings.home / "cache" / f"bm25-{where}"
+        self._masks: dict[Filters, np.ndarray] = {}  # per generation: a chat reuses its filters
 
     def refresh(self) -> None:
-        """Reload the paper table and keyword index if the library changed."""
-        generation = self.library.generation
-        if generation == self._generation:
+        """Bring the paper table and keyword index up to the store's write generation."""
+        from . import keyword
+
+        # One store call per query: the papers collection's id (a reindex replaces it)
+        # and write generation (every write bumps it).
+        state = keyword.store_state(self.library)
+        if state == self._generation and self._keyword is not None:
             return
         self.library.check_embedder(self.embedder.name, self.embedder.dim)
-        folder = self._cache_dir() / f"gen-{generation}-v{KEYWORD_INDEX_VERSION}"
-        keyword = None
-        papers = None
-        if (folder / "chunk_ids.json").is_file():
-            try:
-                keyword = KeywordIndex.load(folder)
-                papers = json.loads((folder / "papers.json").read_text(encoding="utf-8"))
-            except Exception:  # a cache from another bm25s version: rebuild it
-                keyword = papers = None
-        if papers is None:
-            papers = {pid: meta for pid, meta, _ in self.library.iter_papers()}
-        self._papers = papers
-        if keyword is None:
-            chunks = [c for c in self.library.iter_chunks() if self._current(c[2])]
-            keyword = KeywordIndex.build(chunks)
-            if keyword.chunk_ids:  # nothing worth caching for an empty library
-                self._save_cache(folder, keyword, papers)
-        self._n_chunks = len(keyword.chunk_ids)
-        self._allowed = {}
-        self._keyword = keyword
-        self._generation = generation
-
-    def _save_cache(self, folder: Path, keyword: KeywordIndex,
-                    papers: dict[str, dict[str, Any]]) -> None:
-        try:
-            shutil.rmtree(self._cache_dir(), ignore_errors=True)
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            keyword.save(folder)
-            (folder / "papers.json").write_text(json.dumps(papers), encoding="utf-8")
-        except OSError:
-            pass  # a read-only home still searches, just without the cache
-
-    def _current(self, chunk_meta: dict[str, Any]) -> bool:
-        """A chunk counts only if its paper record carries the same text hash."""
-        paper = self._papers.get(str(chunk_meta.get("paper_id")))
-        return bool(paper) and paper.get("content_hash") == chunk_meta.get("content_hash")
+        self._keyword = keyword.load(self.library, self.settings, self._keyword)
+        self._papers = self._keyword.papers
+        self._n_chunks = self._keyword.n_chunks
+        self._masks = {}
+        self._generation = (self._keyword.store_id, self._keyword.generation)
 
     @property
     def papers(self) -> dict[str, dict[str, Any]]:
         self.refresh()
         return self._papers
+
+    def _mask(self, filters: Filters) -> np.ndarray:
+        """Documents of the keyword index that `filters` admits (cached per generation)."""
+        from .keyword import filter_mask
+        from .store import date_to_int
+
+        mask = self._masks.get(filters)
+        if mask is None:
+            mask = filter_mask(self._keyword, filters.admits, date_to_int(filters.since),
+                               date_to_int(filters.until), bool(filters.title or filters.author))
+            if len(self._masks) >= ALLOWED_CACHE_SIZE:
+                self._masks.clear()
+            self._masks[filters] = mask
+        return mask
 
     # -- search -------------------------------------------------------------
     def search(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
@@ -259,83 +195,73 @@ class Retriever:
         filters = filters or Filters()
         self.refresh()
         chunks = self.library.chunks()
-        if chunks is None or not self._papers:
+        index = self._keyword
+        if chunks is None or not self._papers or index is None:
             return []
-        allowed: set[str] | None = None
-        if not filters.empty:
-            allowed = self._allowed.get(filters)
-            if allowed is None:
-                allowed = {pid for pid, meta in self._papers.items() if filters.admits(meta)}
-                if len(self._allowed) >= ALLOWED_CACHE_SIZE:
-                    self._allowed.clear()
-                self._allowed[filters] = allowed
-            if not allowed:
-                return []
-        n = max(MIN_CANDIDATES, k * CANDIDATES_PER_RESULT)
+        mask = None if filters.empty else self._mask(filters)
+        if mask is not None and not mask.any():
+            return []
+        doc_of = index.doc_of
 
+        def admitted(pid: str) -> bool:
+            d = doc_of.get(pid)
+            return d is not None and (mask is None or bool(mask[d]))
+
+        n = max(MIN_CANDIDATES, k * CANDIDATES_PER_RESULT)
         query_vector = self.embedder.embed([query])[0]
-        found: dict[str, dict[str, Any]] = {}
+
+        # Dense: papers in the order of their best chunk. Only ids and distances come
+        # back (chunk ids are "<paper_id>#<n>"); the chosen papers' chunks are read below.
         dense_rank: dict[str, int] = {}
 
         def dense(where: dict | None, width: int) -> None:
-            result = chunks.query(
-                query_embeddings=[query_vector.tolist()],
-                n_results=min(width, max(1, self._n_chunks)), where=where,
-                include=["documents", "metadatas", "distances"],
-            )
-            for cid, doc, meta, dist in zip(result["ids"][0], result["documents"][0],
-                                            result["metadatas"][0], result["distances"][0]):
-                if cid in found or not self._current(meta) or (
-                        allowed is not None and meta["paper_id"] not in allowed):
-                    continue
-                dense_rank[cid] = len(dense_rank) + 1
-                found[cid] = {"doc": doc, "meta": meta, "similarity": 1.0 - float(dist)}
+            result = chunks.query(query_embeddings=[query_vector.tolist()],
+                                  n_results=min(width, max(1, self._n_chunks)), where=where,
+                                  include=["distances"])
+            for cid in result["ids"][0]:
+                pid = cid.rsplit("#", 1)[0]
+                if pid not in dense_rank and admitted(pid):
+                    dense_rank[pid] = len(dense_rank) + 1
 
         # A filtered HNSW query is slow on a large store; an unfiltered, wider one
         # post-filtered usually finds enough, and the filtered query is the fallback.
-        dense(None, n if allowed is None else n * 4)
-        if allowed is not None and len({f["meta"]["paper_id"] for f in found.values()}) < k:
-            where = filters.where()
-            if len(allowed) <= 2000 and (filters.author or filters.title):
-                where = {"paper_id": {"$in": sorted(allowed)}}
-            dense(where, n)
+        if mask is None:
+            dense(None, n)
+        else:  # wide enough to hold about n admitted chunks, at most FILTERED_WIDTH times n
+            share = max(float(mask.sum()) / max(1, index.n_live), 1.0 / FILTERED_WIDTH)
+            dense(None, int(n / share))
+        if mask is not None and len(dense_rank) < k:
+            if int(mask.sum()) <= 2000 and (filters.author or filters.title):
+                admitted_ids = [index.pid_at[d] for d in np.flatnonzero(mask)]
+                where = {"paper_id": {"$in": admitted_ids}}
+            else:
+                where = filters.where()
+            if where is not None:
+                dense(where, n)
 
-        mask = None
-        keyword = self._keyword
-        if allowed is not None and keyword is not None:
-            mask = np.fromiter((pid in allowed for pid in keyword.paper_ids), dtype=np.float32,
-                               count=len(keyword.paper_ids))
         keyword_rank: dict[str, int] = {}
-        for cid, _score in (keyword.search(query, n, mask) if keyword else []):
-            keyword_rank[cid] = len(keyword_rank) + 1
+        for pid, _score in index.search(query, n, mask):
+            keyword_rank[pid] = len(keyword_rank) + 1
+        named = [pid for pid in index.name_matches(query) if admitted(pid)]
+        name_rank = {pid: i for i, pid in enumerate(dict.fromkeys(
+            sorted(named, key=lambda p: (dense_rank.get(p, n + 1), keyword_rank.get(p, n + 1)))),
+            start=1)}
 
         fused: dict[str, float] = {}
-        for ranks in (dense_rank, keyword_rank):
-            for cid, rank in ranks.items():
-                fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank)
+        for ranks, weight in ((dense_rank, 1.0), (keyword_rank, 1.0), (name_rank, NAME_WEIGHT)):
+            for pid, rank in ranks.items():
+                fused[pid] = fused.get(pid, 0.0) + weight / (RRF_K + rank)
+        order = sorted(fused, key=lambda p: (-fused[p], dense_rank.get(p, n + 1)))
+        top = [pid for pid in order if pid in self._papers][: k + 2]  # spares for stale papers
 
-        best: dict[str, str] = {}
-        for cid in sorted(fused, key=fused.__getitem__, reverse=True):
-            pid = cid.rsplit("#", 1)[0]
-            if pid in self._papers and pid not in best:
-                best[pid] = cid
-            if len(best) >= k:
-                break
-
-        missing = [cid for cid in best.values() if cid not in found]
-        if missing:
-            got = chunks.get(ids=missing, include=["documents", "metadatas", "embeddings"])
-            for cid, doc, meta, emb in zip(got["ids"], got["documents"], got["metadatas"],
-                                           got["embeddings"]):
-                sim = float(np.dot(np.asarray(emb, dtype=np.float32), query_vector))
-                found[cid] = {"doc": doc, "meta": meta, "similarity": sim}
-
+        passages = self._passages(chunks, top, query, query_vector)
+        threshold = weak_threshold()
         hits: list[Hit] = []
-        for pid, cid in best.items():
-            if cid not in found:
+        for pid in top:
+            if pid not in passages or len(hits) >= k:
                 continue
+            chunk_no, text, similarity = passages[pid]
             paper = self._papers[pid]
-            text = found[cid]["doc"]
             title = str(paper.get("title", ""))
             passage = text[len(title):].lstrip() if text.startswith(title) else text
             hits.append(Hit(
@@ -343,17 +269,59 @@ class Retriever:
                 paper_id=pid,
                 title=title,
                 published=int_to_date(paper.get("published")),
-                score=fused[cid],
+                score=fused[pid],
                 passage=passage,
-                chunk=int(found[cid]["meta"].get("chunk", 0)),
-                similarity=found[cid]["similarity"],
-                bm25_rank=keyword_rank.get(cid),
-                dense_rank=dense_rank.get(cid),
+                chunk=chunk_no,
+                similarity=similarity,
+                bm25_rank=keyword_rank.get(pid),
+                dense_rank=dense_rank.get(pid),
                 arxiv_id=paper.get("arxiv_id"),
                 url=paper.get("url"),
                 paper=paper,
+                weak=similarity < threshold and pid not in name_rank,
+                name_match=pid in name_rank,
             ))
         return hits
+
+    def _passages(self, chunks: Any, pids: list[str], query: str,
+                  query_vector: np.ndarray) -> dict[str, tuple[int, str, float]]:
+        """Per paper: (chunk number, text, best cosine) of its current chunks.
+
+        The passage is the chunk with the highest cosine plus PASSAGE_KEYWORD_SHARE
+        times the share of the query's word weight (idf) it holds, so a figure or
+        name the user typed picks the chunk that says it; the similarity reported
+        is the paper's best cosine, whichever chunk holds it.
+        """
+        import numpy as np
+
+        from .keyword import TOKEN_RE as KEYWORD_WORDS
+        from .keyword import stem
+
+        ids = [f"{pid}#{i}" for pid in pids
+               for i in range(max(1, int(self._papers[pid].get("n_chunks") or 1)))]
+        if not ids:
+            return {}
+        got = chunks.get(ids=ids, include=["documents", "metadatas", "embeddings"])
+        index = self._keyword
+        query_terms = {index.vocab_list[t]: float(index.idf[t]) for t in index.term_ids(query)}
+        total_idf = sum(query_terms.values()) or 1.0
+        best: dict[str, tuple[float, int, str]] = {}
+        best_sim: dict[str, float] = {}
+        for doc, meta, emb in zip(got["documents"], got["metadatas"], got["embeddings"]):
+            pid = str(meta.get("paper_id"))
+            paper = self._papers.get(pid)
+            if not paper or paper.get("content_hash") != meta.get("content_hash"):
+                continue  # a chunk of an interrupted rewrite: its paper record is older
+            sim = float(np.dot(np.asarray(emb, dtype=np.float32), query_vector))
+            value = sim
+            if query_terms and int(paper.get("n_chunks") or 1) > 1:  # else there is no choice
+                words = set(KEYWORD_WORDS.findall((doc or "").lower()))
+                held = sum(query_terms.get(t, 0.0) for t in set(stem(list(words))))
+                value += PASSAGE_KEYWORD_SHARE * held / total_idf
+            if pid not in best or value > best[pid][0]:
+                best[pid] = (value, int(meta.get("chunk", 0)), doc or "")
+            best_sim[pid] = max(best_sim.get(pid, -1.0), sim)
+        return {pid: (chunk_no, text, best_sim[pid]) for pid, (_, chunk_no, text) in best.items()}
 
 
 def open_retriever(settings: Settings) -> Retriever:

@@ -22,6 +22,20 @@ Measures, in one warm process (model loaded before any timing):
 (a)-(c) are repeated `--repeat` times and the medians printed (min..max
 alongside: the machine is noisy). Timings are printed, never asserted.
 
+`--int8` runs instead a comparison of the int8 MiniLM (`ASSISTANT_EMBEDDER=
+minilm-int8`: ONNX Runtime dynamic quantisation of the fp32 model, made once
+into the temporary home; needs the `onnx` package) with the fp32 one: time to
+quantise, raw throughput on the sample's chunk texts (the two alternating,
+`--repeat` times each), how far the vectors move (cosine fp32 vs int8), and
+retrieval quality: the sample ingested with each, then recall@5/mrr on the
+answerable questions of the bundled eval set and hit@1 on eval/name_queries.jsonl.
+
+`--endpoint URL --endpoint-model NAME` measures the endpoint embedder instead:
+the sample's chunk texts sent one text per request with one request at a time,
+against batched (`--endpoint-batch`, default 64) with concurrent requests
+(`--endpoint-concurrency`, default 4), e.g. against llama.cpp's server started
+with `--embedding true`.
+
 Run from the repository root:
 
     ASSISTANT_EMBED_MODEL_DIR=/path/to/all-MiniLM-L6-v2 .venv/bin/python bench/ingest_bench.py
@@ -38,6 +52,7 @@ import subprocess
 import time
 
 from _common import (
+    REPO,
     VENV_BIN,
     add_common_args,
     check_model_dir,
@@ -95,6 +110,100 @@ def embed_batches(embedder, batches: list[list[str]]) -> None:
         embedder.embed(batch)
 
 
+def compare_int8(args, model_dir) -> None:
+    """fp32 vs int8 MiniLM: throughput on the same texts and retrieval quality."""
+    import json as _json
+
+    import numpy as np
+
+    from assistant.embed import MiniLMEmbedder
+    from assistant.evaluation.runner import bundled_set, load_questions, run_retrieval
+    from assistant.ingest import ingest
+    from assistant.retrieve import Retriever
+    from assistant.settings import Settings
+    from assistant.store import Library
+
+    print(machine_line())
+    merged = load_sample()
+    papers = [m.paper for m in merged]
+    with temp_home(keep=args.keep_home) as home:
+        fp32 = MiniLMEmbedder(model_dir)
+        fp32.embed(["warm-up"])
+        int8 = MiniLMEmbedder(model_dir, int8_cache=home / "models")
+        t_quant, _ = timed(int8.embed, ["warm-up: quantise once, then load"])
+        again = MiniLMEmbedder(model_dir, int8_cache=home / "models")
+        t_cached, _ = timed(again.embed, ["warm-up: the cached copy"])
+        size = {name: (folder / "onnx" / "model.onnx").stat().st_size / 2**20 for name, folder
+                in (("fp32", model_dir), ("int8", home / "models" / int8.name))}
+        print(f"int8 copy made in {t_quant:.1f} s (later loads {t_cached:.2f} s); model.onnx "
+              f"{size['fp32']:.1f} MiB fp32, {size['int8']:.1f} MiB int8", flush=True)
+        flat = [t for c in chunk_all(papers, fp32) for t in c]
+        times: dict[str, list[float]] = {"fp32": [], "int8": []}
+        vectors = {}
+        for _ in range(args.repeat):
+            for name, emb in (("fp32", fp32), ("int8", int8)):
+                t, vectors[name] = timed(emb.embed, flat)
+                times[name].append(t)
+            print(f"  fp32 {times['fp32'][-1]:.1f} s, int8 {times['int8'][-1]:.1f} s", flush=True)
+        cos = np.sum(vectors["fp32"] * vectors["int8"], axis=1)
+        names = [_json.loads(line) for line in
+                 (REPO / "eval" / "name_queries.jsonl").read_text().splitlines()]
+        questions = load_questions(bundled_set())
+        quality = {}
+        for name, emb in (("fp32", fp32), ("int8", int8)):
+            settings = Settings(home=home / name, embed_model_dir=model_dir)
+            t_ing, _ = timed(ingest, [], settings, embedder=emb)
+            retriever = Retriever(Library.open(settings), emb, settings)
+            metrics = run_retrieval(questions, retriever, k=5).metrics
+            hit1 = sum([h.title for h in retriever.search(r["query"], k=1)] ==
+                       [r["expected_title"]] for r in names) / len(names)
+            quality[name] = (metrics["recall@5"]["value"], metrics["mrr"]["value"], hit1, t_ing)
+            print(f"  {name}: ingest {t_ing:.1f} s, recall@5 {quality[name][0]:.3f}", flush=True)
+    rows = []
+    for name in ("fp32", "int8"):
+        rate = len(papers) / median(times[name])
+        rows.append([name, f"{median(times[name]):.2f}", spread(times[name]), f"{rate:.1f}",
+                     f"{quality[name][0]:.3f}", f"{quality[name][1]:.3f}",
+                     f"{quality[name][2]:.3f}", f"{quality[name][3]:.1f}"])
+    print_table(f"MiniLM fp32 vs int8 on {len(flat)} chunk texts of {len(papers)} papers, "
+                f"medians of {args.repeat}",
+                ["model", "embed s", "min..max", "abstracts/s", "recall@5", "mrr",
+                 "name hit@1", "ingest s"], rows)
+    print(f"throughput ratio int8/fp32: {median(times['fp32']) / median(times['int8']):.2f}x; "
+          f"recall@5 change {quality['int8'][0] - quality['fp32'][0]:+.3f}; cosine fp32 vs "
+          f"int8 per chunk: median {np.median(cos):.4f}, min {cos.min():.4f}")
+    print(f"\n{load_line()} (2 cores: above ~2, other work was competing)")
+
+
+def compare_endpoint(args, model_dir) -> None:
+    """The endpoint embedder one text per request vs batched and concurrent."""
+    from assistant.embed import EndpointEmbedder, MiniLMEmbedder
+    from assistant.settings import Settings
+
+    print(machine_line())
+    papers = [m.paper for m in load_sample()]
+    flat = [t for c in chunk_all(papers, MiniLMEmbedder(model_dir)) for t in c]
+    settings = Settings(base_url=args.endpoint.rstrip("/"), embed_model=args.endpoint_model,
+                        embedder="endpoint", api_key="not-needed")
+    emb = EndpointEmbedder(settings)
+    emb.embed(flat[:4])  # warm-up
+    ways = {"one text per request, one at a time": (1, 1),
+            f"batch {args.endpoint_batch}, one at a time": (args.endpoint_batch, 1),
+            f"batch {args.endpoint_batch}, {args.endpoint_concurrency} concurrent":
+                (args.endpoint_batch, args.endpoint_concurrency)}
+    times: dict[str, list[float]] = {w: [] for w in ways}
+    for _ in range(args.repeat):
+        for way, (batch, conc) in ways.items():
+            t, _ = timed(emb.embed, flat, batch=batch, concurrency=conc)
+            times[way].append(t)
+    print_table(f"Endpoint embedder {args.endpoint_model} at {args.endpoint}, {len(flat)} chunk "
+                f"texts, medians of {args.repeat}",
+                ["requests", "s", "min..max", "texts/s"],
+                [[w, f"{median(v):.2f}", spread(v), f"{len(flat) / median(v):.1f}"]
+                 for w, v in times.items()])
+    print(f"\n{load_line()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -107,8 +216,18 @@ def main() -> None:
                         help="runs of the unchanged re-ingest, in-process and CLI [default: 5]")
     parser.add_argument("--skip-cli", action="store_true",
                         help="skip the `assistant ingest --json` subprocess runs")
+    parser.add_argument("--int8", action="store_true",
+                        help="compare the int8 MiniLM with fp32 instead (see the docstring)")
+    parser.add_argument("--endpoint", help="measure the endpoint embedder at this base URL")
+    parser.add_argument("--endpoint-model", default="embed", help="its model name")
+    parser.add_argument("--endpoint-batch", type=int, default=64)
+    parser.add_argument("--endpoint-concurrency", type=int, default=4)
     args = parser.parse_args()
     model_dir = check_model_dir(args.model_dir)
+    if args.int8:
+        return compare_int8(args, model_dir)
+    if args.endpoint:
+        return compare_endpoint(args, model_dir)
 
     from assistant.embed import MiniLMEmbedder
     from assistant.ingest import EMBED_BATCH_PAPERS, ingest

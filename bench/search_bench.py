@@ -1,4 +1,4 @@
-"""Search latency at about 1k, 10k and 100k chunks (p50/p95 of `Retriever.search`).
+"""Search latency at about 1k, 10k and 100k chunks, and what an ingest costs the next query.
 
 The library is the bundled sample (264 papers, ~600 chunks, real vectors)
 grown with synthetic papers until it holds each requested number of chunks:
@@ -14,19 +14,26 @@ grown with synthetic papers until it holds each requested number of chunks:
   convex combination (Dirichlet weights) of its parents' chunk vectors plus
   small Gaussian noise, re-normalised.
 * everything goes through `Library.write` (paper records with metadata from
-  `paper_metadata`, chunk records, vectors), as ingest would write it.
+  `paper_metadata`, chunk records, vectors), then `keyword.update` with the
+  new ids, as ingest does (timed: "index update").
 
-The BM25 side indexes the synthetic texts for real: the first `refresh()` of a
-new `Retriever` builds it (timed and reported separately, with its parts), and
-a second fresh `Retriever` loads it from the cache (also reported). Then
-`--queries` realistic ML questions are searched with the model already loaded,
-after one warm-up query, and p50/p95 in ms are printed, split into query
-embedding, the Chroma dense query, BM25, and the rest. A few queries with a
-`since` date filter are timed as well (that path differs).
+Per size: a new `Retriever`'s first `refresh()` (loads the keyword index and
+paper table from ASSISTANT_HOME/cache; it must not rebuild), then `--queries`
+realistic ML questions after one warm-up query (p50/p95 in ms, split into
+query embedding, the Chroma dense query, BM25F, the chunk read, the rest), then
+`--filtered` queries with a date filter, each with the filter cache emptied
+first, so every one pays the filter's first use.
+
+After the largest size, `--new-papers` (default 1,000) synthetic papers are
+ingested the same way and the first query after it is timed twice: in the
+process that was already searching (a chat left open while cron ingests),
+and in a fresh process (as the first `ask` of the day), split into imports,
+opening the library, loading the embedder, and the first and second search.
 
 The library grows in place: the 1k library is extended to 10k, then 100k, so
 the total build is what the largest size needs. Building 100k chunks takes
-several minutes on 2 cores; progress is printed.
+several minutes on 2 cores; progress is printed. Memory: the keyword index's
+arrays, the cache and Chroma folders on disk, and the process's peak RSS.
 
 Run from the repository root:
 
@@ -186,27 +193,21 @@ class TimedCollection:
 
 def install_timers():
     """Time the retriever's building blocks without touching the package's files."""
-    from assistant import retrieve
+    from assistant import keyword, retrieve
     from assistant.store import Library
 
-    kw = retrieve.KeywordIndex
-    kw.build = classmethod(TIMERS.wrap("bm25.build", kw.build.__func__))
-    kw.load = classmethod(TIMERS.wrap("bm25.load", kw.load.__func__))
-    kw.save = TIMERS.wrap("bm25.save", kw.save)
+    kw = keyword.KeywordIndex
     kw.search = TIMERS.wrap("bm25.search", kw.search)
+    keyword.catch_up = TIMERS.wrap("index.catch_up", keyword.catch_up)
+    keyword._rebuild = TIMERS.wrap("index.rebuild", keyword._rebuild)
+    keyword._compare = TIMERS.wrap("index.compare", keyword._compare)
+    keyword.Segment.load = classmethod(TIMERS.wrap("index.load", keyword.Segment.load.__func__))
+    retrieve.Retriever._passages = TIMERS.wrap("passages", retrieve.Retriever._passages)
 
     class TimedLibrary(Library):
         def chunks(self, create_for=None):
             inner = super().chunks(create_for)
             return None if inner is None else TimedCollection(inner)
-
-        def iter_papers(self, *args, **kwargs):
-            return TIMERS.wrap("read.papers", lambda: list(super(TimedLibrary, self)
-                                                           .iter_papers(*args, **kwargs)))()
-
-        def iter_chunks(self):
-            return TIMERS.wrap("read.chunks",
-                               lambda: list(super(TimedLibrary, self).iter_chunks()))()
 
     class TimedRetriever(retrieve.Retriever):
         def refresh(self):
@@ -312,14 +313,19 @@ def write_real(library, real: list[RealPaper], embedder) -> None:
         library.write(writes[start:start + 32], (embedder.name, embedder.dim))
 
 
-def grow(library, real, embedder, rng, state: dict, target: int, batch_papers: int) -> float:
-    """Add synthetic papers until the library holds `target` chunks; returns seconds."""
+def grow(library, real, embedder, rng, state: dict, target: int, batch_papers: int,
+         settings) -> tuple[float, float]:
+    """Add synthetic papers until the library holds `target` chunks, then bring the keyword
+    index up to date as ingest does; returns (seconds writing, seconds updating the index)."""
+    from assistant import keyword
     from assistant.store import PaperWrite
 
     started = time.perf_counter()
+    since = library.generation
     key = (embedder.name, embedder.dim)
     last_print = started
     gen_s = write_s = 0.0
+    new_ids: list[str] = []
     while state["chunks"] < target:
         now = time.time()
         t0 = time.perf_counter()
@@ -330,6 +336,7 @@ def grow(library, real, embedder, rng, state: dict, target: int, batch_papers: i
             state["next"] += 1
             state["chunks"] += len(texts)
             writes.append(PaperWrite(pid, meta, abstract, texts, vecs))
+            new_ids.append(pid)
         t1 = time.perf_counter()
         library.write(writes, key)
         t2 = time.perf_counter()
@@ -343,40 +350,37 @@ def grow(library, real, embedder, rng, state: dict, target: int, batch_papers: i
                   f"(generate {gen_s:.0f} s, Library.write {write_s:.0f} s, last batch "
                   f"{(t2 - t1) / max(1, sum(len(w.chunks) for w in writes)) * 1000:.2f} "
                   "ms/chunk)", flush=True)
-    return time.perf_counter() - started
+    t_written = time.perf_counter() - started
+    t_update, _ = timed(keyword.update, library, settings, new_ids, (), since)
+    return t_written, t_update
 
 
 # -- measuring ------------------------------------------------------------------
 
 
 def measure(TimedLibrary, TimedRetriever, settings, embedder, queries, k, n_filtered):
-    """Build/load times of the retriever's caches and per-query latencies."""
+    """Load time of a new retriever's caches and per-query latencies."""
     from assistant.retrieve import Filters
 
     result: dict[str, object] = {}
     TIMERS.reset()
     lib = TimedLibrary.open(settings)
     retriever = TimedRetriever(lib, embedder, settings)
-    t_build, _ = timed(retriever.refresh)
-    result["build"] = t_build
-    result["build_parts"] = {name: TIMERS.total(name) for name in
-                             ("read.papers", "read.chunks", "bm25.build", "bm25.save")}
-    del retriever
-
-    TIMERS.reset()
-    lib = TimedLibrary.open(settings)
-    retriever = TimedRetriever(lib, embedder, settings)
     t_load, _ = timed(retriever.refresh)
     result["load"] = t_load
-    result["load_parts"] = {name: TIMERS.total(name) for name in ("read.papers", "bm25.load")}
-    if TIMERS.total("bm25.build"):
-        print("  WARNING: the fresh Retriever rebuilt BM25 instead of loading the cache")
+    result["load_parts"] = {name: TIMERS.total(name) for name in
+                            ("index.load", "index.rebuild", "index.compare")}
+    if TIMERS.total("index.rebuild") or TIMERS.total("index.compare"):
+        print("  WARNING: the new Retriever rebuilt or compared instead of loading the index")
 
     retriever.search("warm-up: transformers for language modelling", k=k)
 
-    def run(qs, filters):
+    def run(qs, filters_for):
         rows = []
-        for q in qs:
+        for i, q in enumerate(qs):
+            filters = filters_for(i)
+            if filters is not None:
+                retriever._masks.clear()  # every filtered query pays the filter's first use
             TIMERS.reset()
             t, hits = timed(retriever.search, q, k, filters)
             rows.append({
@@ -384,17 +388,103 @@ def measure(TimedLibrary, TimedRetriever, settings, embedder, queries, k, n_filt
                 "embed": TIMERS.total("embed"),
                 "dense": TIMERS.total("chroma.query"),
                 "bm25": TIMERS.total("bm25.search"),
+                "passages": TIMERS.total("passages"),
                 "refresh": TIMERS.total("refresh"),
-                "count": TIMERS.total("chroma.count"),
-                "get": TIMERS.total("chroma.get"),
                 "hits": len(hits),
             })
         return rows
 
-    result["plain"] = run(queries, None)
-    since = Filters(since=date(2024, 1, 1))
-    result["filtered"] = run(queries[:n_filtered], since) if n_filtered else []
+    result["plain"] = run(queries, lambda i: None)
+    starts = [date(2024, 1, 1), date(2023, 7, 1), date(2024, 6, 1), date(2022, 1, 1)]
+    result["filtered"] = (run(queries[:n_filtered], lambda i: Filters(since=starts[i % 4]))
+                          if n_filtered else [])
+    result["retriever"] = retriever
     return result
+
+
+FRESH_PROCESS = r"""
+import json, sys, time
+t0 = time.perf_counter()
+from assistant.settings import Settings
+from assistant.retrieve import Retriever
+from assistant.store import Library
+from assistant.embed import MiniLMEmbedder
+import chromadb  # noqa: F401
+t1 = time.perf_counter()
+settings = Settings.load()
+library = Library.open(settings)
+t2 = time.perf_counter()
+embedder = MiniLMEmbedder(settings.embed_model_dir)
+embedder.embed(["load the model"])
+t3 = time.perf_counter()
+retriever = Retriever(library, embedder, settings)
+retriever.refresh()
+t4 = time.perf_counter()
+first = retriever.search(sys.argv[1], k=10)
+t5 = time.perf_counter()
+retriever.search(sys.argv[2], k=10)
+t6 = time.perf_counter()
+print(json.dumps({"imports": t1 - t0, "open library": t2 - t1, "load embedder": t3 - t2,
+                  "refresh (index load)": t4 - t3, "first search": t5 - t4,
+                  "second search": t6 - t5, "hits": len(first)}))
+"""
+
+
+def after_ingest(retriever, writer, real, inner, rng, state, settings, n_new, queries, k):
+    """Ingest `n_new` papers into the library, then the first query after it (see docstring)."""
+    import json
+    import subprocess
+    import sys
+
+    from _common import REPO, child_env
+
+    from assistant import keyword
+    from assistant.store import PaperWrite
+
+    since = writer.generation
+    now = time.time()
+    papers = [synth_paper(rng, real, state["next"] + i, inner.name, now) for i in range(n_new)]
+    state["next"] += n_new
+    writes = [PaperWrite(pid, meta, abstract, texts, vecs)
+              for pid, meta, abstract, texts, vecs in papers]
+    t_write = 0.0
+    for start in range(0, len(writes), 32):  # ingest's batch size
+        t, _ = timed(writer.write, writes[start:start + 32], (inner.name, inner.dim))
+        t_write += t
+    t_update, _ = timed(keyword.update, writer, settings, [w.paper_id for w in writes], (), since)
+    TIMERS.reset()
+    t_warm, hits = timed(retriever.search, queries[0], k)
+    warm = {"first search": t_warm, "of which refresh": TIMERS.total("refresh"),
+            "segment loads": TIMERS.total("index.load")}
+    proc = subprocess.run([sys.executable, "-c", FRESH_PROCESS, queries[1], queries[2]],
+                          cwd=REPO, env={**child_env(settings.home, settings.embed_model_dir),
+                                         "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode:
+        print(proc.stderr[-2000:])
+        fresh = {}
+    else:
+        fresh = json.loads(proc.stdout.strip().splitlines()[-1])
+        if proc.stderr.strip():
+            print("  fresh process said on stderr: " + proc.stderr.strip()[-300:])
+    return {"new papers": n_new, "new chunks": sum(len(w.chunks) for w in writes),
+            "write s": t_write, "index update s": t_update, "warm": warm, "fresh": fresh}
+
+
+def memory_figures(retriever, home: Path) -> dict[str, float]:
+    import resource
+
+    index = retriever._keyword
+    arrays = sum(a.nbytes for seg in index.segments for a in
+                 (seg.terms, seg.docs, seg.tf_title, seg.tf_body, seg.tf, seg.dl, seg.live))
+
+    def folder_mb(path: Path) -> float:
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
+
+    return {"index arrays MiB": arrays / 2**20,
+            "keyword cache on disk MiB": folder_mb(home / "cache"),
+            "chroma on disk MiB": folder_mb(home / "chroma"),
+            "peak RSS MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def summarise(rows: list[dict]) -> list[str]:
@@ -402,7 +492,7 @@ def summarise(rows: list[dict]) -> list[str]:
         return f"{percentile(values, q) * 1000:.1f}"
 
     total = [r["total"] for r in rows]
-    parts = ("embed", "dense", "bm25", "count", "refresh")
+    parts = ("embed", "dense", "bm25", "passages", "refresh")
     rest = [r["total"] - sum(r[p] for p in parts) for r in rows]
     return [
         ms(total, 50), ms(total, 95),
@@ -429,6 +519,9 @@ def main() -> None:
     parser.add_argument("--write-batch", type=int, default=256,
                         help="synthetic papers per Library.write call [default: 256]")
     parser.add_argument("--seed", type=int, default=0, help="random seed [default: 0]")
+    parser.add_argument("--new-papers", type=int, default=1000,
+                        help="papers ingested after the largest size before timing the first "
+                             "query after an ingest (0: skip) [default: 1000]")
     args = parser.parse_args()
     model_dir = check_model_dir(args.model_dir)
     sizes = sorted(int(s) for s in args.sizes.split(",") if s.strip())
@@ -456,29 +549,38 @@ def main() -> None:
         real = load_real(inner)
         writer = Library.open(settings)
         t_real, _ = timed(write_real, writer, real, inner)
+        from assistant import keyword
+
+        keyword.update(writer, settings, [r.merged.paper.paper_id for r in real], (), 0)
         state = {"papers": len(real), "chunks": sum(len(r.bodies) for r in real), "next": 0}
         print(f"wrote the sample ({state['papers']} papers, {state['chunks']} chunks) "
               f"in {t_real:.1f} s", flush=True)
+        res = None
         for size in sizes:
             print(f"\n== {size} chunks ==", flush=True)
-            t_grow = grow(writer, real, inner, rng, state, size, args.write_batch)
+            t_grow, t_update = grow(writer, real, inner, rng, state, size, args.write_batch,
+                                    settings)
             n_papers, n_chunks = writer.counts()
-            print(f"library: {n_papers} papers, {n_chunks} chunks (grown in {t_grow:.0f} s)",
-                  flush=True)
+            print(f"library: {n_papers} papers, {n_chunks} chunks (written in {t_grow:.0f} s, "
+                  f"keyword index updated in {t_update:.1f} s)", flush=True)
             res = measure(TimedLibrary, TimedRetriever, settings, embedder, queries, args.k,
                           args.filtered)
-            res.update(size=size, papers=n_papers, chunks=n_chunks, grow=t_grow)
-            bp, lp = res["build_parts"], res["load_parts"]
-            print(f"first refresh (builds BM25) {res['build']:.2f} s = read papers "
-                  f"{bp['read.papers']:.2f} + read chunks {bp['read.chunks']:.2f} + bm25 index "
-                  f"{bp['bm25.build']:.2f} + save {bp['bm25.save']:.2f} s; fresh Retriever "
-                  f"(cached) {res['load']:.2f} s = read papers {lp['read.papers']:.2f} + "
-                  f"bm25 load {lp['bm25.load']:.2f} s", flush=True)
+            res.update(size=size, papers=n_papers, chunks=n_chunks, grow=t_grow,
+                       update=t_update)
+            print(f"new Retriever: first refresh (loads the index) {res['load']:.2f} s",
+                  flush=True)
             plain = summarise(res["plain"])
             print(f"search p50 {plain[0]} ms, p95 {plain[1]} ms", flush=True)
             results.append(res)
+        after = memory = None
+        if res is not None and args.new_papers:
+            print(f"\n== ingest {args.new_papers} new papers into {res['chunks']} chunks ==",
+                  flush=True)
+            after = after_ingest(res["retriever"], writer, real, inner, rng, state, settings,
+                                 args.new_papers, queries, args.k)
+            memory = memory_figures(res["retriever"], Path(home))
 
-    header = ["chunks", "papers", "p50 ms", "p95 ms", "embed", "dense", "bm25", "count",
+    header = ["chunks", "papers", "p50 ms", "p95 ms", "embed", "dense", "bm25", "passages",
               "refresh", "rest", "hits"]
     print_table(
         f"Retriever.search latency, k={args.k}, {len(queries)} queries after one warm-up; "
@@ -487,25 +589,35 @@ def main() -> None:
     )
     if args.filtered:
         print_table(
-            f"Same, {args.filtered} queries with Filters(since=2024-01-01)", header,
+            f"Same, {args.filtered} queries with Filters(since=...), four dates in turn, the "
+            "filter cache emptied before each (every query is a first use)", header,
             [[r["chunks"], r["papers"], *summarise(r["filtered"])] for r in results],
         )
     print_table(
-        "Building the library and the BM25 index",
-        ["chunks", "grow s", "BM25 build s", "read chunks s", "bm25 index s",
-         "cached load s", "read papers s", "bm25 load s"],
-        [[r["chunks"], f"{r['grow']:.0f}", f"{r['build']:.2f}",
-          f"{r['build_parts']['read.chunks']:.2f}", f"{r['build_parts']['bm25.build']:.2f}",
-          f"{r['load']:.2f}", f"{r['load_parts']['read.papers']:.2f}",
-          f"{r['load_parts']['bm25.load']:.2f}"] for r in results],
+        "Building the library and loading the index",
+        ["chunks", "write s", "index update s", "new Retriever refresh s", "segment loads s"],
+        [[r["chunks"], f"{r['grow']:.0f}", f"{r['update']:.2f}", f"{r['load']:.2f}",
+          f"{r['load_parts']['index.load']:.2f}"] for r in results],
     )
+    if after:
+        print(f"\nIngest of {after['new papers']} papers ({after['new chunks']} chunks): "
+              f"Library.write {after['write s']:.1f} s, keyword index update "
+              f"{after['index update s']:.2f} s")
+        warm = after["warm"]
+        print(f"first query after it, in the process already searching: "
+              f"{warm['first search'] * 1000:.0f} ms (refresh {warm['of which refresh'] * 1000:.0f}"
+              f" ms, of which loading the new segment {warm['segment loads'] * 1000:.0f} ms)")
+        if after["fresh"]:
+            print("first query after it, in a fresh process: " + ", ".join(
+                f"{name} {value:.2f} s" for name, value in after["fresh"].items()
+                if name != "hits"))
+    if memory:
+        print("memory at the largest size: " + ", ".join(
+            f"{name} {value:.0f}" for name, value in memory.items()))
     print("\nParts: embed = the query's MiniLM embedding; dense = Chroma collection.query; "
-          "bm25 = KeywordIndex.search; count = collection.count(); refresh = Retriever.refresh "
-          "(generation check); rest = everything else (RRF fusion, filters, chunk fetches).")
-    print("'grow s' is the time to add synthetic papers since the previous size "
-          "(generation + Library.write). 'BM25 build' is the first refresh() of a new Retriever "
-          "(reads every paper and chunk, builds and saves BM25); 'cached load' is a second new "
-          "Retriever's refresh() (reads every paper, loads BM25 from ASSISTANT_HOME/cache).")
+          "bm25 = KeywordIndex.search (BM25F over papers); passages = reading the top papers' "
+          "chunks and choosing each one's passage; refresh = Retriever.refresh (generation "
+          "check); rest = everything else (names, fusion, filters).")
     print(f"\n{load_line()} (2 cores: above ~2, other work was competing)")
 
 

@@ -98,10 +98,70 @@ def test_title_and_author_keyword_filters(sample_retriever):
 def test_keyword_side_finds_exact_rare_terms(sample_retriever):
     """A token the embedder does not know well (a figure) still ranks through BM25."""
     keyword = sample_retriever._keyword
-    best_chunk, _score = keyword.search("12,868", 3)[0]
-    assert sample_retriever.papers[best_chunk.rsplit("#", 1)[0]]["title"].startswith("MetaShift")
-    hits = sample_retriever.search("12,868 sets", k=5)
-    assert any(h.title.startswith("MetaShift") for h in hits)
+    best_paper, _score = keyword.search("12,868", 3)[0]
+    assert sample_retriever.papers[best_paper]["title"].startswith("MetaShift")
+    hits = [h for h in sample_retriever.search("12,868 sets", k=5)
+            if h.title.startswith("MetaShift")]
+    assert hits and "12,868" in hits[0].passage  # the passage chosen is the one that says it
+
+
+def test_a_paper_named_by_the_query_comes_first(sample_retriever):
+    """Bare names and questions about a name find the paper of that name before the
+    papers that build on it (Q-GaLore, Natural GaLore mention GaLore in their titles)."""
+    for query in ("GaLore", "What is GaLore?", "What does CSKV do?", "What is Sophia?",
+                  "Summarize Q-GaLore."):
+        hits = sample_retriever.search(query, k=3)
+        name = query.removeprefix("What is ").removeprefix("What does ").removeprefix(
+            "Summarize ").split(" do?")[0].rstrip("?.")
+        assert hits[0].title.startswith(name + ":"), (query, [h.title for h in hits])
+        assert hits[0].name_match and not hits[0].weak
+    assert not any(h.name_match for h in sample_retriever.search(
+        "memory efficient training of large language models", k=10))
+
+
+def test_similarity_is_the_best_passage_cosine_and_weak_matches_are_marked(sample_retriever):
+    import numpy as np
+
+    from assistant.answer import ABSTAIN_SIMILARITY
+
+    query = "translating between German and a regional dialect with little data"
+    hits = sample_retriever.search(query, k=5)
+    assert hits[0].title.startswith("Investigating Neural Machine Translation")
+    assert not hits[0].weak and hits[0].similarity >= ABSTAIN_SIMILARITY
+    chunks = sample_retriever.library.chunks().get(
+        where={"paper_id": hits[0].paper_id}, include=["embeddings"])
+    vector = sample_retriever.embedder.embed([query])[0]
+    best = max(float(np.dot(np.asarray(e, dtype=np.float32), vector))
+               for e in chunks["embeddings"])
+    assert abs(hits[0].similarity - best) < 1e-5
+    unrelated = sample_retriever.search("speculative decoding", k=5)
+    assert unrelated and all(h.weak for h in unrelated)
+    assert all(h.weak == (h.similarity < ABSTAIN_SIMILARITY) for h in unrelated + hits)
+
+
+def test_search_command_shows_similarity_and_marks_weak_matches(sample_home, tmp_path):
+    """`assistant search`: a similarity column, weak rows marked; --json keeps the fused score."""
+    import json
+    import shutil
+
+    from .test_cli import run
+
+    home = tmp_path / "home"
+    shutil.copytree(sample_home / "chroma", home / "chroma")
+    proc = run("search", "speculative decoding", "--k", "3", home=home, check_rc=0)
+    header = proc.stdout.splitlines()[1]
+    assert "similarity" in header and "score" not in header
+    assert proc.stdout.count("weak") >= 4  # three rows and the note
+    assert "below 0.36" in proc.stdout
+    proc = run("search", "translating German into a regional dialect with little data",
+               "--k", "3", home=home, check_rc=0)
+    first_row = proc.stdout.split("├")[0]
+    assert "Investigating" in first_row and "weak" not in first_row
+    proc = run("search", "speculative decoding", "--k", "3", "--json", home=home, check_rc=0)
+    results = json.loads(proc.stdout)["results"]
+    assert [r["rank"] for r in results] == [1, 2, 3]
+    assert all(r["weak"] and 0 < r["similarity"] < 0.36 and 0 < r["score"] < 0.1
+               for r in results)
 
 
 def test_filtered_search_sees_papers_added_since_the_last_query(sample_copy, embedder, tmp_path):
