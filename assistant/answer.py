@@ -359,7 +359,8 @@ def finish(question: str, raw: str, kept: list[Source], sources: list[Source],
         return Answer(question, ABSTAIN_TEXT, [], sources, True, Usage(), raw=raw,
                       abstain_reason="model", answerability=verdict)
     focus = set(verdict.named) if named and verdict else None
-    checked: Review = review("" if refused else raw, _source_texts(kept), focus=focus)
+    checked: Review = review("" if refused else raw, _source_texts(kept), focus=focus,
+                             question=question)
     by_n = {s.n: s for s in sources}
     evidence = _shown_evidence(quotes, checked.cited_numbers, verdict)
     if checked.sentences:

@@ -239,6 +239,8 @@ _INVENTED_REF = re.compile(r"\b[A-Z][\w\-]*:\s+[A-Z][^()]{3,120}\((19|20)\d\d\)"
 # A title-shaped line, "Name: A Subtitle", is a header, not a statement.
 _TITLE_SHAPE = re.compile(r"^[^\s:][^:.]{0,60}:\s+[A-Z][^.]*\.?$")
 REPEAT_JACCARD = 0.7
+REPEAT_CONTAINED = 0.85  # this share of a sentence's words already said: a repeat
+ECHO_SHARE = 0.8  # a sentence and the question sharing this much both ways: an echo
 MIN_PROSE_WORDS = 2
 
 
@@ -247,7 +249,7 @@ class Removed:
     """A model sentence the reader does not see, and why (kept for --json)."""
 
     text: str
-    reason: str  # unsupported, uncited, repeat, header, unknown-paper, no-content
+    reason: str  # unsupported, uncited, repeat, header, echo, unknown-paper, off-question, ...
     cited: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
@@ -320,7 +322,8 @@ def _echoes_header(text: str, titles: list[str]) -> bool:
     return False
 
 
-def review(answer: str, sources: list[SourceText], focus: set[int] | None = None) -> Review:
+def review(answer: str, sources: list[SourceText], focus: set[int] | None = None,
+           question: str = "") -> Review:
     """Keep the sentences a reader can trust, in the model's layout; list the rest.
 
     A sentence is removed when its citation is not supported by the cited
@@ -331,7 +334,8 @@ def review(answer: str, sources: list[SourceText], focus: set[int] | None = None
     their form; a heading is shown only when something under it survives.
     """
     titles = [s.title for s in sources]
-    known = " ".join(f"{s.title} {s.passage}" for s in sources)
+    texts = {s.n: f"{s.title} {s.passage}" for s in sources}
+    known = " ".join(texts.values())
     kept: list[CitedSentence] = []
     removed: list[Removed] = []
     dropped = 0
@@ -354,7 +358,7 @@ def review(answer: str, sources: list[SourceText], focus: set[int] | None = None
         dropped += checked.dropped_citations
         shown: list[str] = []
         for sentence in checked.sentences:
-            reason = _verdict(sentence, titles, known, seen)
+            reason = _verdict(sentence, titles, known, seen, question, texts)
             if not reason and focus and not set(sentence.cited) & focus:
                 reason = "off-question"
             if reason:
@@ -390,18 +394,29 @@ def _attach_marker_lines(answer: str) -> list[str]:
 
 
 def _verdict(sentence: CitedSentence, titles: list[str], known: str,
-             seen: list[set[str]]) -> str | None:
+             seen: list[set[str]], question: str = "",
+             cited_texts: dict[int, str] | None = None) -> str | None:
     """Why a sentence must not be shown, or None when it may."""
     words = content_words(sentence.text)
     if len(words) < MIN_PROSE_WORDS:
         return "no-content"
+    asked = content_words(question)
+    shared = len(words & asked)
+    if re.match(r"\s*(question|answer|sources?)\s*:", sentence.text, re.IGNORECASE) or (
+            asked and shared >= ECHO_SHARE * len(words) and shared >= ECHO_SHARE * len(asked)):
+        return "echo"  # the prompt or the question said back, adding nothing
     if _echoes_header(sentence.text, titles):
         return "header"
     if _INVENTED_REF.search(sentence.text) or foreign_names(sentence.text, known):
         return "unknown-paper"
+    if sentence.cited and cited_texts and foreign_names(
+            sentence.text, " ".join(cited_texts.get(n, "") for n in sentence.cited)):
+        return "wrong-paper"  # names something from another source than the one it cites
     for earlier in seen:
         union = words | earlier
         if union and len(words & earlier) / len(union) >= REPEAT_JACCARD:
+            return "repeat"
+        if len(words & earlier) >= REPEAT_CONTAINED * len(words):  # a cut-off copy
             return "repeat"
     if not sentence.cited:
         return "uncited"

@@ -39,6 +39,7 @@ NAMED_DEFINES_BONUS = 0.2  # "we propose X" for "What is X?": the sentence that 
 KEEP_RELATIVE = 0.8
 KEEP_RELATIVE_FOCUS = 0.6
 FOLLOWS_DEFINITION_BONUS = 0.1
+APPROACH_BONUS = 0.15  # a paper's "we propose ..." when the question asks how papers do it
 MAX_QUOTE_CHARS = 420
 
 _ASKS_QUANTITY = re.compile(
@@ -51,6 +52,9 @@ _ASKS_DEFINITION = re.compile(
     r"what problem|what's)\b",
     re.IGNORECASE,
 )
+_ASKS_APPROACH = re.compile(
+    r"\b(how|approach(es)?|methods?|techniques?|differ\w*|compare[sd]?|comparison)\b",
+    re.IGNORECASE)
 _DEFINES = re.compile(
     r"\b(we(,? \w+,?)? (propose|present|introduce|develop|design|build|call|term|dub)|"
     r"(this|our) (paper|work) "
@@ -62,6 +66,7 @@ _BOILERPLATE = re.compile(
     r"(https?://|github\.com|\b(code|models?|data(sets?)?|weights) (is|are|will be) "
     r"(publicly |freely |open-?sourced? )?(available|released)|\bavailable at\b)", re.IGNORECASE)
 BOILERPLATE_PENALTY = 0.3
+BACKGROUND_PENALTY = 0.12
 
 # The authors' own claims ("we show", "our method") answer more than background does.
 _CONTRIBUTION = re.compile(r"\b(we|our|this (paper|work|study))\b", re.IGNORECASE)
@@ -200,16 +205,20 @@ def select_evidence(
     wanted = distinctive_terms(question) or content_words(question)
     asks_quantity = bool(_ASKS_QUANTITY.search(question))
     asks_definition = bool(_ASKS_DEFINITION.search(question))
+    asks_approach = bool(_ASKS_APPROACH.search(question))
     names = {n.casefold() for n in name_tokens(question)}
     name_words = content_words(" ".join(names))
 
     candidates: list[tuple[int, str, str, int, int]] = []  # n, paper_id, text, start, end
     defining: set[int] = set()  # per source: its first "we propose ..." sentence, and the next
+    opening: set[int] = set()  # an abstract's first sentence when it is background
     for source in sources:
         text = abstracts.get(source.paper_id) or source.passage
         found = None
-        for start, end in sentence_spans(text):
+        for k, (start, end) in enumerate(sentence_spans(text)):
             sentence = text[start:end]
+            if k == 0 and not _CONTRIBUTION.search(sentence):
+                opening.add(len(candidates))
             if found is None and _DEFINES.search(sentence) and _CONTRIBUTION.search(sentence):
                 found = len(candidates)
                 defining.update((found, found + 1))
@@ -232,8 +241,12 @@ def select_evidence(
             score += CONTRIBUTION_BONUS
         if _BOILERPLATE.search(text):
             score -= BOILERPLATE_PENALTY
+        if i in opening:
+            score -= BACKGROUND_PENALTY  # "Training LLMs is costly": the field, not the paper
         if asks_quantity and numbers(text):
             score += FIGURE_BONUS
+        if asks_approach and i in defining and _DEFINES.search(text) and not asks_definition:
+            score += APPROACH_BONUS  # "how do their approaches differ": what each proposes
         if asks_definition:
             named_here = any(name in text.casefold() for name in names)
             if _DEFINES.search(text) and (named_here or i in defining):
