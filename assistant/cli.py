@@ -429,9 +429,11 @@ def digest(ctx: click.Context, week: str | None, since: date | None, until: date
            model: str | None, as_json: bool) -> None:
     """Write a digest of a window's papers (default: the last 7 days), grouped by theme.
 
-    Each theme gets a comparative paragraph in which every sentence cites papers
-    by number, resolved to a reference list. An empty window says so and writes
-    nothing. Cron example in the README.
+    Each theme is named from its papers' key phrases and gets a comparison table
+    copied from the abstracts (problem, approach, key result) and a few model
+    sentences comparing the papers, each shown only if the abstracts it cites
+    support it. Papers far from every theme are listed as "Other papers". An
+    empty window says so and writes nothing. Cron example in the README.
     """
     from .digest import build_digest, default_output, render_html, resolve_window
     from .embed import make_embedder
@@ -462,7 +464,7 @@ def digest(ctx: click.Context, week: str | None, since: date | None, until: date
     if fmt == "md":
         content = markdown
     elif fmt == "html":
-        content = render_html(markdown, f"Paper digest {result.since} to {result.until}")
+        content = render_html(result)
     else:
         content = json.dumps(result.to_dict(), ensure_ascii=False, indent=2)
     target.parent.mkdir(parents=True, exist_ok=True)
