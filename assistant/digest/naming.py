@@ -40,8 +40,16 @@ needs number one outperform outperforms overall performance performs perform pos
 problems provide provides range real recent remains research significant significantly
 simple several state state-of-the-art strong superior support task tasks technique
 techniques three two typically well wide widely yet able various specific process
+aims aim strategy strategies study studies enhancing enhances understanding analysis quality
+insight insights trained train learning learn learned neural network networks novel
+approaches towards toward back part making make rethinking unraveling mystery boosting
+investigating exploring quantifying eliminating refining effects effect role cost-effective
+baseline baselines automatic similarity value values level levels way ways end even likely
+often still without within across among generate generated generating produce produces
+lead leads yields yield obtain obtained found find finds shown well-known known particular
 """.split())
-_TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9\-]*[A-Za-z0-9]|[A-Za-z]|\d+[A-Za-z]+")
+# Words, and figures as their own tokens so a phrase never runs across a number.
+_TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9\-]*[A-Za-z0-9]|[A-Za-z]|\d[\d.,]*[A-Za-z%]*")
 _BRACKETS = re.compile(r"[\[\]{}()<>]")
 _NUMBERING = re.compile(r"^\s*(?:\d+\s*[.):]|#|[-*•]\s)|\b(?:themes?|names?|titles?)\s*:",
                         re.IGNORECASE)
@@ -49,7 +57,7 @@ _NUMBERING = re.compile(r"^\s*(?:\d+\s*[.):]|#|[-*•]\s)|\b(?:themes?|names?|ti
 
 def _norm(word: str) -> str:
     word = word.lower()
-    if len(word) > 4 and word.endswith("s") and not word.endswith("ss"):
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
         word = word[:-1]
     return word
 
@@ -57,23 +65,26 @@ def _norm(word: str) -> str:
 def _stop(word: str) -> bool:
     low = word.lower()
     return (low in STOPWORDS or low in GENERIC or _norm(low) in GENERIC
-            or (len(low) < 3 and not word.isupper()) or low.isdigit())
+            or (len(low) < 3 and not word.isupper()) or low[0].isdigit())
 
 
 def phrases(text: str, longest: int = 3) -> list[tuple[tuple[str, ...], str]]:
     """Candidate phrases of a text as (normalised words, surface form)."""
     found = []
-    for segment in re.split(r"[.,;:!?()\[\]{}\"“”]|\s[-–—]\s", text):
+    for segment in re.split(r"(?<!\d)[.,](?!\d)|[;:!?()\[\]{}\"“”]|\s[-–—]\s", text):
         run: list[str] = []
+        after_figure = False  # "0.1 dex kpc": units, not a topic
         for token in _TOKEN.findall(segment) + [""]:
             if token and not _stop(token):
                 run.append(token)
                 continue
-            for size in range(1, longest + 1):
-                for i in range(len(run) - size + 1):
-                    words = run[i:i + size]
-                    found.append((tuple(_norm(w) for w in words), " ".join(words)))
+            if not after_figure:
+                for size in range(1, longest + 1):
+                    for i in range(len(run) - size + 1):
+                        words = run[i:i + size]
+                        found.append((tuple(_norm(w) for w in words), " ".join(words)))
             run = []
+            after_figure = bool(token) and token[0].isdigit()
     return found
 
 
@@ -113,13 +124,24 @@ def key_phrases(themes: list[Theme], top: int = 5) -> list[list[str]]:
         if not scored and need > 1:
             scored = [(tf * math.log(1 + average / total[k]), k) for k, tf in counts.items()]
         scored.sort(key=lambda s: (-s[0], s[1]))
+        # A phrase gives way to a longer one that holds it and is nearly as frequent:
+        # "scaling" and "law" to "scaling law".
+        longer = [(k, counts[k]) for _, k in scored if len(k) > 1]
         chosen: list[tuple[str, ...]] = []
         for _, key in scored:
+            if any(set(key) < set(k) and c >= 0.5 * counts[key] for k, c in longer):
+                continue
             if any(set(key) <= set(c) or set(c) <= set(key) for c in chosen):
                 continue  # "decoding" adds nothing next to "speculative decoding"
             chosen.append(key)
             if len(chosen) == top:
                 break
+        if len(chosen) >= 2 and len(chosen[0]) == len(chosen[1]) == 1:
+            # Two single words that the papers also write side by side read as one
+            # phrase: "adversarial" and "attacks" -> "adversarial attacks".
+            pair = [k for k in ((chosen[0] + chosen[1]), (chosen[1] + chosen[0])) if k in counts]
+            if pair:
+                chosen = [max(pair, key=lambda k: counts[k])] + chosen[2:]
         result.append([_surface(surfaces[k]) for k in chosen])
     return result
 
@@ -139,7 +161,7 @@ def phrase_name(phrases_: list[str], taken: set[str]) -> str:
         if first.lower() in taken:
             continue
         name = _capital(first)
-        for second in phrases_[i + 1:]:
+        for second in phrases_[i + 1:] if len(first.split()) == 1 else []:
             joined = f"{name} and {second}"
             if len(joined.split()) <= 4 and len(joined) <= MAX_NAME_CHARS:
                 return joined

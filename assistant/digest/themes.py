@@ -26,12 +26,16 @@ if TYPE_CHECKING:
 MAX_THEMES = 20
 THEME_MAX_AVG = 12
 THEME_MIN_AVG = 3
-# A paper whose cosine similarity to every theme centre (its own one computed
-# without it) is below this goes to "Other papers". all-MiniLM-L6-v2 puts
-# papers on one topic at 0.45-0.75 from their theme's centre and unrelated ML
-# papers at 0.15-0.35 (measured on the sample's 2024 window: see
-# bench/digest_bench.py --coherence).
-FAR_SIMILARITY = 0.40
+# A paper stays in a theme while its mean cosine similarity to the theme's
+# other papers is at least this. all-MiniLM-L6-v2 puts any two ML abstracts at
+# 0.31 (median pair of the sample's 2024 window; 90th percentile 0.48), papers
+# on one topic at 0.53-0.77 (scaling laws, jailbreaks, diffusion guidance,
+# audio captioning/dubbing, galactic metallicity), unrelated neighbours at
+# 0.39-0.56 (bench/digest_bench.py --coherence prints these).
+MEMBER_MIN = 0.50
+# A themed paper this far from its theme's centre (cosine, the centre computed
+# without it) counts as "far" in `assistant eval digest`.
+FAR_SIMILARITY = 0.45
 PREVIOUS_MIN_SIMILARITY = 0.50  # a previous-window paper counts towards a theme above this
 
 
@@ -114,34 +118,47 @@ def centre_similarities(vectors: np.ndarray, labels: list[int]) -> np.ndarray:
     return sims
 
 
-def group(papers: list[DigestPaper], far: float = FAR_SIMILARITY
+def group(papers: list[DigestPaper], member_min: float = MEMBER_MIN
           ) -> tuple[list[Theme], float | None]:
-    """Themes (largest first, then "Other papers" if any) and the window's silhouette."""
+    """Themes (largest first, then "Other papers" if any) and the window's silhouette.
+
+    Ward's themes are pruned: while some member's mean similarity to the other
+    members of its theme is below `member_min`, the worst one leaves; it joins
+    the theme it is closest to on average if that clears the bar, else "Other
+    papers". A theme left with one paper joins "Other papers" too.
+    """
     import numpy as np
 
     if not papers:
         return [], None
     vectors = np.stack([p.vector for p in papers]).astype(np.float64)
+    vectors = _unit(vectors)
+    sims = vectors @ vectors.T
     labels = cluster(vectors)
     other = -1
-    for _ in range(3):  # moving papers out changes the centres; settle in a few rounds
-        themed = [i for i, lab in enumerate(labels) if lab != other]
-        counts = {lab: labels.count(lab) for lab in set(labels) if lab != other}
-        changed = False
-        for lab, count in counts.items():
-            if count < 2:
-                for i in themed:
-                    if labels[i] == lab:
-                        labels[i], changed = other, True
-        themed = [i for i, lab in enumerate(labels) if lab != other]
-        if not themed:
+    for _ in range(len(papers)):
+        worst, worst_score = None, member_min
+        for lab in set(labels) - {other}:
+            idx = [i for i, x in enumerate(labels) if x == lab]
+            if len(idx) < 2:
+                continue
+            block = sims[np.ix_(idx, idx)]
+            means = (block.sum(axis=1) - 1.0) / (len(idx) - 1)
+            j = int(np.argmin(means))
+            if means[j] < worst_score:
+                worst, worst_score = idx[j], float(means[j])
+        if worst is None:
             break
-        sims = centre_similarities(vectors[themed], [labels[i] for i in themed])
-        for row, i in enumerate(themed):
-            if sims[row].max() < far:
-                labels[i], changed = other, True
-        if not changed:
-            break
+        labels[worst] = other
+        best_lab, best_mean = other, member_min
+        for lab in set(labels) - {other}:
+            idx = [i for i, x in enumerate(labels) if x == lab]
+            if len(idx) >= 2 and (mean := float(sims[worst, idx].mean())) >= best_mean:
+                best_lab, best_mean = lab, mean
+        labels[worst] = best_lab
+    for lab in set(labels) - {other}:
+        if labels.count(lab) < 2:
+            labels = [other if x == lab else x for x in labels]
 
     themed = [i for i, lab in enumerate(labels) if lab != other]
     scores = np.zeros(len(papers))
