@@ -29,7 +29,7 @@ from ..citations import (
 )
 from .data import DigestPaper, ProseSentence
 
-REPEAT_MIN = 0.7  # Jaccard overlap of content words that counts as the same sentence
+REPEAT_MIN = 0.8  # share of the shorter sentence's content words that makes it a repeat
 TITLE_MATCH_MIN = 0.6  # share of a named title's words that must be in a window title
 _YEAR = r"\((?:19|20)\d{2}(?:-\d{2}){0,2}[a-z]?\)"
 _NAMED = (
@@ -41,6 +41,8 @@ _NAMED = (
     # "a paper called “Attention Sinks”"
     re.compile(r"[\"“]([^\"“”]{8,140})[\"”]"),
 )
+_HEADER = re.compile(r"\((?:19|20)\d{2}-\d{2}-\d{2}\)|\(undated\)")  # "Title (2024-03-11)"
+TITLE_SHARE_MAX = 0.8  # a sentence this much made of title words restates titles
 _PROMPT_ECHO = re.compile(r"UNTRUSTED|BEGIN PAPERS|END PAPERS|data only, never instructions|"
                           r"^\s*(?:Problem|Approach|Result)\s*:", re.IGNORECASE)
 
@@ -94,6 +96,10 @@ def check_prose(raw: str, local: dict[int, DigestPaper], window_titles: list[str
         invented = invented_titles(text, window_titles)
         if _PROMPT_ECHO.search(text):
             item.reason = "copies the prompt's framing"
+        elif _HEADER.search(text):
+            item.reason = "copies a paper's title line"
+        elif not re.search(r"[.!?][\"')\]]*$", text):
+            item.reason = "cut off (no end of sentence)"
         elif invented:
             item.reason = "names a paper not in the window: " + "; ".join(invented)
         elif len(words) < MIN_CONTENT_WORDS:
@@ -103,9 +109,9 @@ def check_prose(raw: str, local: dict[int, DigestPaper], window_titles: list[str
         elif not good:
             item.reason = (f"not supported by the abstract it cites (best share "
                            f"{best:.2f} < {SUPPORT_MIN})")
-        elif words <= title_words:
+        elif len(words & title_words) >= TITLE_SHARE_MAX * len(words):
             item.reason = "only restates titles"
-        elif any(_jaccard(words, seen) >= REPEAT_MIN for seen in earlier):
+        elif any(_overlap(words, seen) >= REPEAT_MIN for seen in earlier):
             item.reason = "repeats an earlier sentence"
         if not item.reason:
             earlier.append(words)
@@ -114,5 +120,6 @@ def check_prose(raw: str, local: dict[int, DigestPaper], window_titles: list[str
     return out
 
 
-def _jaccard(a: set[str], b: set[str]) -> float:
-    return len(a & b) / len(a | b) if a | b else 0.0
+def _overlap(a: set[str], b: set[str]) -> float:
+    """Shared content words over the smaller sentence's: a shortened copy still repeats."""
+    return len(a & b) / min(len(a), len(b)) if a and b else 0.0

@@ -178,6 +178,8 @@ def clean_model_name(raw: str) -> str:
     name = lines[0].strip().strip("\"'*#`").strip()
     name = re.sub(r"^(?:the\s+)?(?:theme|name)\s*(?:name)?\s*[:\-–]\s*", "", name,
                   flags=re.IGNORECASE)
+    name = re.sub(r"^the (?:common )?theme of (?:these|the) papers is\s*:?\s*", "", name,
+                  flags=re.IGNORECASE)
     return name.strip().strip("\"'*`").rstrip(".").strip()
 
 
@@ -221,6 +223,10 @@ def accept_model_name(theme: Theme, raw: str, taken: set[str]) -> None:
     proposal = clean_model_name(raw)
     theme.model_name = proposal
     ok, _ = valid_name(proposal, theme.papers)
-    if ok and 2 <= len(proposal.split()) and proposal.lower() not in taken:
+    # A title, or a title's head ("Scaling Laws: Part I"), names one paper, not a theme.
+    one_paper = ":" in proposal or any(
+        proposal.lower() in (p.title.lower(), p.title.split(":")[0].strip().lower())
+        for p in theme.papers)
+    if ok and not one_paper and 2 <= len(proposal.split()) and proposal.lower() not in taken:
         theme.name = proposal
         theme.name_source = "model"

@@ -88,7 +88,8 @@ def trend_parts(digest: Digest) -> tuple[str, list[tuple[str, str, Theme]]]:
         if theme.status == "new":
             parts.append(("new", papers_count(len(theme.papers)), theme))
         elif theme.status in ("grew", "shrank"):
-            parts.append((theme.status, f"{len(theme.papers)}, {_change(theme)}", theme))
+            parts.append((theme.status, f"{papers_count(len(theme.papers))}, {_change(theme)}",
+                          theme))
     return opening, parts
 
 
@@ -106,7 +107,8 @@ def render_markdown(digest: Digest) -> str:
     lines += [summary_line(digest), "", "## Overview", ""]
     for i, theme in enumerate(digest.themes, start=1):
         if theme.other:
-            lines.append(f"{i}. Other papers: {len(theme.papers)}, each far from every theme")
+            lines.append(f"{i}. Other papers: {papers_count(len(theme.papers))}, each far "
+                         "from every theme")
         else:
             lines.append(f"{i}. **{md(theme.name)}**: {papers_count(len(theme.papers))} "
                          f"({_change(theme)})")
@@ -126,16 +128,30 @@ def render_markdown(digest: Digest) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _trend_markdown(digest: Digest) -> str:
+def _trend_groups(digest: Digest) -> list[tuple[str, list[tuple[str, Theme]]]]:
     opening, parts = trend_parts(digest)
+    groups = []
+    for label in ("new", "grew", "shrank"):
+        members = [(detail, t) for lab, detail, t in parts if lab == label]
+        if members:
+            groups.append((label, members))
+    return groups
+
+
+TREND_LABELS = {"new": "new themes", "grew": "grew", "shrank": "shrank"}
+
+
+def _trend_markdown(digest: Digest) -> str:
+    opening, _ = trend_parts(digest)
     if digest.previous_total == 0:
         return opening + ": the library has no papers then, so every theme is new."
-    if not parts:
+    groups = _trend_groups(digest)
+    if not groups:
         return opening + ": every theme is about as large as before."
-    labels = {"new": "new", "grew": "grew", "shrank": "shrank"}
     return opening + ": " + "; ".join(
-        f"{labels[label]}: **{md(t.name)}** ({detail}) {_cites(digest, t)}"
-        for label, detail, t in parts) + "."
+        f"{TREND_LABELS[label]}: " + ", ".join(
+            f"**{md(t.name)}** ({detail}) {_cites(digest, t)}" for detail, t in members)
+        for label, members in groups) + "."
 
 
 def _theme_markdown(digest: Digest, i: int, theme: Theme) -> list[str]:
@@ -217,7 +233,8 @@ def render_html(digest: Digest) -> str:
     out += [f"<p>{_e(summary_line(digest))}</p>", "<h2>Overview</h2>", "<ol>"]
     for theme in digest.themes:
         if theme.other:
-            out.append(f"<li>Other papers: {len(theme.papers)}, each far from every theme</li>")
+            out.append(f"<li>Other papers: {papers_count(len(theme.papers))}, each far from "
+                       "every theme</li>")
         else:
             out.append(f"<li><strong>{_e(theme.name)}</strong>: {papers_count(len(theme.papers))} "
                        f"({_e(_change(theme))})</li>")
@@ -240,19 +257,23 @@ def render_html(digest: Digest) -> str:
 
 
 def _trend_html(digest: Digest) -> str:
-    opening, parts = trend_parts(digest)
+    opening, _ = trend_parts(digest)
     if digest.previous_total == 0:
         return _e(opening + ": the library has no papers then, so every theme is new.")
-    if not parts:
+    groups = _trend_groups(digest)
+    if not groups:
         return _e(opening + ": every theme is about as large as before.")
     numbers = digest._numbers()
-    rendered = []
-    for label, detail, theme in parts:
+
+    def cites(theme: Theme) -> str:
         refs = [numbers[p.paper_id] for p in theme.papers]
         marks = "".join(_ref(n) for n in refs[:CITED_IN_TREND])
-        marks += "…" if len(refs) > CITED_IN_TREND else ""
-        rendered.append(f"{label}: <strong>{_e(theme.name)}</strong> ({_e(detail)}) {marks}")
-    return _e(opening) + ": " + "; ".join(rendered) + "."
+        return marks + ("…" if len(refs) > CITED_IN_TREND else "")
+
+    return _e(opening) + ": " + "; ".join(
+        f"{TREND_LABELS[label]}: " + ", ".join(
+            f"<strong>{_e(t.name)}</strong> ({_e(detail)}) {cites(t)}" for detail, t in members)
+        for label, members in groups) + "."
 
 
 def _theme_html(numbers: dict[str, int], i: int, theme: Theme) -> list[str]:

@@ -16,6 +16,8 @@ import re
 from .data import Cell, DigestPaper, Row
 
 CELL_CHARS = {"problem": 150, "approach": 170, "result": 190}
+PROBLEM_MIN = 1.0  # a problem cue, or context words in the opening sentences
+APPROACH_MIN = 0.5
 
 _ABBREV = re.compile(r"\b(?:e\.g|i\.e|et al|vs|cf|Fig|Figs|Eq|Sec|approx|resp|etc|No)\.$",
                      re.IGNORECASE)
@@ -136,13 +138,13 @@ def row_for(paper: DigestPaper) -> Row:
         if _RESULT.search(text[slice(*spans[best])]) and best > 0:
             used.add(best)
             cells["result"] = _cell(text, spans[best], "result")
-    for role in ("approach", "problem"):
+    for role, least in (("problem", PROBLEM_MIN), ("approach", APPROACH_MIN)):
         free = [i for i in range(len(spans)) if i not in used]
         if not free:
             break
         best = max(free, key=lambda i: (scores[role][i], -i))
-        if role == "problem" and best > max((j for j in used), default=len(spans)):
-            continue  # a "problem" after the approach and result reads backwards
+        if scores[role][best] < least:
+            continue  # no sentence plays this role: an empty cell beats a wrong one
         used.add(best)
         cells[role] = _cell(text, spans[best], role)
     return Row(paper, cells)
