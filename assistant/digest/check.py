@@ -34,7 +34,8 @@ TITLE_MATCH_MIN = 0.6  # share of a named title's words that must be in a window
 _YEAR = r"\((?:19|20)\d{2}(?:-\d{2}){0,2}[a-z]?\)"
 _NAMED = (
     # "LLM: Lambda-Limb Regression (2019)", "FLT: Flattens-Based ... Estimation"
-    re.compile(r"((?:[A-Z][\w\-]*\s?){1,4}:\s+[A-Z][\w\-]*(?:[ ,]+[\w\-]+){1,14})"
+    re.compile(r"((?:[A-Z][\w\-]*\s?){1,4}:\s+[A-Z][\w\-]*(?:,?\s+(?:[A-Z0-9][\w\-]*|"
+               r"of|for|and|the|a|an|in|on|to|with|via|from|by|at|as|or|vs)){1,14})"
                r"(?:\s*" + _YEAR + ")?"),
     # "Scaling Laws for Transfer (2021)": up to twelve words before a year in brackets
     re.compile(r"((?:[\w\-:,]+\s+){1,12}?)" + _YEAR),

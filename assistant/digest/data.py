@@ -84,6 +84,17 @@ class ProseSentence:
     reason: str = ""  # why it was removed; "" = kept
     support: float = 0.0
 
+    def with_marks(self, numbers: dict[str, int], mark: Any = None) -> str:
+        """The sentence with its reference marks before its final stop ("... [3][5].").
+
+        A mark after the stop would read as belonging to the next sentence (and
+        `citations.check` would attach it there)."""
+        marks = "".join((mark or (lambda n: f"[{n}]"))(numbers[pid]) for pid in self.cited)
+        body, stop = self.text, ""
+        if body[-1:] in ".!?":
+            body, stop = body[:-1].rstrip(), body[-1]
+        return f"{body} {marks}{stop}" if marks else self.text
+
     def to_dict(self) -> dict[str, Any]:
         return {"text": self.text, "citations": self.cited, "kept": not self.reason,
                 "reason": self.reason or None, "support": round(self.support, 3)}
@@ -102,6 +113,7 @@ class Theme:
     previous: int = 0
     status: str = "new"  # new / grew / shrank / steady
     other: bool = False  # the "Other papers" group: no name, no prose, no silhouette
+    raw_prose: str = ""  # the model's reply before checking, for --json
 
     @property
     def kept(self) -> list[ProseSentence]:
@@ -117,8 +129,7 @@ class Theme:
 
     def text(self, numbers: dict[str, int]) -> str:
         """The shown paragraph: kept sentences with their reference numbers."""
-        return " ".join(
-            s.text + " " + "".join(f"[{numbers[pid]}]" for pid in s.cited) for s in self.kept)
+        return " ".join(s.with_marks(numbers) for s in self.kept)
 
     def to_dict(self, numbers: dict[str, int]) -> dict[str, Any]:
         return {"name": self.name, "other": self.other, "name_source": self.name_source,
@@ -127,6 +138,7 @@ class Theme:
                 "silhouette": None if self.silhouette is None else round(self.silhouette, 4),
                 "table": [r.to_dict() for r in self.rows],
                 "prose": [s.to_dict() for s in self.prose],
+                "prose_raw": self.raw_prose or None,
                 "text": self.text(numbers),
                 "citations": self.cited,
                 "previous_count": self.previous, "status": self.status}

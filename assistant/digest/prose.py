@@ -123,4 +123,5 @@ def write_prose(writer: Writer, theme: Theme, window_titles: list[str],
         used += cost
     raw = writer.chat(prompts.render("digest_section", papers="\n\n".join(blocks), **fixed),
                       writer.section_tokens)
+    theme.raw_prose = raw
     theme.prose = check_prose(raw, local, window_titles, earlier)

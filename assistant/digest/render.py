@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .data import ROLES, Digest, Theme
+from .data import ROLES, Digest, ProseSentence, Theme
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -167,8 +167,7 @@ def _theme_markdown(digest: Digest, i: int, theme: Theme) -> list[str]:
         lines += ["_" + "; ".join(notes) + "_", ""]
         kept = theme.kept
         if kept:
-            lines += [" ".join(f"{md(s.text)} " + "".join(f"[{numbers[p]}]" for p in s.cited)
-                               for s in kept), ""]
+            lines += [" ".join(_md_sentence(s, numbers) for s in kept), ""]
     lines += ["| Paper | " + " | ".join(HEADINGS[r] for r in ROLES) + " |",
               "|---|---|---|---|"]
     for row in theme.rows:
@@ -177,6 +176,11 @@ def _theme_markdown(digest: Digest, i: int, theme: Theme) -> list[str]:
         lines.append(f"| [{n}] {md_cell(short_title(row.paper.title))} | "
                      + " | ".join(cells) + " |")
     return lines + [""]
+
+
+def _md_sentence(sentence: ProseSentence, numbers: dict[str, int]) -> str:
+    escaped = ProseSentence(md(sentence.text), sentence.cited)
+    return escaped.with_marks(numbers)
 
 
 def empty_message(digest: Digest) -> str:
@@ -256,6 +260,11 @@ def render_html(digest: Digest) -> str:
     return "\n".join(out) + "\n"
 
 
+def _html_sentence(sentence: ProseSentence, numbers: dict[str, int]) -> str:
+    escaped = ProseSentence(_e(sentence.text), sentence.cited)
+    return escaped.with_marks(numbers, _ref)
+
+
 def _trend_html(digest: Digest) -> str:
     opening, _ = trend_parts(digest)
     if digest.previous_total == 0:
@@ -286,9 +295,8 @@ def _theme_html(numbers: dict[str, int], i: int, theme: Theme) -> list[str]:
             notes.append(f"coherence {theme.silhouette:.2f}")
         out = [f"<h2>{i}. {_e(theme.name)}</h2>", f'<p class="note">{_e("; ".join(notes))}</p>']
         if theme.kept:
-            out.append("<p>" + " ".join(
-                _e(s.text) + " " + "".join(_ref(numbers[p]) for p in s.cited)
-                for s in theme.kept) + "</p>")
+            out.append("<p>" + " ".join(_html_sentence(s, numbers) for s in theme.kept)
+                       + "</p>")
     out += ['<table class="comparison">', "<thead><tr><th>Paper</th>"
             + "".join(f"<th>{HEADINGS[r]}</th>" for r in ROLES) + "</tr></thead>", "<tbody>"]
     for row in theme.rows:
