@@ -344,3 +344,39 @@ def test_papers_far_from_every_theme_go_to_other_papers():
     assert window is not None and window > 0.5
     assert all(t.silhouette is not None and t.silhouette > 0.5 for t in named)
     assert themes[-1].silhouette is None
+
+
+def test_eval_digest_scores_by_the_rules_and_refuses_a_file_that_is_no_digest(tmp_path: Path):
+    from assistant.digest import Digest, ProseSentence, Theme
+    from assistant.digest.score import score_digest
+    from assistant.digest.table import build_tables
+
+    papers = [p for p in _sample_papers() if p.title.startswith(("MetaShift", "LoRA-GA"))][:2]
+    assert len(papers) == 2
+    good = Theme("Natural images", [papers[0]], key_phrases=["natural images"])
+    bad = Theme("Themes: [1] LoRA-GA", [papers[1]])
+    build_tables([good, bad])
+    good.prose = [ProseSentence("MetaShift is a collection of 12,868 sets of natural images "
+                                "across 410 classes.", [papers[0].paper_id]),
+                  ProseSentence("Removed.", [], reason="too short to check")]
+    bad.prose = [ProseSentence("LLM: Lambda-Limb Regression (2019) beats every model by 99%.",
+                               [papers[1].paper_id])]
+    digest = Digest(date(2024, 1, 1), date(2024, 1, 7), "published", [good, bad], papers,
+                    date(2023, 12, 25), date(2023, 12, 31), 0, 264)
+    scores = score_digest(json.loads(json.dumps(digest.to_dict())))
+    assert scores["names_valid"] == 0.5
+    assert [n["valid"] for n in scores["names"]] == [True, False]
+    assert scores["prose_sentences"] == 2 and scores["prose_supported"] == 0.5
+    assert scores["prose_removed"] == 1
+    assert scores["invented_titles"] == 1 and scores["invented"] == ["LLM: Lambda-Limb Regression"]
+    assert scores["rows_once"] and scores["cell_offsets_exact"]
+    assert scores["result_cells"] == 1.0  # both abstracts state figures, both rows carry one
+
+    junk = tmp_path / "notes.json"
+    junk.write_text("{not json")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    proc = subprocess.run([sys.executable, "-m", "assistant", "eval", "digest", str(junk)],
+                          cwd=ROOT, env={**env, "ASSISTANT_HOME": str(tmp_path / "home")},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "not a digest JSON file" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
