@@ -17,7 +17,7 @@ from .data import Cell, DigestPaper, Row
 
 CELL_CHARS = {"problem": 150, "approach": 170, "result": 190}
 PROBLEM_MIN = 1.0  # a problem cue, or context words in the opening sentences
-APPROACH_MIN = 0.5
+APPROACH_MIN = 0.9  # a cue, or "we" in one of the first three sentences
 
 _ABBREV = re.compile(r"\b(?:e\.g|i\.e|et al|vs|cf|Fig|Figs|Eq|Sec|approx|resp|etc|No)\.$",
                      re.IGNORECASE)
@@ -87,7 +87,9 @@ def _scores(text: str, spans: list[tuple[int, int]]) -> dict[str, list[float]]:
         out["problem"].append(1.5 * min(2, len(_PROBLEM.findall(s)))
                               + 0.7 * min(1, len(_CONTEXT.findall(s)))
                               + (1.0 if i == 0 else 0.6 if i == 1 else 0.3 if i == 2 else 0.0)
-                              - 2.0 * bool(_APPROACH.search(s)) - 1.0 * (figures > 0))
+                              - 2.0 * bool(_APPROACH.search(s)) - 1.0 * (figures > 0)
+                              - 1.0 * bool(_RESULT.search(s))
+                              - 1.0 * bool(re.match(r"(?:\w+,\s*)?we\b", s, re.IGNORECASE)))
     return out
 
 
