@@ -472,8 +472,13 @@ def digest(ctx: click.Context, week: str | None, since: date | None, until: date
     if as_json:
         _emit_json({**result.to_dict(), "written": str(target)})
         return
-    _console().print(f"wrote {target}: {len(result.papers)} papers in {len(result.themes)} "
-                     f"themes ({result.model_calls} model calls)")
+    others = sum(len(t.papers) for t in result.themes if t.other)
+    written = [s for t in result.themes for s in t.prose]
+    shown = sum(1 for s in written if not s.reason)
+    _console().print(f"wrote {target}: {len(result.papers)} papers in {len(result.named)} themes"
+                     + (f" and {others} other papers" if others else "")
+                     + f"; {shown} of {len(written)} model sentences passed the support check "
+                     f"({result.model_calls} model calls)", soft_wrap=True, markup=False)
 
 
 # -- commands defined beside the features they drive (imported lazily inside) ------
