@@ -17,7 +17,7 @@ from .data import Cell, DigestPaper, Row
 
 CELL_CHARS = {"problem": 150, "approach": 170, "result": 190}
 PROBLEM_MIN = 1.0  # a problem cue, or context words in the opening sentences
-APPROACH_MIN = 0.9  # a cue, or "we" in one of the first three sentences
+APPROACH_MIN = 0.85  # a cue, or "we" in one of the first three sentences
 
 _ABBREV = re.compile(r"\b(?:e\.g|i\.e|et al|vs|cf|Fig|Figs|Eq|Sec|approx|resp|etc|No)\.$",
                      re.IGNORECASE)
