@@ -6,10 +6,11 @@ Ward hierarchical clustering from SciPy gives themes of comparable size
 leaves one giant theme); the number of themes is the one with the best
 silhouette among those that keep themes readable.
 
-Ward puts every paper somewhere, so a paper that is far from every theme's
-centre (its own centre computed without it) is moved to "Other papers"
-instead of being forced into a theme it does not belong to, and a theme left
-with one paper joins it too. Coherence is reported as the mean silhouette of
+Ward puts every paper somewhere, so a paper whose mean similarity to the
+other papers of its theme is below `MEMBER_MIN` leaves it: for the theme it
+is closest to if that one clears the bar, else for "Other papers", instead of
+being forced into a theme it does not belong to; a theme left with one paper
+joins "Other papers" too. Coherence is reported as the mean silhouette of
 each theme's papers and of the window's themed papers.
 """
 
