@@ -723,9 +723,11 @@ def digest(ctx: click.Context, week: str | None, since: date | None, until: date
            model: str | None, as_json: bool) -> None:
     """Write a digest of a window's papers (default: the last 7 days), grouped by theme.
 
-    Each theme gets a comparative paragraph in which every sentence cites papers
-    by number, resolved to a reference list. An empty window says so and writes
-    nothing. Cron example in the README.
+    Each theme is named from its papers' key phrases and gets a comparison table
+    copied from the abstracts (problem, approach, key result) and a few model
+    sentences comparing the papers, each shown only if the abstracts it cites
+    support it. Papers far from every theme are listed as "Other papers". An
+    empty window says so and writes nothing. Cron example in the README.
     """
     from .digest import build_digest, default_output, render_html, resolve_window
     from .embed import make_embedder
@@ -760,7 +762,7 @@ def digest(ctx: click.Context, week: str | None, since: date | None, until: date
     if fmt == "md":
         content = markdown
     elif fmt == "html":
-        content = render_html(markdown, f"Paper digest {result.since} to {result.until}")
+        content = render_html(result)
     else:
         content = json.dumps(result.to_dict(), ensure_ascii=False, indent=2)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -768,8 +770,13 @@ def digest(ctx: click.Context, week: str | None, since: date | None, until: date
     if as_json:
         _emit_json({**result.to_dict(), "written": str(target)})
         return
-    _console().print(f"wrote {target}: {len(result.papers)} papers in {len(result.themes)} "
-                     f"themes ({result.model_calls} model calls)")
+    others = sum(len(t.papers) for t in result.themes if t.other)
+    written = [s for t in result.themes for s in t.prose]
+    shown = sum(1 for s in written if not s.reason)
+    _console().print(f"wrote {target}: {len(result.papers)} papers in {len(result.named)} themes"
+                     + (f" and {others} other papers" if others else "")
+                     + f"; {shown} of {len(written)} model sentences passed the support check "
+                     f"({result.model_calls} model calls)", soft_wrap=True, markup=False)
 
 
 # -- commands defined beside the features they drive (imported lazily inside) ------

@@ -7,6 +7,10 @@ llama.cpp's server (started here unless --base-url is given).
 
 Run: ASSISTANT_EMBED_MODEL_DIR=/work/shared/models/all-MiniLM-L6-v2 \\
      .venv/bin/python bench/digest_bench.py [--sizes 30,100,500] [--context-window 8192]
+
+`--coherence SINCE UNTIL` instead prints, for the library in ASSISTANT_HOME, the
+cosine similarities behind `themes.MEMBER_MIN`: the distribution over all pairs
+of the window's papers and each paper's nearest neighbours (no model needed).
 """
 
 from __future__ import annotations
@@ -52,7 +56,11 @@ def main() -> None:
     parser.add_argument("--sizes", default="30,100,500")
     parser.add_argument("--context-window", type=int, default=8192)
     parser.add_argument("--base-url")
+    parser.add_argument("--coherence", nargs=2, metavar=("SINCE", "UNTIL"))
     args = parser.parse_args()
+    if args.coherence:
+        coherence(*(date.fromisoformat(d) for d in args.coherence))
+        return
     with ExitStack() as stack:
         try:
             base_url = args.base_url or stack.enter_context(llama_server(n_ctx=8192))
@@ -78,9 +86,11 @@ def run(args: argparse.Namespace, base_url: str) -> None:
         digest = build_digest(settings, library, embedder, ModelClient(settings),
                               date(2030, 3, 1), date(2030, 3, 7))
         wall = time.perf_counter() - started
-        rows.append((n, len(digest.themes), digest.model_calls, digest.prompt_tokens,
+        others = sum(len(t.papers) for t in digest.themes if t.other)
+        rows.append((n, len(digest.named), digest.model_calls, digest.prompt_tokens,
                      digest.max_prompt_tokens, wall))
-        print(f"{n} papers: {len(digest.themes)} themes, {digest.model_calls} calls, "
+        print(f"{n} papers: {len(digest.named)} themes (+{others} other papers, silhouette "
+              f"{digest.silhouette}), {digest.model_calls} calls, "
               f"{digest.prompt_tokens} prompt tokens (largest {digest.max_prompt_tokens}), "
               f"{wall:.1f} s", flush=True)
         shutil.rmtree(home, ignore_errors=True)
@@ -89,6 +99,30 @@ def run(args: argparse.Namespace, base_url: str) -> None:
           f"{'wall s':>8}")
     for n, themes, calls, tokens, largest, wall in rows:
         print(f"{n:>6} {themes:>6} {calls:>6} {tokens:>10} {largest:>8} {wall:>8.1f}")
+
+
+def coherence(since: date, until: date) -> None:
+    import numpy as np
+
+    from assistant.digest.select import select_papers
+    from assistant.digest.themes import MEMBER_MIN
+
+    settings = Settings.load()
+    papers = select_papers(Library.open(settings), since, until, "published")
+    if len(papers) < 2:
+        sys.exit(f"{len(papers)} papers between {since} and {until} in {settings.home}")
+    vectors = np.stack([p.vector for p in papers]).astype(float)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    sims = vectors @ vectors.T
+    pairs = sims[np.triu_indices(len(papers), 1)]
+    pct = np.percentile(pairs, [10, 50, 90, 95, 99])
+    print(f"{len(papers)} papers, {len(pairs)} pairs; cosine percentiles 10/50/90/95/99: "
+          + " / ".join(f"{x:.2f}" for x in pct) + f"; MEMBER_MIN = {MEMBER_MIN}")
+    np.fill_diagonal(sims, -np.inf)
+    for i, paper in enumerate(papers):
+        near = np.argsort(-sims[i])[:3]
+        print(f"{paper.title[:48]:48} | " + " | ".join(
+            f"{sims[i, j]:.2f} {papers[j].title[:26]}" for j in near))
 
 
 if __name__ == "__main__":

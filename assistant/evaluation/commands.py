@@ -242,3 +242,94 @@ def compare_command(run_a: Path, run_b: Path, as_json: bool) -> None:
     console.print(f"questions in both: {questions['common']}; fixed in B: "
                   f"{', '.join(questions['fixed']) or 'none'}; broken in B: "
                   f"{', '.join(questions['broken']) or 'none'}", soft_wrap=True)
+
+
+@eval_group.command("digest", context_settings=CONTEXT)
+@click.argument("digest_json", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def digest_command(ctx: click.Context, digest_json: Path, as_json: bool) -> None:
+    """Score a digest written with `assistant digest --format json`, by fixed rules.
+
+    Theme names valid (short, no brackets or numbering, every word from the
+    theme's papers); share of shown prose sentences supported by what they
+    cite; `[n?]` marks shown; paper names that match no paper of the window;
+    share of papers with a result cell when their abstract states a figure;
+    every paper in exactly one table row; coherence (silhouette, share of
+    papers far from their theme). No model is called. Abstracts and vectors a
+    JSON lacks (digests written before these rules) are read from the library.
+    Exit 0 when every target is met, 1 otherwise.
+    """
+    import json
+
+    from ..errors import UsageError
+
+    try:
+        data = json.loads(digest_json.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{digest_json}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{digest_json}: not a digest JSON file ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("themes"), list) \
+            or not isinstance(data.get("papers"), list):
+        raise UsageError(f"{digest_json}: not a digest JSON file (no 'themes' and 'papers'); "
+                         "write one with `assistant digest --format json`")
+    from ..cli import _settings
+    from ..digest.score import TARGETS, score_digest
+    from ..store import Library
+
+    library = Library.open(_settings(ctx)) if data["papers"] else None
+    try:
+        scores = score_digest(data, library)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"{digest_json}: cannot score this digest ({exc})") from None
+    met = all(_meets(scores.get(k), want) for k, want in TARGETS.items())
+    if as_json:
+        from ..cli import _emit_json
+
+        _emit_json({**scores, "targets_met": met, "file": str(digest_json)})
+    else:
+        _print_digest_scores(scores, met)
+    ctx.exit(0 if met else 1)
+
+
+def _meets(value: Any, want: Any) -> bool:
+    """Whether one figure meets its target (no prose or no figure at all counts as met)."""
+    if value is None:
+        return True
+    if isinstance(want, bool):
+        return value is want
+    if isinstance(want, int) and not isinstance(want, float) and want == 0:
+        return value == 0
+    return value >= want
+
+
+def _print_digest_scores(scores: dict[str, Any], met: bool) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ..digest.score import TARGETS
+
+    console = Console(highlight=False)
+    table = Table(title=f"Digest: {scores['papers']} papers, {scores['themes']} themes",
+                  title_justify="left")
+    for column, justify in (("figure", "left"), ("value", "right"), ("target", "right")):
+        table.add_column(column, justify=justify)
+    for key in ("names_valid", "prose_sentences", "prose_supported", "prose_removed",
+                "unsupported_marks", "invented_titles", "papers_with_figure", "result_cells",
+                "rows_once", "cell_offsets_exact", "silhouette", "far_papers"):
+        value = scores.get(key)
+        shown = "—" if value is None else f"{value:.3f}" if isinstance(value, float) \
+            else str(value)
+        want = TARGETS.get(key)
+        table.add_row(key, shown, "" if want is None else
+                      (f"≥ {want}" if isinstance(want, float) else str(want)))
+    console.print(table)
+    for name in scores["names"]:
+        if not name["valid"]:
+            console.print(f"invalid name {escape(name['name'])!r}: {escape(name['reason'])}",
+                          soft_wrap=True)
+    for title in scores["invented"]:
+        console.print(f"invented title: {escape(title)}", soft_wrap=True)
+    console.print("targets met" if met else "[red]targets not met[/red]")

@@ -1,0 +1,99 @@
+"""The digest pipeline: select → themes → names → tables → prose (checked) → trends.
+
+Everything but the prose and the optional model names is computed from the
+papers, so a digest is readable with any model: the tables are copied from
+the abstracts, the names come from key phrases, and a sentence the model
+wrote is shown only when the abstracts it cites support it. Model calls are
+two per named theme (name, prose), each prompt measured against
+`ASSISTANT_CONTEXT_WINDOW`, so calls grow with themes, never with papers.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UsageError
+from ..store import int_to_date
+from .data import Digest
+from .naming import name_themes
+from .prose import SECTION_TOKENS, Writer, propose_name, write_prose
+from .select import cap, filter_topic, previous_window, select_papers
+from .table import build_tables
+from .themes import compare_with_previous, group
+
+if TYPE_CHECKING:
+    from ..embed import Embedder
+    from ..llm import ModelClient
+    from ..settings import Settings
+    from ..store import Library
+
+
+def build_digest(
+    settings: Settings,
+    library: Library,
+    embedder: Embedder,
+    client: ModelClient | None,
+    since: date,
+    until: date,
+    *,
+    by: str = "published",
+    topic: str | None = None,
+    max_papers: int | None = None,
+    section_tokens: int = SECTION_TOKENS,
+) -> Digest:
+    """The digest of [since, until]; an empty window gives a digest with no themes
+    (and makes no model call)."""
+    if by not in ("published", "added"):
+        raise UsageError(f"--by {by!r}: expected 'published' or 'added'")
+    library.check_embedder(embedder.name, embedder.dim)
+    papers = select_papers(library, since, until, by)
+    if topic:
+        papers = filter_topic(papers, topic, embedder, library)
+    papers = cap(papers, max_papers, since)
+    prev_since, prev_until = previous_window(since, until)
+    digest = Digest(since, until, by, [], [], prev_since, prev_until, 0,
+                    library.counts()[0], topic)
+    if not papers:
+        dates = [int(m["published"]) for _, m, _ in library.iter_papers() if m.get("published")]
+        if dates:
+            digest.library_range = (int_to_date(min(dates)), int_to_date(max(dates)))
+        return digest
+    if client is None:
+        from ..llm import NotConfigured
+
+        raise NotConfigured("no model endpoint configured: set OPENAI_BASE_URL")
+
+    themes, digest.silhouette = group(papers)
+    digest.themes = themes
+    digest.papers = [p for t in themes for p in t.papers]
+    previous = select_papers(library, prev_since, prev_until, by)
+    if topic:
+        previous = filter_topic(previous, topic, embedder, library)
+    digest.previous_total = len(previous)
+    compare_with_previous(themes, previous)
+    name_themes(themes)
+    build_tables(themes)
+
+    writer = Writer(client, settings.context_window, section_tokens)
+    titles = [p.title for p in digest.papers]
+    taken = {t.name.lower() for t in themes}
+    earlier: list[set[str]] = []
+    for theme in digest.named:
+        taken.discard(theme.name.lower())
+        propose_name(writer, theme, taken)
+        taken.add(theme.name.lower())
+        write_prose(writer, theme, titles, earlier)
+    digest.model = getattr(client, "model", None) if writer.calls else None
+    digest.model_calls = writer.calls
+    digest.prompt_tokens = writer.prompt_tokens
+    digest.max_prompt_tokens = writer.max_prompt_tokens
+    return digest
+
+
+def digest_markdown(settings: Settings, retriever: Any, client: ModelClient | None,
+                    since: date, until: date, max_papers: int | None = None) -> str:
+    """A digest as Markdown, for the chat's /digest."""
+    digest = build_digest(settings, library=retriever.library, embedder=retriever.embedder,
+                          client=client, since=since, until=until, max_papers=max_papers)
+    return digest.markdown

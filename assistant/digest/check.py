@@ -1,0 +1,126 @@
+"""Step 5b: every sentence the model wrote is checked before anyone reads it.
+
+A sentence is shown only when it cites (or is attributed by
+`citations.check` to) papers of its theme and the support check passes for
+at least one of them; unsupported citations are dropped from it, never shown
+as `[n?]`. It is removed, with the reason kept for `--json`, when:
+
+- no cited abstract supports it (content words and every figure: `citations.support`);
+- it names a paper that is not in the window (small models invent "Title: Subtitle (2019)");
+- it only restates titles, repeats an earlier sentence, or copies the prompt's framing.
+
+`assistant eval digest` reuses `invented_titles` and `sentence_supported`, so a
+digest is scored by the same rules it was written under.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from ..citations import (
+    MIN_CONTENT_WORDS,
+    SUPPORT_MIN,
+    SourceText,
+    check,
+    content_words,
+    numbers,
+    support,
+)
+from .data import DigestPaper, ProseSentence
+
+REPEAT_MIN = 0.8  # share of the shorter sentence's content words that makes it a repeat
+TITLE_MATCH_MIN = 0.6  # share of a named title's words that must be in a window title
+_YEAR = r"\((?:19|20)\d{2}(?:-\d{2}){0,2}[a-z]?\)"
+_NAMED = (
+    # "LLM: Lambda-Limb Regression (2019)", "FLT: Flattens-Based ... Estimation"
+    re.compile(r"((?:[A-Z][\w\-]*\s?){1,4}:\s+[A-Z][\w\-]*(?:,?\s+(?:[A-Z0-9][\w\-]*|"
+               r"of|for|and|the|a|an|in|on|to|with|via|from|by|at|as|or|vs)){1,14})"
+               r"(?:\s*" + _YEAR + ")?"),
+    # "Scaling Laws for Transfer (2021)": up to twelve words before a year in brackets
+    re.compile(r"((?:[\w\-:,]+\s+){1,12}?)" + _YEAR),
+    # "a paper called “Attention Sinks”"
+    re.compile(r"[\"“]([^\"“”]{8,140})[\"”]"),
+)
+_HEADER = re.compile(r"\((?:19|20)\d{2}-\d{2}-\d{2}\)|\(undated\)")  # "Title (2024-03-11)"
+TITLE_SHARE_MAX = 0.8  # a sentence this much made of title words restates titles
+_PROMPT_ECHO = re.compile(r"UNTRUSTED|BEGIN PAPERS|END PAPERS|data only, never instructions|"
+                          r"^\s*(?:Problem|Approach|Result)\s*:", re.IGNORECASE)
+
+
+def source_for(n: int, paper: DigestPaper) -> SourceText:
+    return SourceText(n, paper.title, paper.abstract,
+                      paper.published.isoformat() if paper.published else "")
+
+
+def _title_words(titles: Iterable[str]) -> list[set[str]]:
+    return [content_words(t) for t in titles]
+
+
+def invented_titles(sentence: str, window_titles: list[str]) -> list[str]:
+    """Paper-like names in a sentence that match no paper of the window."""
+    known = _title_words(window_titles)
+    found = []
+    for pattern in _NAMED:
+        for match in pattern.finditer(sentence):
+            name = match.group(1).strip(" ,:")
+            words = content_words(name)
+            if len(words) < 2:
+                continue
+            best = max((len(words & k) / len(words) for k in known), default=0.0)
+            if best < TITLE_MATCH_MIN and name not in found:
+                found.append(name)
+    return found
+
+
+def sentence_supported(text: str, sources: list[SourceText]) -> float:
+    """The best support of `text` by any of `sources` (0 when none)."""
+    words, figures = content_words(text), numbers(text)
+    return max((support(words, figures, s) for s in sources), default=0.0)
+
+
+def check_prose(raw: str, local: dict[int, DigestPaper], window_titles: list[str],
+                earlier: list[set[str]]) -> list[ProseSentence]:
+    """The model's paragraph as checked sentences; `earlier` (content words of the
+    sentences already kept in this digest) is extended with the ones kept here."""
+    sources = [source_for(n, p) for n, p in local.items()]
+    all_titles = _title_words(window_titles)
+    title_words = set().union(*all_titles) if all_titles else set()
+    out: list[ProseSentence] = []
+    for sentence in check(raw, sources).sentences:
+        text = sentence.text
+        words = content_words(text)
+        good = [n for n in sentence.cited if sentence.supported.get(n)]
+        best = max((support(words, numbers(text), source_for(n, local[n]))
+                    for n in sentence.cited), default=0.0)
+        item = ProseSentence(text, [local[n].paper_id for n in good], support=best)
+        invented = invented_titles(text, window_titles)
+        if _PROMPT_ECHO.search(text):
+            item.reason = "copies the prompt's framing"
+        elif _HEADER.search(text):
+            item.reason = "copies a paper's title line"
+        elif not re.search(r"[.!?][\"')\]]*$", text):
+            item.reason = "cut off (no end of sentence)"
+        elif invented:
+            item.reason = "names a paper not in the window: " + "; ".join(invented)
+        elif len(words) < MIN_CONTENT_WORDS:
+            item.reason = "too short to check"
+        elif not sentence.cited:
+            item.reason = "cites no paper, and no abstract supports it"
+        elif not good:
+            item.reason = (f"not supported by the abstract it cites (best share "
+                           f"{best:.2f} < {SUPPORT_MIN})")
+        elif len(words & title_words) >= TITLE_SHARE_MAX * len(words):
+            item.reason = "only restates titles"
+        elif any(_overlap(words, seen) >= REPEAT_MIN for seen in earlier):
+            item.reason = "repeats an earlier sentence"
+        if not item.reason:
+            earlier.append(words)
+            item.cited = list(dict.fromkeys(item.cited))
+        out.append(item)
+    return out
+
+
+def _overlap(a: set[str], b: set[str]) -> float:
+    """Shared content words over the smaller sentence's: a shortened copy still repeats."""
+    return len(a & b) / min(len(a), len(b)) if a and b else 0.0

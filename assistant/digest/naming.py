@@ -1,0 +1,232 @@
+"""Step 3: theme names from the theme's own papers.
+
+The name is made of the theme's most distinctive key phrases against the rest
+of the window, scored like c-TF-IDF (BERTopic's class-based TF-IDF): a
+phrase's frequency in the theme's titles and abstracts (titles count three
+times) times log(1 + A / its frequency in the whole window), A being the
+average number of words per theme. Candidates are runs of one to three words
+that contain no stop word or generic research word, so a phrase reads as a
+phrase ("speculative decoding", "KV cache").
+
+A model may propose a name, but it is used only when `valid_name` accepts it:
+short, no brackets or numbering, and every content word found in the theme's
+papers. Small models write "Themes: [1] AdAdaGrad" or invent words; the
+key-phrase name then stands. `assistant eval digest` applies the same rule.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+
+from ..citations import STOPWORDS, content_words
+from .data import DigestPaper, Theme
+
+MAX_NAME_WORDS = 6
+MAX_NAME_CHARS = 60
+TITLE_WEIGHT = 3
+# Words that say nothing about what a theme is about, on top of citations' stop words.
+GENERIC = frozenset("""
+achieve achieves achieved achieving across address addresses aim allow allows art available
+benchmark benchmarks better case cases challenge challenges challenging common compared
+comparable comprehensive consider current data dataset datasets demonstrate demonstrates
+design designed different effective effectively efficient enable enables enhance enhanced
+evaluate evaluated evaluation existing experiment experiments extensive first framework
+frameworks further given good help high higher however important improve improved improves
+improvement improvements including introduce introduces introduced issue key large-scale lead
+leading leverage leverages limited low lower make makes many may model models much need
+needs number one outperform outperforms overall performance performs perform possible problem
+problems provide provides range real recent remains research significant significantly
+simple several state state-of-the-art strong superior support task tasks technique
+techniques three two typically well wide widely yet able various specific process
+aims aim strategy strategies study studies enhancing enhances understanding analysis quality
+insight insights trained train learning learn learned neural network networks novel
+approaches towards toward back part making make rethinking unraveling mystery boosting
+investigating exploring quantifying eliminating refining effects effect role cost-effective
+baseline baselines automatic similarity value values level levels way ways end even likely
+often still without within across among generate generated generating produce produces
+lead leads yields yield obtain obtained found find finds shown well-known known particular
+""".split())
+# Words, and figures as their own tokens so a phrase never runs across a number.
+_TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9\-]*[A-Za-z0-9]|[A-Za-z]|\d[\d.,]*[A-Za-z%]*")
+_BRACKETS = re.compile(r"[\[\]{}()<>]")
+_NUMBERING = re.compile(r"^\s*(?:\d+\s*[.):]|#|[-*•]\s)|\b(?:themes?|names?|titles?)\s*:",
+                        re.IGNORECASE)
+
+
+def _norm(word: str) -> str:
+    word = word.lower()
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        word = word[:-1]
+    return word
+
+
+def _stop(word: str) -> bool:
+    low = word.lower()
+    return (low in STOPWORDS or low in GENERIC or _norm(low) in GENERIC
+            or (len(low) < 3 and not word.isupper()) or low[0].isdigit())
+
+
+def phrases(text: str, longest: int = 3) -> list[tuple[tuple[str, ...], str]]:
+    """Candidate phrases of a text as (normalised words, surface form)."""
+    found = []
+    for segment in re.split(r"(?<!\d)[.,](?!\d)|[;:!?()\[\]{}\"“”]|\s[-–—]\s", text):
+        run: list[str] = []
+        after_figure = False  # "0.1 dex kpc": units, not a topic
+        for token in _TOKEN.findall(segment) + [""]:
+            if token and not _stop(token):
+                run.append(token)
+                continue
+            if not after_figure:
+                for size in range(1, longest + 1):
+                    for i in range(len(run) - size + 1):
+                        words = run[i:i + size]
+                        found.append((tuple(_norm(w) for w in words), " ".join(words)))
+            run = []
+            after_figure = bool(token) and token[0].isdigit()
+    return found
+
+
+def _theme_counts(papers: list[DigestPaper]) -> tuple[Counter, dict, Counter]:
+    """Weighted phrase counts, surface forms, and in how many papers each occurs."""
+    counts: Counter = Counter()
+    surfaces: dict[tuple[str, ...], Counter] = defaultdict(Counter)
+    papers_with: Counter = Counter()
+    for paper in papers:
+        seen = set()
+        for weight, text in ((TITLE_WEIGHT, paper.title), (1, paper.abstract)):
+            for key, surface in phrases(text):
+                counts[key] += weight
+                surfaces[key][surface] += 1
+                seen.add(key)
+        papers_with.update(seen)
+    return counts, surfaces, papers_with
+
+
+def key_phrases(themes: list[Theme], top: int = 5) -> list[list[str]]:
+    """The `top` most distinctive phrases of each theme against the whole window."""
+    stats = [_theme_counts(t.papers) for t in themes]
+    total: Counter = Counter()
+    for counts, _, _ in stats:
+        total.update(counts)
+    average = sum(total.values()) / max(1, len(themes))
+    result = []
+    for theme, (counts, surfaces, papers_with) in zip(themes, stats):
+        need = 2 if len(theme.papers) >= 2 else 1
+        scored = []
+        for key, tf in counts.items():
+            if papers_with[key] < need:
+                continue
+            score = tf * math.log(1 + average / total[key]) * (1 + 0.6 * (len(key) - 1))
+            score *= papers_with[key] / len(theme.papers)
+            scored.append((score, key))
+        if not scored and need > 1:
+            scored = [(tf * math.log(1 + average / total[k]), k) for k, tf in counts.items()]
+        scored.sort(key=lambda s: (-s[0], s[1]))
+        # A phrase gives way to a longer one that holds it and is nearly as frequent:
+        # "scaling" and "law" to "scaling law".
+        longer = [(k, counts[k]) for _, k in scored if len(k) > 1]
+        chosen: list[tuple[str, ...]] = []
+        for _, key in scored:
+            if any(set(key) < set(k) and c >= 0.5 * counts[key] for k, c in longer):
+                continue
+            if any(set(key) <= set(c) or set(c) <= set(key) for c in chosen):
+                continue  # "decoding" adds nothing next to "speculative decoding"
+            chosen.append(key)
+            if len(chosen) == top:
+                break
+        if len(chosen) >= 2 and len(chosen[0]) == len(chosen[1]) == 1:
+            # Two single words that the papers also write side by side read as one
+            # phrase: "adversarial" and "attacks" -> "adversarial attacks".
+            pair = [k for k in ((chosen[0] + chosen[1]), (chosen[1] + chosen[0])) if k in counts]
+            if pair:
+                chosen = [max(pair, key=lambda k: counts[k])] + chosen[2:]
+        result.append([_surface(surfaces[k]) for k in chosen])
+    return result
+
+
+def _surface(forms: Counter) -> str:
+    """The most frequent spelling, preferring one that is not all lower case when tied."""
+    return sorted(forms.items(), key=lambda f: (-f[1], f[0].islower(), f[0]))[0][0]
+
+
+def _capital(phrase: str) -> str:
+    return phrase[:1].upper() + phrase[1:] if phrase[:1].islower() else phrase
+
+
+def phrase_name(phrases_: list[str], taken: set[str]) -> str:
+    """One or two key phrases as a name, avoiding names other themes have."""
+    for i, first in enumerate(phrases_):
+        if first.lower() in taken:
+            continue
+        name = _capital(first)
+        for second in phrases_[i + 1:] if len(first.split()) == 1 else []:
+            joined = f"{name} and {second}"
+            if len(joined.split()) <= 4 and len(joined) <= MAX_NAME_CHARS:
+                return joined
+            break
+        return name
+    return _capital(phrases_[0]) if phrases_ else "Untitled theme"
+
+
+def clean_model_name(raw: str) -> str:
+    """The first line of the model's reply without decoration (quotes, "Name:", a final dot)."""
+    lines = [line for line in raw.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    name = lines[0].strip().strip("\"'*#`").strip()
+    name = re.sub(r"^(?:the\s+)?(?:theme|name)\s*(?:name)?\s*[:\-–]\s*", "", name,
+                  flags=re.IGNORECASE)
+    name = re.sub(r"^the (?:common )?theme of (?:these|the) papers is\s*:?\s*", "", name,
+                  flags=re.IGNORECASE)
+    return name.strip().strip("\"'*`").rstrip(".").strip()
+
+
+def valid_name(name: str, papers: list[DigestPaper]) -> tuple[bool, str]:
+    """Whether `name` is an acceptable theme name for these papers, and why not."""
+    words = name.split()
+    if not words:
+        return False, "empty"
+    if len(words) > MAX_NAME_WORDS or len(name) > MAX_NAME_CHARS:
+        return False, f"longer than {MAX_NAME_WORDS} words or {MAX_NAME_CHARS} characters"
+    if _BRACKETS.search(name) or _NUMBERING.search(name) or re.search(r"\d+\s*[.)]\s", name):
+        return False, "has brackets or numbering"
+    wanted = content_words(name)
+    if not wanted:
+        return False, "no content word"
+    have = set().union(*(content_words(f"{p.title} {p.abstract}") for p in papers))
+    missing = sorted(wanted - have)
+    if missing:
+        return False, f"words not in the theme's papers: {', '.join(missing)}"
+    return True, ""
+
+
+def name_themes(themes: list[Theme]) -> None:
+    """Key phrases and a key-phrase name for every named theme (the model may replace it)."""
+    named = [t for t in themes if not t.other]
+    everyone = named + [t for t in themes if t.other]  # Other papers count as "the rest"
+    found = key_phrases(everyone)
+    taken: set[str] = set()
+    for theme, phrases_ in zip(everyone, found):
+        if theme.other:
+            continue
+        theme.key_phrases = phrases_
+        theme.name = phrase_name(phrases_, taken)
+        theme.name_source = "key phrases"
+        taken.add(theme.name.lower())
+        taken.update(p.lower() for p in phrases_[:1])
+
+
+def accept_model_name(theme: Theme, raw: str, taken: set[str]) -> None:
+    """Use the model's proposal if it passes `valid_name` and no other theme has it."""
+    proposal = clean_model_name(raw)
+    theme.model_name = proposal
+    ok, _ = valid_name(proposal, theme.papers)
+    # A title, or a title's head ("Scaling Laws: Part I"), names one paper, not a theme.
+    one_paper = ":" in proposal or any(
+        proposal.lower() in (p.title.lower(), p.title.split(":")[0].strip().lower())
+        for p in theme.papers)
+    if ok and not one_paper and 2 <= len(proposal.split()) and proposal.lower() not in taken:
+        theme.name = proposal
+        theme.name_source = "model"
