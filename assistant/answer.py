@@ -398,7 +398,10 @@ def _shown_evidence(quotes: dict[int, list[Quote]], cited: list[int],
         chosen = [n for n in verdict.named if n in best]
         chosen += [n for n in cited if n in best and n not in chosen]
     else:
-        chosen = [n for n in cited if n in best]
+        # The retrieval's first paper always, then what the prose cites, then any paper
+        # whose evidence is nearly as strong as the best.
+        chosen = [n for n in [1] if n in best]
+        chosen += [n for n in cited if n in best and n not in chosen]
         strong = sorted((n for n in best if best[n] >= EVIDENCE_RELATIVE * top),
                         key=lambda n: -best[n])
         chosen += [n for n in strong if n not in chosen]

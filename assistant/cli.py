@@ -458,7 +458,7 @@ def _ask_session(settings, continue_: bool, session_id: int | None):
         if session_id is not None:
             return store, store.get_session(session_id)
         return store, store.latest_session() if continue_ else None
-    except BaseException:
+    except BaseException:  # anything, Ctrl-C included, must not leak the open store
         store.close()
         raise
 

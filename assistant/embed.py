@@ -260,7 +260,7 @@ def quantized_copy(source: Path, cache: Path) -> Path:
     try:
         quantize_dynamic(str(src_model), str(tmp / "onnx" / "model.onnx"),
                          weight_type=QuantType.QInt8)
-    except Exception as exc:
+    except Exception as exc:  # onnx raises many types; each becomes one line, nothing half-written
         shutil.rmtree(tmp, ignore_errors=True)
         raise AssistantError(f"could not quantise {src_model} to int8: {exc}") from None
     finally:

@@ -32,8 +32,8 @@ _BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[A-Z0-9\"'(\[])")
 _ABBREV = re.compile(r"\b(?:e\.g|i\.e|et al|vs|cf|Fig|Eq|approx|resp|etc|al)\.$", re.IGNORECASE)
 # Sentence weights: meaning, keyword overlap, and bonuses for what a question asks.
 W_DENSE, W_KEYWORD = 0.6, 0.4
-FIGURE_BONUS = 0.08  # a sentence with figures, when the question asks for a quantity
-DEFINES_BONUS = 0.08  # "we propose/introduce ...", when the question asks what something is
+FIGURE_BONUS = 0.12  # a sentence with figures, when the question asks for a quantity
+DEFINES_BONUS = 0.1  # a paper's first "we propose/introduce ..." sentence: it names the method
 NAMED_DEFINES_BONUS = 0.2  # "we propose X" for "What is X?": the sentence that defines X
 # A quote is kept when it scores at least this share of its source's best sentence.
 KEEP_RELATIVE = 0.8
@@ -43,8 +43,9 @@ APPROACH_BONUS = 0.15  # a paper's "we propose ..." when the question asks how p
 MAX_QUOTE_CHARS = 420
 
 _ASKS_QUANTITY = re.compile(
-    r"\b(how (much|many|fast|large|big|well)|what (speed-?up|accuracy|score|rate|percentage|"
-    r"number|size|improvement|reduction|gain)|by how|figure|percent|%|reach|achieve|report)",
+    r"\b(how (much|many|often|fast|large|big|well|far)|what (speed-?up|accuracy|score|rate|"
+    r"percentage|share|fraction|proportion|number|size|improvement|reduction|gain|bleu|f1)|"
+    r"by how|figure|percent|%|rate|rise|reach|achieve|report)",
     re.IGNORECASE,
 )
 _ASKS_DEFINITION = re.compile(
@@ -245,8 +246,10 @@ def select_evidence(
             score -= BACKGROUND_PENALTY  # "Training LLMs is costly": the field, not the paper
         if asks_quantity and numbers(text):
             score += FIGURE_BONUS
-        if asks_approach and i in defining and _DEFINES.search(text) and not asks_definition:
-            score += APPROACH_BONUS  # "how do their approaches differ": what each proposes
+        if i in defining and _DEFINES.search(text) and not asks_definition:
+            # A paper's "we propose X" names its method, which most questions are after;
+            # more so when the question asks how papers go about it.
+            score += APPROACH_BONUS if asks_approach else DEFINES_BONUS
         if asks_definition:
             named_here = any(name in text.casefold() for name in names)
             if _DEFINES.search(text) and (named_here or i in defining):

@@ -394,7 +394,7 @@ def _write_all(to_write, library, embedder, embedder_key, replaces, progress,
             future.result()
         except KeyboardInterrupt:
             raise  # still pending: the handler below waits for it once more
-        except BaseException:
+        except BaseException:  # re-raised: only records that nothing of it was stored
             pending = None  # it failed: nothing of it counts as stored
             raise
         pending = None
@@ -424,7 +424,7 @@ def _write_all(to_write, library, embedder, embedder_key, replaces, progress,
                 pending = (pool.submit(library.write, writes, embedder_key, batch_replaces),
                            [pid for _, _, pid in batch])
             settle()
-        except BaseException:
+        except BaseException:  # re-raised after the write in flight settles
             # A write already started always finishes: the store stays consistent.
             # (If that write fails too, its error is the one that propagates.)
             settle()

@@ -553,7 +553,7 @@ def _log(library: Library, create: bool = False):
         if create:
             return library.client.get_or_create_collection(LOG_COLLECTION, embedding_function=None)
         return library.client.get_collection(LOG_COLLECTION, embedding_function=None)
-    except Exception:
+    except Exception:  # the change log is an optimisation: without it clients compare metadata
         return None
 
 
@@ -703,7 +703,7 @@ def update(library: Library, settings: Settings, changed_ids: Iterable[str] | No
                     "at": time.time(),
                 }])
                 _prune_log(log)
-            except Exception:
+            except Exception:  # noqa: BLE001 - see the comment on the next line
                 pass  # the log is an optimisation: clients fall back to comparing metadata
     folder = index_folder(library, settings)
     index = KeywordIndex(folder)
