@@ -362,7 +362,9 @@ def finish(question: str, raw: str, kept: list[Source], sources: list[Source],
     checked: Review = review("" if refused else raw, _source_texts(kept), focus=focus,
                              question=question)
     by_n = {s.n: s for s in sources}
-    evidence = _shown_evidence(quotes, checked.cited_numbers, verdict)
+    # A model that wrote only markers ("[2] [1]") still pointed at papers: theirs go first.
+    pointed = checked.cited_numbers or [n for n in _markers(raw) if n in by_n]
+    evidence = _shown_evidence(quotes, pointed, verdict)
     if checked.sentences:
         text, prose = checked.text, True
     else:
@@ -379,6 +381,10 @@ def finish(question: str, raw: str, kept: list[Source], sources: list[Source],
                   unknown_numbers=checked.unknown_numbers, evidence=evidence,
                   removed=checked.removed, prose_sentences=checked.total,
                   prose_supported=prose, answerability=verdict)
+
+
+def _markers(raw: str) -> list[int]:
+    return list(dict.fromkeys(int(m) for m in re.findall(r"\[(\d+)\]", raw)))
 
 
 def _shown_evidence(quotes: dict[int, list[Quote]], cited: list[int],
@@ -398,10 +404,10 @@ def _shown_evidence(quotes: dict[int, list[Quote]], cited: list[int],
         chosen = [n for n in verdict.named if n in best]
         chosen += [n for n in cited if n in best and n not in chosen]
     else:
-        # The retrieval's first paper always, then what the prose cites, then any paper
+        # What the model cites, the retrieval's first paper always, then any paper
         # whose evidence is nearly as strong as the best.
-        chosen = [n for n in [1] if n in best]
-        chosen += [n for n in cited if n in best and n not in chosen]
+        chosen = [n for n in cited if n in best]
+        chosen += [n for n in [1] if n in best and n not in chosen]
         strong = sorted((n for n in best if best[n] >= EVIDENCE_RELATIVE * top),
                         key=lambda n: -best[n])
         chosen += [n for n in strong if n not in chosen]

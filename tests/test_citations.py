@@ -102,11 +102,16 @@ def test_prompt_is_trimmed_to_the_window_dropping_the_weakest_sources():
     assert count_message_tokens(messages) + 256 <= 2048
 
 
-def test_markers_only_answer_becomes_the_cited_passage_sentence():
+def test_markers_only_answer_becomes_the_evidence_of_the_papers_it_points_at():
+    from assistant.evidence import select_evidence
+
     sources = [Source(s.n, f"p{s.n}", s.title, None, s.passage, None, 0.5) for s in SOURCES]
-    answer = finish("How many classes does MetaShift cover?", "[2] [1]", sources, sources)
-    assert not answer.abstained
-    assert [c.n for c in answer.citations] == [2]  # the first marker the model wrote
-    assert answer.text.endswith("[2]") and answer.citations[0].supported
-    answer = finish("How many classes does MetaShift cover?", "[1]", sources, sources)
-    assert "410 classes" in answer.text and answer.text.endswith("[1]")
+    question = "How many classes does MetaShift cover?"
+    quotes = select_evidence(question, sources, {}, None)  # keyword scoring only
+    answer = finish(question, "[2] [1]", sources, sources, quotes)
+    assert not answer.abstained and not answer.prose_supported
+    assert answer.evidence and answer.evidence[0].n == 2  # the first marker the model wrote
+    assert {c.n for c in answer.citations} >= {1, 2}
+    answer = finish(question, "[1]", sources, sources, quotes)
+    assert any("410 classes" in q.text for q in answer.evidence if q.n == 1)
+    assert "[1?]" not in answer.full_text()
