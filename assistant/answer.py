@@ -27,6 +27,7 @@ from .evidence import (
     Answerability,
     Quote,
     answerability,
+    asks_for_several,
     fetch_abstracts,
     select_evidence,
 )
@@ -46,6 +47,7 @@ PROMPT_QUOTES_PER_SOURCE = 3  # evidence sentences the model sees per paper
 SHOWN_QUOTES_PER_SOURCE = 2  # evidence sentences the reader sees per paper
 MAX_EVIDENCE_SOURCES = 4
 EVIDENCE_RELATIVE = 0.85  # a paper's evidence is shown when it scores this share of the best
+EVIDENCE_RELATIVE_PLURAL = 0.6  # ... a lower bar when the question asks for several papers
 ABSTAIN_TEXT = (
     "The library has nothing on this: none of the papers retrieved for the question "
     "answers it."
@@ -364,7 +366,7 @@ def finish(question: str, raw: str, kept: list[Source], sources: list[Source],
     by_n = {s.n: s for s in sources}
     # A model that wrote only markers ("[2] [1]") still pointed at papers: theirs go first.
     pointed = checked.cited_numbers or [n for n in _markers(raw) if n in by_n]
-    evidence = _shown_evidence(quotes, pointed, verdict)
+    evidence = _shown_evidence(quotes, pointed, verdict, plural=asks_for_several(question))
     if checked.sentences:
         text, prose = checked.text, True
     else:
@@ -388,7 +390,7 @@ def _markers(raw: str) -> list[int]:
 
 
 def _shown_evidence(quotes: dict[int, list[Quote]], cited: list[int],
-                    verdict: Answerability | None) -> list[Quote]:
+                    verdict: Answerability | None, plural: bool = False) -> list[Quote]:
     """The quotes the reader sees: the named papers', the cited ones', and the strongest.
 
     Grouped per paper in citation order, so a multi-paper question shows
@@ -408,13 +410,14 @@ def _shown_evidence(quotes: dict[int, list[Quote]], cited: list[int],
         # whose evidence is nearly as strong as the best.
         chosen = [n for n in cited if n in best]
         chosen += [n for n in [1] if n in best and n not in chosen]
-        strong = sorted((n for n in best if best[n] >= EVIDENCE_RELATIVE * top),
-                        key=lambda n: -best[n])
+        bar = EVIDENCE_RELATIVE_PLURAL if plural else EVIDENCE_RELATIVE
+        strong = sorted((n for n in best if best[n] >= bar * top), key=lambda n: -best[n])
         chosen += [n for n in strong if n not in chosen]
     out: list[Quote] = []
     focus = set(verdict.named) if verdict else set()
     for n in chosen[:MAX_EVIDENCE_SOURCES]:
-        width = SHOWN_QUOTES_PER_SOURCE + (1 if n in focus and len(focus) == 1 else 0)
+        single = (n in focus and len(focus) == 1) or (not focus and n == chosen[0])
+        width = SHOWN_QUOTES_PER_SOURCE + (1 if single else 0)
         strongest = sorted(quotes[n], key=lambda q: -q.score)[:width]
         out.extend(sorted(strongest, key=lambda q: q.start))
     return out

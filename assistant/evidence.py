@@ -155,6 +155,12 @@ def fetch_abstracts(library: Library, paper_ids: Sequence[str]) -> dict[str, str
     return {pid: doc or "" for pid, doc in zip(got["ids"], got["documents"])}
 
 
+def asks_for_several(question: str) -> bool:
+    """ "Which papers ...", "what methods ...": the answer spans several papers."""
+    return bool(re.search(r"\b(papers|works|methods|approaches|studies|systems)\b", question,
+                          re.IGNORECASE))
+
+
 def name_tokens(question: str) -> list[str]:
     """Tokens of a question that look like names: GaLore, CSKV, Sophia, Q-GaLore, 2401.12345."""
     tokens = _NAME_TOKEN.findall(question)
@@ -305,7 +311,7 @@ def answerability(question: str, sources: Sequence[Any],
                  if any(name in _title_words(s.title) for name in folded_names)]
     # "What is GaLore?" means the paper called GaLore, not Q-GaLore; "Which papers
     # build on GaLore?" means every paper whose title names it.
-    plural = bool(re.search(r"\b(papers|works|methods|approaches|studies)\b", question, re.I))
+    plural = asks_for_several(question)
     named = exact if exact and not plural else mentioned
     texts = [f"{s.title} {abstracts.get(s.paper_id) or s.passage}" for s in sources]
     folded = " ".join(texts).casefold()
