@@ -176,9 +176,12 @@ def test_failed_and_interrupted_ask_leave_no_server(sample_copy: Path, tmp_path:
     assert _servers_of(sample_copy) == []
 
     # Ctrl-C while the server is up.
+    # As from a terminal: a runner started in the background (nohup, `&` in a script)
+    # passes SIGINT down ignored, and Python then never raises KeyboardInterrupt.
     ask = subprocess.Popen([sys.executable, "-m", "assistant", "ask", "What is GaLore?"],
                            cwd=tmp_path, env=_env(sample_copy), stdin=subprocess.DEVNULL,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while not _servers_of(sample_copy):
