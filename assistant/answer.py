@@ -147,18 +147,18 @@ class Answer:
         return [(by_n[n], quotes) for n, quotes in groups.items() if n in by_n]
 
     def evidence_text(self) -> str:
-        """The evidence as plain text: `[n] Title` then each quote on its own line."""
+        """The evidence as Markdown: a list item per paper, its quotes nested under it."""
         lines = []
         for source, quotes in self.evidence_by_source():
-            lines.append(f"[{source.n}] {source.title}")
-            lines.extend(f"    “{q.text}”" for q in quotes)
+            lines.append(f"- [{source.n}] *{_md(source.title)}*")
+            lines.extend(f"    - “{_md(q.text)}”" for q in quotes)
         return "\n".join(lines)
 
     def full_text(self) -> str:
-        """Prose and evidence together, as a reader (or a stored chat turn) sees them."""
+        """Prose and evidence together (Markdown), as the chat shows and stores a turn."""
         if self.abstained or not self.evidence:
             return self.text
-        return f"{self.text}\n\nEvidence:\n{self.evidence_text()}"
+        return f"{self.text}\n\n**Evidence**\n\n{self.evidence_text()}"
 
     def to_dict(self) -> dict[str, Any]:
         by_n = {s.n: s for s in self.sources}
@@ -181,6 +181,11 @@ class Answer:
             "model": self.model,
             "usage": self.usage.to_dict(),
         }
+
+
+def _md(text: str) -> str:
+    """Abstract text shown as Markdown stays literal (asterisks, underscores, brackets)."""
+    return re.sub(r"([\\`*_\[\]<>#|])", r"\\\1", " ".join(text.split()))
 
 
 def answer_from_dict(d: dict[str, Any]) -> Answer:
