@@ -159,7 +159,11 @@ def test_a_write_that_bypassed_the_index_is_found_by_comparing(sample_copy, embe
 
 
 def _two_clients(tmp_path, embedder, quiet, **server):
-    """Client A ingests twice; client B, with its own cache, searches between and after."""
+    """Client A ingests twice; client B, with its own cache, searches between and after.
+
+    Returns what B saw after A's second ingest: its hits, the notes it printed, and its
+    index generation beside the store's.
+    """
     settings_a = make_settings(tmp_path / "a", **server)
     library_a = Library.open(settings_a)
     ingest([_jsonl(tmp_path / "1.jsonl", ("Alpha Paper on Kelp Farming",
@@ -175,22 +179,27 @@ def _two_clients(tmp_path, embedder, quiet, **server):
                                           "Coral bleaching under heat waves.", "2030-02-01"))],
            settings_a, library=library_a, embedder=embedder)
     assert quiet == []
-    hits = reader.search("coral bleaching", k=2)
-    assert hits[0].title == "Beta Paper on Coral Bleaching"
-    assert quiet == []  # replayed from the log: nothing to say
-    assert reader._keyword.generation == library_a.generation
-    assert not (tmp_path / "b" / "chroma").exists() or not server
+    hits = [h.title for h in reader.search("coral bleaching", k=2)]
+    return hits, list(quiet), reader._keyword.generation, library_a.generation
 
 
 def test_a_second_client_catches_up_from_the_change_log(tmp_path, embedder, quiet):
     """Two clients of one store with separate caches (as two machines on a Chroma server):
     the one that did not ingest replays the logged ids, no comparison, no rebuild."""
-    _two_clients(tmp_path, embedder, quiet)
+    hits, notes, generation, store_generation = _two_clients(tmp_path, embedder, quiet)
+    assert hits[0] == "Beta Paper on Coral Bleaching"
+    assert notes == []  # replayed from the log: nothing to say
+    assert generation == store_generation
 
 
 def test_clients_of_a_chroma_server_stay_consistent(chroma_url, tmp_path, embedder,  # noqa: F811
                                                     quiet):
-    _two_clients(tmp_path, embedder, quiet, chroma_url=chroma_url)
+    hits, notes, generation, store_generation = _two_clients(tmp_path, embedder, quiet,
+                                                             chroma_url=chroma_url)
+    assert hits[0] == "Beta Paper on Coral Bleaching"
+    assert notes == []
+    assert generation == store_generation
+    assert not (tmp_path / "b" / "chroma").exists()  # the server holds the store, not B
 
 
 def test_filtered_search_uses_the_index_dates(sample_retriever):
