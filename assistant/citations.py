@@ -238,6 +238,8 @@ _NAMEISH = re.compile(r"\b(?=[A-Za-z0-9\-]*[A-Za-z])[A-Za-z0-9][A-Za-z0-9\-]*\b"
 _INVENTED_REF = re.compile(r"\b[A-Z][\w\-]*:\s+[A-Z][^()]{3,120}\((19|20)\d\d\)")
 # A title-shaped line, "Name: A Subtitle", is a header, not a statement.
 _TITLE_SHAPE = re.compile(r"^[^\s:][^:.]{0,60}:\s+[A-Z][^.]*\.?$")
+_DANGLING = frozenset("a an the and or but to of in into on for with by from as at that which "
+                      "whose is are was were its their".split())
 REPEAT_JACCARD = 0.7
 REPEAT_CONTAINED = 0.85  # this share of a sentence's words already said: a repeat
 ECHO_SHARE = 0.8  # a sentence and the question sharing this much both ways: an echo
@@ -407,6 +409,10 @@ def _verdict(sentence: CitedSentence, titles: list[str], known: str,
         return "echo"  # the prompt or the question said back, adding nothing
     if _echoes_header(sentence.text, titles):
         return "header"
+    last = re.findall(r"[A-Za-z]+", sentence.text)[-1:]
+    finished = sentence.text.rstrip().endswith((".", "!", "?"))
+    if last and last[0].lower() in _DANGLING and not finished:
+        return "cut-off"  # the model stopped mid-sentence ("... integrating length extension into")
     if _INVENTED_REF.search(sentence.text) or foreign_names(sentence.text, known):
         return "unknown-paper"
     if sentence.cited and cited_texts and foreign_names(

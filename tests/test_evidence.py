@@ -177,6 +177,14 @@ def test_a_multi_paper_answer_groups_evidence_per_paper(sample_retriever, fake) 
     assert sum("GaLore" in t for t in titles) >= 2
 
 
+def test_review_removes_a_sentence_the_model_left_unfinished() -> None:
+    source = SourceText(1, "Tiny Paper", "We cut memory by 40% with sparse updates of weights.")
+    checked = review("Sparse updates cut memory by 40% [1]. Sparse updates of weights into [1]",
+                     [source])
+    assert [r.reason for r in checked.removed] == ["cut-off"]
+    assert checked.text == "Sparse updates cut memory by 40%. [1]"
+
+
 def test_review_leaves_a_supported_plain_answer_as_written() -> None:
     source = SourceText(1, "Tiny Paper", "We cut memory by 40% with sparse updates.")
     checked = review("Sparse updates cut memory by 40% [1].", [source])
