@@ -49,8 +49,7 @@ MAX_EVIDENCE_SOURCES = 4
 EVIDENCE_RELATIVE = 0.85  # a paper's evidence is shown when it scores this share of the best
 EVIDENCE_RELATIVE_PLURAL = 0.6  # ... a lower bar when the question asks for several papers
 ABSTAIN_TEXT = (
-    "The library has nothing on this: none of the papers retrieved for the question "
-    "answers it."
+    "The library has nothing on this: none of the papers retrieved for the question answers it."
 )
 UNSUPPORTED_LEAD = "The model's answer was not supported by the sources; here is what they say:"
 NO_PROSE_LEAD = "The model gave no answer of its own; here is what the sources say:"
@@ -69,9 +68,12 @@ class Source:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "n": self.n, "paper_id": self.paper_id, "title": self.title,
+            "n": self.n,
+            "paper_id": self.paper_id,
+            "title": self.title,
             "published": self.published.isoformat() if self.published else None,
-            "passage": self.passage, "url": self.url,
+            "passage": self.passage,
+            "url": self.url,
             "similarity": None if self.similarity is None else round(self.similarity, 4),
         }
 
@@ -84,8 +86,12 @@ class Citation:
     supported: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "paper_id": self.paper_id, "title": self.title,
-                "supported": self.supported}
+        return {
+            "n": self.n,
+            "paper_id": self.paper_id,
+            "title": self.title,
+            "supported": self.supported,
+        }
 
 
 @dataclass
@@ -166,8 +172,10 @@ class Answer:
             "question": self.question,
             "standalone_question": self.standalone_question,
             "answer": self.text,
-            "evidence": [dict(q.to_dict(), title=by_n[q.n].title if q.n in by_n else "")
-                         for q in self.evidence],
+            "evidence": [
+                dict(q.to_dict(), title=by_n[q.n].title if q.n in by_n else "")
+                for q in self.evidence
+            ],
             "prose_supported": self.prose_supported,
             "prose_sentences": self.prose_sentences,
             "removed": [r.to_dict() for r in self.removed],
@@ -196,25 +204,52 @@ def answer_from_dict(d: dict[str, Any]) -> Answer:
             published = date.fromisoformat(str(s["published"])) if s.get("published") else None
         except ValueError:
             published = None
-        sources.append(Source(n=int(s.get("n", 0)), paper_id=str(s.get("paper_id", "")),
-                              title=str(s.get("title", "")), published=published,
-                              passage=str(s.get("passage", "")), url=s.get("url"),
-                              similarity=s.get("similarity")))
+        sources.append(
+            Source(
+                n=int(s.get("n", 0)),
+                paper_id=str(s.get("paper_id", "")),
+                title=str(s.get("title", "")),
+                published=published,
+                passage=str(s.get("passage", "")),
+                url=s.get("url"),
+                similarity=s.get("similarity"),
+            )
+        )
     return Answer(
-        question=str(d.get("question", "")), text=str(d.get("answer", "")),
-        citations=[Citation(int(c.get("n", 0)), str(c.get("paper_id", "")),
-                            str(c.get("title", "")), bool(c.get("supported")))
-                   for c in d.get("citations") or []],
-        sources=sources, abstained=bool(d.get("abstained")), usage=Usage(),
-        model=d.get("model"), dropped_citations=int(d.get("dropped_citations") or 0),
+        question=str(d.get("question", "")),
+        text=str(d.get("answer", "")),
+        citations=[
+            Citation(
+                int(c.get("n", 0)),
+                str(c.get("paper_id", "")),
+                str(c.get("title", "")),
+                bool(c.get("supported")),
+            )
+            for c in d.get("citations") or []
+        ],
+        sources=sources,
+        abstained=bool(d.get("abstained")),
+        usage=Usage(),
+        model=d.get("model"),
+        dropped_citations=int(d.get("dropped_citations") or 0),
         unknown_numbers=list(d.get("unknown_numbers") or []),
         abstain_reason=d.get("abstain_reason"),
         standalone_question=d.get("standalone_question"),
-        evidence=[Quote(int(q["n"]), str(q["paper_id"]), str(q["text"]), int(q["start"]),
-                        int(q["end"]), float(q.get("score", 0.0)))
-                  for q in d.get("evidence") or []],
-        removed=[Removed(str(r["text"]), str(r["reason"]), list(r.get("cited") or []))
-                 for r in d.get("removed") or []],
+        evidence=[
+            Quote(
+                int(q["n"]),
+                str(q["paper_id"]),
+                str(q["text"]),
+                int(q["start"]),
+                int(q["end"]),
+                float(q.get("score", 0.0)),
+            )
+            for q in d.get("evidence") or []
+        ],
+        removed=[
+            Removed(str(r["text"]), str(r["reason"]), list(r.get("cited") or []))
+            for r in d.get("removed") or []
+        ],
         prose_sentences=int(d.get("prose_sentences") or 0),
         prose_supported=bool(d.get("prose_supported")),
     )
@@ -231,14 +266,18 @@ def _fence(text: str) -> str:
 def source_block(source: Source, quotes: list[Quote] | None = None) -> str:
     """One source as the model sees it: its number, title and evidence (no placeholders)."""
     passage = " ".join(q.text for q in quotes) if quotes else source.passage
-    return prompts.render("source", n=str(source.n), title=_fence(source.title),
-                          passage=_fence(passage))
+    return prompts.render(
+        "source", n=str(source.n), title=_fence(source.title), passage=_fence(passage)
+    )
 
 
-def build_messages(question: str, sources: list[Source], context_window: int,
-                   max_tokens: int = ANSWER_MAX_TOKENS,
-                   evidence: dict[int, list[Quote]] | None = None,
-                   ) -> tuple[list[dict], list[Source]]:
+def build_messages(
+    question: str,
+    sources: list[Source],
+    context_window: int,
+    max_tokens: int = ANSWER_MAX_TOKENS,
+    evidence: dict[int, list[Quote]] | None = None,
+) -> tuple[list[dict], list[Source]]:
     """The chat messages, with as many sources (strongest first) as the window allows.
 
     With `evidence`, each source carries its selected sentences instead of
@@ -247,9 +286,10 @@ def build_messages(question: str, sources: list[Source], context_window: int,
     """
     evidence = evidence or {}
     system = prompts.load("answer_system")
-    empty = [{"role": "system", "content": system},
-             {"role": "user", "content": prompts.render("answer_user", sources="",
-                                                        question=question)}]
+    empty = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": prompts.render("answer_user", sources="", question=question)},
+    ]
     budget = context_window - max_tokens - PROMPT_MARGIN_TOKENS - count_message_tokens(empty)
     kept: list[Source] = []
     blocks: list[str] = []
@@ -266,9 +306,18 @@ def build_messages(question: str, sources: list[Source], context_window: int,
 
 
 def sources_from_hits(hits: list[Hit]) -> list[Source]:
-    return [Source(n=i, paper_id=h.paper_id, title=h.title, published=h.published,
-                   passage=h.passage, url=h.url, similarity=h.similarity)
-            for i, h in enumerate(hits, start=1)]
+    return [
+        Source(
+            n=i,
+            paper_id=h.paper_id,
+            title=h.title,
+            published=h.published,
+            passage=h.passage,
+            url=h.url,
+            similarity=h.similarity,
+        )
+        for i, h in enumerate(hits, start=1)
+    ]
 
 
 def ask(
@@ -303,31 +352,60 @@ def ask(
 
     if not verdict.answerable:
         usage.total_s = time.perf_counter() - started
-        return Answer(question, ABSTAIN_TEXT, [], sources, True, usage,
-                      abstain_reason="retrieval", standalone_question=standalone_question,
-                      answerability=verdict)
+        return Answer(
+            question,
+            ABSTAIN_TEXT,
+            [],
+            sources,
+            True,
+            usage,
+            abstain_reason="retrieval",
+            standalone_question=standalone_question,
+            answerability=verdict,
+        )
 
     if client is None:
         from .llm import NotConfigured
 
         raise NotConfigured("no model endpoint configured: set OPENAI_BASE_URL")
-    quotes = select_evidence(query, sources, abstracts, retriever.embedder,
-                             per_source=PROMPT_QUOTES_PER_SOURCE, focus=set(verdict.named))
+    quotes = select_evidence(
+        query,
+        sources,
+        abstracts,
+        retriever.embedder,
+        per_source=PROMPT_QUOTES_PER_SOURCE,
+        focus=set(verdict.named),
+    )
     messages, kept = build_messages(query, sources, context_window, evidence=quotes)
-    result = client.chat(messages, stream=stream, on_token=on_token, cancel=cancel,
-                         max_tokens=ANSWER_MAX_TOKENS, temperature=0.0)
+    result = client.chat(
+        messages,
+        stream=stream,
+        on_token=on_token,
+        cancel=cancel,
+        max_tokens=ANSWER_MAX_TOKENS,
+        temperature=0.0,
+    )
     usage.model_s = result.total_s
     usage.prompt_tokens = result.prompt_tokens or 0
     usage.completion_tokens = result.completion_tokens or 0
-    usage.first_token_s = (retrieval_s + result.first_token_s
-                           if result.first_token_s is not None else None)
+    usage.first_token_s = (
+        retrieval_s + result.first_token_s if result.first_token_s is not None else None
+    )
 
     if cancel is not None and cancel.is_set() and not result.text.strip():
         # Stopped before the model wrote anything: nothing to review or to stand in for.
         usage.total_s = time.perf_counter() - started
-        return Answer(question, ABSTAIN_TEXT, [], sources, True, usage,
-                      abstain_reason="cancelled", standalone_question=standalone_question,
-                      answerability=verdict)
+        return Answer(
+            question,
+            ABSTAIN_TEXT,
+            [],
+            sources,
+            True,
+            usage,
+            abstain_reason="cancelled",
+            standalone_question=standalone_question,
+            answerability=verdict,
+        )
     answer = finish(question, result.text, kept, sources, quotes, verdict)
     answer.usage, answer.model = usage, result.model
     answer.standalone_question = standalone_question
@@ -350,24 +428,43 @@ def _named_first(sources: list[Source], verdict: Answerability) -> list[Source]:
 
 def _source_texts(sources: list[Source]) -> list[SourceText]:
     """What prose is checked against: each paper's whole abstract, not just the quotes."""
-    return [SourceText(s.n, s.title, s.abstract or s.passage,
-                       s.published.isoformat() if s.published else "") for s in sources]
+    return [
+        SourceText(
+            s.n, s.title, s.abstract or s.passage, s.published.isoformat() if s.published else ""
+        )
+        for s in sources
+    ]
 
 
-def finish(question: str, raw: str, kept: list[Source], sources: list[Source],
-           quotes: dict[int, list[Quote]] | None = None,
-           verdict: Answerability | None = None) -> Answer:
+def finish(
+    question: str,
+    raw: str,
+    kept: list[Source],
+    sources: list[Source],
+    quotes: dict[int, list[Quote]] | None = None,
+    verdict: Answerability | None = None,
+) -> Answer:
     """Turn the model's text into a reviewed answer with its evidence (or an abstention)."""
     quotes = quotes or {}
     refused = not raw.strip() or says_no_answer(raw)
     named = bool(verdict and verdict.named)
     if refused and not named:
         # The model's refusal stands unless the question names a paper we hold.
-        return Answer(question, ABSTAIN_TEXT, [], sources, True, Usage(), raw=raw,
-                      abstain_reason="model", answerability=verdict)
+        return Answer(
+            question,
+            ABSTAIN_TEXT,
+            [],
+            sources,
+            True,
+            Usage(),
+            raw=raw,
+            abstain_reason="model",
+            answerability=verdict,
+        )
     focus = set(verdict.named) if named and verdict else None
-    checked: Review = review("" if refused else raw, _source_texts(kept), focus=focus,
-                             question=question)
+    checked: Review = review(
+        "" if refused else raw, _source_texts(kept), focus=focus, question=question
+    )
     by_n = {s.n: s for s in sources}
     # A model that wrote only markers ("[2] [1]") still pointed at papers: theirs go first.
     pointed = checked.cited_numbers or [n for n in _markers(raw) if n in by_n]
@@ -377,25 +474,49 @@ def finish(question: str, raw: str, kept: list[Source], sources: list[Source],
     else:
         text, prose = (NO_PROSE_LEAD if refused or not checked.removed else UNSUPPORTED_LEAD), False
     if not checked.sentences and not evidence:
-        return Answer(question, ABSTAIN_TEXT, [], sources, True, Usage(), raw=raw,
-                      abstain_reason="model", answerability=verdict, removed=checked.removed,
-                      prose_sentences=checked.total)
+        return Answer(
+            question,
+            ABSTAIN_TEXT,
+            [],
+            sources,
+            True,
+            Usage(),
+            raw=raw,
+            abstain_reason="model",
+            answerability=verdict,
+            removed=checked.removed,
+            prose_sentences=checked.total,
+        )
     numbers = list(dict.fromkeys(checked.cited_numbers + [q.n for q in evidence]))
-    citations = [Citation(n, by_n[n].paper_id, by_n[n].title, True) for n in numbers
-                 if n in by_n]
-    return Answer(question, text, citations, sources, False, Usage(), raw=raw,
-                  dropped_citations=checked.dropped_citations,
-                  unknown_numbers=checked.unknown_numbers, evidence=evidence,
-                  removed=checked.removed, prose_sentences=checked.total,
-                  prose_supported=prose, answerability=verdict)
+    citations = [Citation(n, by_n[n].paper_id, by_n[n].title, True) for n in numbers if n in by_n]
+    return Answer(
+        question,
+        text,
+        citations,
+        sources,
+        False,
+        Usage(),
+        raw=raw,
+        dropped_citations=checked.dropped_citations,
+        unknown_numbers=checked.unknown_numbers,
+        evidence=evidence,
+        removed=checked.removed,
+        prose_sentences=checked.total,
+        prose_supported=prose,
+        answerability=verdict,
+    )
 
 
 def _markers(raw: str) -> list[int]:
     return list(dict.fromkeys(int(m) for m in re.findall(r"\[(\d+)\]", raw)))
 
 
-def _shown_evidence(quotes: dict[int, list[Quote]], cited: list[int],
-                    verdict: Answerability | None, plural: bool = False) -> list[Quote]:
+def _shown_evidence(
+    quotes: dict[int, list[Quote]],
+    cited: list[int],
+    verdict: Answerability | None,
+    plural: bool = False,
+) -> list[Quote]:
     """The quotes the reader sees: the named papers', the cited ones', and the strongest.
 
     Grouped per paper in citation order, so a multi-paper question shows
@@ -434,8 +555,10 @@ def extract_sentence(question: str, passage: str) -> str:
 
     wanted = content_words(question)
     sentences = split_sentences(passage) or [passage]
-    best = max(range(len(sentences)),  # ties go to the earliest sentence
-               key=lambda i: (len(wanted & content_words(sentences[i])), -i))
+    best = max(
+        range(len(sentences)),  # ties go to the earliest sentence
+        key=lambda i: (len(wanted & content_words(sentences[i])), -i),
+    )
     return sentences[best]
 
 
@@ -461,8 +584,12 @@ class Turn:
         return self.answer.text if self.answer else ""
 
 
-def condense(history: list[Turn], question: str, client: ModelClient | None,
-             cancel: threading.Event | None = None) -> str:
+def condense(
+    history: list[Turn],
+    question: str,
+    client: ModelClient | None,
+    cancel: threading.Event | None = None,
+) -> str:
     """Rewrite a follow-up into a standalone question (prompts/condense.md).
 
     A question that refers to nothing earlier is returned as it is, without a
@@ -494,8 +621,9 @@ def condense(history: list[Turn], question: str, client: ModelClient | None,
             lines.append(f"Assistant: {answer[:600]}" + (f" (papers: {titles})" if titles else ""))
     prompt = prompts.render("condense", history="\n".join(lines), question=question)
     try:
-        result = client.chat([{"role": "user", "content": prompt}], max_tokens=80,
-                             temperature=0.0, cancel=cancel)
+        result = client.chat(
+            [{"role": "user", "content": prompt}], max_tokens=80, temperature=0.0, cancel=cancel
+        )
     except ModelTimeout:
         raise
     except LLMError:
@@ -508,7 +636,10 @@ def condense(history: list[Turn], question: str, client: ModelClient | None,
     from .citations import content_words
 
     own = content_words(question) - {"compare", "compared", "comparison"}
-    if (not rewritten or len(rewritten) > 4 * len(question) + 200
-            or (own and not own & content_words(rewritten))):
+    if (
+        not rewritten
+        or len(rewritten) > 4 * len(question) + 200
+        or (own and not own & content_words(rewritten))
+    ):
         return fallback
     return rewritten

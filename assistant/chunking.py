@@ -65,8 +65,9 @@ def split_abstract(
     return _split(title, abstract, body_tokens, fits)
 
 
-def _split(title: str, text: str, body_tokens: int, fits: Callable[[str], bool] | None
-           ) -> list[str]:
+def _split(
+    title: str, text: str, body_tokens: int, fits: Callable[[str], bool] | None
+) -> list[str]:
     # Round to a multiple of 8 so a handful of splitters serve every title length.
     body_tokens -= body_tokens % 8
     pieces = [p for p in _splitter(body_tokens).split_text(text) if p.strip()]

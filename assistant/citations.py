@@ -27,7 +27,8 @@ ATTRIBUTE_MIN = 0.5
 SUPPORT_MIN = 0.5
 MIN_CONTENT_WORDS = 3
 
-STOPWORDS = frozenset("""
+STOPWORDS = frozenset(
+    """
 a about above after again against all also am an and any are as at be because been before being
 below between both but by can could did do does doing down during each few for from further had has
 have having he her here hers him his how i if in into is it its itself just me more most my no nor
@@ -37,7 +38,8 @@ were
 what when where which while who whom why will with would you your yours paper papers source sources
 propose proposes proposed present presents presented show shows use uses using used based approach
 method methods study work new novel results result also however thus via
-""".split())
+""".split()
+)
 
 _CITE = re.compile(
     r"\[(?:(?:sources?|refs?|references?)\s*)?(\d+(?:\s*(?:,|;|and|&|-|–)\s*\d+)*)\]",
@@ -119,8 +121,7 @@ class CitedSentence:
     unknown_numbers: list[str] = field(default_factory=list)  # figures found in no source
 
     def render(self) -> str:
-        marks = "".join(f"[{n}]" if self.supported.get(n, False) else f"[{n}?]"
-                        for n in self.cited)
+        marks = "".join(f"[{n}]" if self.supported.get(n, False) else f"[{n}?]" for n in self.cited)
         return f"{self.text} {marks}".rstrip() if marks else self.text
 
 
@@ -195,7 +196,7 @@ def check(answer: str, sources: list[SourceText]) -> CheckedAnswer:
 
 
 def _expand(group: str) -> list[int]:
-    """"1, 3" -> [1, 3]; "2-4" -> [2, 3, 4] (ranges capped to stay sane)."""
+    """ "1, 3" -> [1, 3]; "2-4" -> [2, 3, 4] (ranges capped to stay sane)."""
     numbers_: list[int] = []
     for part in re.split(r"\s*(?:,|;|and|&)\s*", group):
         bounds = re.split(r"\s*[-–]\s*", part)
@@ -238,8 +239,10 @@ _NAMEISH = re.compile(r"\b(?=[A-Za-z0-9\-]*[A-Za-z])[A-Za-z0-9][A-Za-z0-9\-]*\b"
 _INVENTED_REF = re.compile(r"\b[A-Z][\w\-]*:\s+[A-Z][^()]{3,120}\((19|20)\d\d\)")
 # A title-shaped line, "Name: A Subtitle", is a header, not a statement.
 _TITLE_SHAPE = re.compile(r"^[^\s:][^:.]{0,60}:\s+[A-Z][^.]*\.?$")
-_DANGLING = frozenset("a an the and or but to of in into on for with by from as at that which "
-                      "whose is are was were its their".split())
+_DANGLING = frozenset(
+    "a an the and or but to of in into on for with by from as at that which "
+    "whose is are was were its their".split()
+)
 REPEAT_JACCARD = 0.7
 REPEAT_CONTAINED = 0.85  # this share of a sentence's words already said: a repeat
 ECHO_SHARE = 0.8  # a sentence and the question sharing this much both ways: an echo
@@ -298,7 +301,7 @@ def foreign_names(text: str, known: str) -> list[str]:
 
 
 def _title_shaped(text: str) -> bool:
-    """"Name: A Capitalised Subtitle" is how titles look, not how statements do."""
+    """ "Name: A Capitalised Subtitle" is how titles look, not how statements do."""
     if not _TITLE_SHAPE.match(text):
         return False
     after = [w for w in text.split(":", 1)[1].split() if len(w) > 3]
@@ -324,8 +327,9 @@ def _echoes_header(text: str, titles: list[str]) -> bool:
     return False
 
 
-def review(answer: str, sources: list[SourceText], focus: set[int] | None = None,
-           question: str = "") -> Review:
+def review(
+    answer: str, sources: list[SourceText], focus: set[int] | None = None, question: str = ""
+) -> Review:
     """Keep the sentences a reader can trust, in the model's layout; list the rest.
 
     A sentence is removed when its citation is not supported by the cited
@@ -351,7 +355,7 @@ def review(answer: str, sources: list[SourceText], focus: set[int] | None = None
             continue
         match = _LINE_PREFIX.match(line)
         prefix = match.group(1) if match else ""
-        body = line[len(prefix):]
+        body = line[len(prefix) :]
         if prefix.strip().startswith("#"):
             # A heading's own words need no citation; it stands only above kept text.
             pending_heading = prefix + body.strip() if body.strip() else None
@@ -395,9 +399,14 @@ def _attach_marker_lines(answer: str) -> list[str]:
     return lines
 
 
-def _verdict(sentence: CitedSentence, titles: list[str], known: str,
-             seen: list[set[str]], question: str = "",
-             cited_texts: dict[int, str] | None = None) -> str | None:
+def _verdict(
+    sentence: CitedSentence,
+    titles: list[str],
+    known: str,
+    seen: list[set[str]],
+    question: str = "",
+    cited_texts: dict[int, str] | None = None,
+) -> str | None:
     """Why a sentence must not be shown, or None when it may."""
     words = content_words(sentence.text)
     if len(words) < MIN_PROSE_WORDS:
@@ -405,7 +414,8 @@ def _verdict(sentence: CitedSentence, titles: list[str], known: str,
     asked = content_words(question)
     shared = len(words & asked)
     if re.match(r"\s*(question|answer|sources?)\s*:", sentence.text, re.IGNORECASE) or (
-            asked and shared >= ECHO_SHARE * len(words) and shared >= ECHO_SHARE * len(asked)):
+        asked and shared >= ECHO_SHARE * len(words) and shared >= ECHO_SHARE * len(asked)
+    ):
         return "echo"  # the prompt or the question said back, adding nothing
     if _echoes_header(sentence.text, titles):
         return "header"
@@ -415,8 +425,11 @@ def _verdict(sentence: CitedSentence, titles: list[str], known: str,
         return "cut-off"  # the model stopped mid-sentence ("... integrating length extension into")
     if _INVENTED_REF.search(sentence.text) or foreign_names(sentence.text, known):
         return "unknown-paper"
-    if sentence.cited and cited_texts and foreign_names(
-            sentence.text, " ".join(cited_texts.get(n, "") for n in sentence.cited)):
+    if (
+        sentence.cited
+        and cited_texts
+        and foreign_names(sentence.text, " ".join(cited_texts.get(n, "") for n in sentence.cited))
+    ):
         return "wrong-paper"  # names something from another source than the one it cites
     for earlier in seen:
         union = words | earlier

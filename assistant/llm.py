@@ -299,7 +299,10 @@ class ModelClient:
             if cancel is None:
                 return self._chat_whole(params, messages, start, on_token)
             return self._cancellable(
-                lambda: self._chat_whole(params, messages, start, None), cancel, model, start,
+                lambda: self._chat_whole(params, messages, start, None),
+                cancel,
+                model,
+                start,
                 on_token,
             )
         try:
@@ -346,8 +349,9 @@ class ModelClient:
         threading.Thread(target=run, name="model-call", daemon=True).start()
         while not done.wait(CANCEL_POLL_S):
             if cancel.is_set():
-                return ChatResult("", model, None, None, None, time.monotonic() - start,
-                                  "cancelled")
+                return ChatResult(
+                    "", model, None, None, None, time.monotonic() - start, "cancelled"
+                )
         if "error" in box:
             raise box["error"]
         result: ChatResult = box["result"]
@@ -474,8 +478,10 @@ class ModelClient:
             if isinstance(exc, httpx.RemoteProtocolError):
                 what = f"the model server at {self._display_url} closed the connection mid-answer"
             else:
-                what = f"the connection to the model at {self._display_url} broke mid-answer " \
+                what = (
+                    f"the connection to the model at {self._display_url} broke mid-answer "
                     f"({reason})"
+                )
             raise self._fail(
                 StreamInterrupted,
                 f"{what}; the partial answer is kept (not checked for citations)",
@@ -819,8 +825,10 @@ def _server_answered(exc: BaseException) -> bool:
     import httpx
 
     cause = _transport_cause(exc)
-    if isinstance(cause, (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol,
-                          httpx.ProxyError)):
+    if isinstance(
+        cause,
+        (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol, httpx.ProxyError),
+    ):
         return False
     return isinstance(cause, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError))
 

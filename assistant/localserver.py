@@ -52,8 +52,14 @@ INSTALL_HINT = 'pip install -e ".[local]"'
 # two-core machine took 60-66 s to its first token for a 1k-token prompt (load average 8).
 BUNDLED_TIMEOUT_S = 300.0
 # The modules `python -m llama_cpp.server` needs beyond llama_cpp itself (the [server] extra).
-_SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context",
-                   "pydantic_settings")
+_SERVER_MODULES = (
+    "llama_cpp",
+    "uvicorn",
+    "fastapi",
+    "sse_starlette",
+    "starlette_context",
+    "pydantic_settings",
+)
 
 
 class LocalServerError(AssistantError):
@@ -115,13 +121,19 @@ class BundledServer:
     (chromadb, the embedder) meanwhile, and only then wait.
     """
 
-    def __init__(self, n_ctx: int = 8192, port: int | None = None,
-                 log_path: Path | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        n_ctx: int = 8192,
+        port: int | None = None,
+        log_path: Path | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
         missing = missing_parts()
         if missing:
             raise LocalServerError(
                 f"the bundled model needs the local extra ({', '.join(missing)} missing): "
-                f"{INSTALL_HINT}")
+                f"{INSTALL_HINT}"
+            )
         self.model_path = smollm2_path()
         self.n_ctx = n_ctx
         self.host = host
@@ -143,10 +155,24 @@ class BundledServer:
     def start(self) -> None:
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model_path),
-             "--model_alias", MODEL_ALIAS, "--host", self.host, "--port", str(self.port),
-             "--n_ctx", str(self.n_ctx)],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(self.model_path),
+                "--model_alias",
+                MODEL_ALIAS,
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+                "--n_ctx",
+                str(self.n_ctx),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - before any thread of ours exists
         )
 
@@ -166,13 +192,17 @@ class BundledServer:
                 return self.url
             if self.proc.poll() is not None:
                 log = self.log_tail()
-                raise LocalServerError(f"the bundled llama.cpp server exited "
-                                       f"(code {self.proc.returncode}); its log:\n{log}")
+                raise LocalServerError(
+                    f"the bundled llama.cpp server exited "
+                    f"(code {self.proc.returncode}); its log:\n{log}"
+                )
             if time.monotonic() > deadline:
                 log = self.log_tail()
                 self.stop()
-                raise LocalServerError(f"the bundled llama.cpp server did not answer within "
-                                       f"{timeout:.0f} s; its log:\n{log}")
+                raise LocalServerError(
+                    f"the bundled llama.cpp server did not answer within "
+                    f"{timeout:.0f} s; its log:\n{log}"
+                )
             time.sleep(0.1)
 
     def log_tail(self, n: int = 2000) -> str:
@@ -206,8 +236,12 @@ def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
 
 
 @contextmanager
-def llama_server(n_ctx: int = 4096, log_path: Path | None = None,
-                 start_timeout: float = 180.0, port: int | None = None) -> Iterator[str]:
+def llama_server(
+    n_ctx: int = 4096,
+    log_path: Path | None = None,
+    start_timeout: float = 180.0,
+    port: int | None = None,
+) -> Iterator[str]:
     """Yield the `/v1` base URL of a running server that serves SmolLM2 as "smollm2".
 
     The server's output goes to `log_path` (a temporary file when not given, removed
@@ -233,8 +267,17 @@ def write_state(home: Path, url: str, n_ctx: int) -> Path:
     path = state_path(home)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"url": url, "pid": os.getpid(), "model": MODEL_ALIAS,
-                               "n_ctx": n_ctx, "started": time.time()}))
+    tmp.write_text(
+        json.dumps(
+            {
+                "url": url,
+                "pid": os.getpid(),
+                "model": MODEL_ALIAS,
+                "n_ctx": n_ctx,
+                "started": time.time(),
+            }
+        )
+    )
     os.replace(tmp, path)
     return path
 
@@ -273,8 +316,9 @@ def running_serve(home: Path) -> str | None:
         pass  # someone else's process: whether it serves is what the URL check says
     parts = urlsplit(url)
     try:
-        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80),
-                                 timeout=1.0).close()
+        socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or 80), timeout=1.0
+        ).close()
     except OSError:
         return None
     models = _answers(url, timeout=2.0)
@@ -300,8 +344,9 @@ class Endpoint:
             self.server.wait_ready()
 
 
-def resolve_endpoint(settings: Settings, stack: contextlib.ExitStack, *,
-                     wait: bool = True) -> tuple[Settings, Endpoint]:
+def resolve_endpoint(
+    settings: Settings, stack: contextlib.ExitStack, *, wait: bool = True
+) -> tuple[Settings, Endpoint]:
     """Settings that point at a model, starting the bundled one if it comes to that.
 
     Order: OPENAI_BASE_URL (flag, environment or .env), then a running
@@ -311,18 +356,22 @@ def resolve_endpoint(settings: Settings, stack: contextlib.ExitStack, *,
     Raises `NotConfigured` naming both ways out when none of them is possible.
     """
     if settings.base_url:
-        return settings, Endpoint(settings.base_url, settings.model, "configured",
-                                  f"OPENAI_BASE_URL={settings.base_url}")
+        return settings, Endpoint(
+            settings.base_url, settings.model, "configured", f"OPENAI_BASE_URL={settings.base_url}"
+        )
     if settings.origin("timeout") == "default":
         # Our own server on this machine's CPU: slow on a busy machine is not "hung".
         settings = settings.with_(timeout=max(settings.timeout, BUNDLED_TIMEOUT_S))
     served = running_serve(settings.home)
     if served:
-        return (settings.with_(base_url=served, model=MODEL_ALIAS),
-                Endpoint(served, MODEL_ALIAS, "serve", f"`assistant serve` at {served}"))
+        return (
+            settings.with_(base_url=served, model=MODEL_ALIAS),
+            Endpoint(served, MODEL_ALIAS, "serve", f"`assistant serve` at {served}"),
+        )
     server = start_bundled(settings, stack)
-    endpoint = Endpoint(server.url, MODEL_ALIAS, "bundled",
-                        f"bundled {MODEL_LABEL} on {server.url}", server)
+    endpoint = Endpoint(
+        server.url, MODEL_ALIAS, "bundled", f"bundled {MODEL_LABEL} on {server.url}", server
+    )
     if wait:
         endpoint.wait_ready()
     return settings.with_(base_url=server.url, model=MODEL_ALIAS), endpoint
@@ -333,13 +382,17 @@ def start_bundled(settings: Settings, stack: contextlib.ExitStack) -> BundledSer
     from .llm import NotConfigured
 
     if settings.local_model == "off":
-        raise NotConfigured("no model endpoint configured: set OPENAI_BASE_URL (e.g. "
-                            "http://127.0.0.1:11434/v1 for Ollama); the bundled model is off "
-                            "(ASSISTANT_LOCAL_MODEL=off)")
+        raise NotConfigured(
+            "no model endpoint configured: set OPENAI_BASE_URL (e.g. "
+            "http://127.0.0.1:11434/v1 for Ollama); the bundled model is off "
+            "(ASSISTANT_LOCAL_MODEL=off)"
+        )
     if missing_parts():
-        raise NotConfigured("no model endpoint configured: set OPENAI_BASE_URL (e.g. "
-                            "http://127.0.0.1:11434/v1 for Ollama), or install the bundled "
-                            f"model with {INSTALL_HINT}")
+        raise NotConfigured(
+            "no model endpoint configured: set OPENAI_BASE_URL (e.g. "
+            "http://127.0.0.1:11434/v1 for Ollama), or install the bundled "
+            f"model with {INSTALL_HINT}"
+        )
     server = BundledServer(n_ctx=settings.context_window)
     stack.callback(server.stop)  # registered first: a failing start() still cleans up
     server.start()
@@ -348,8 +401,13 @@ def start_bundled(settings: Settings, stack: contextlib.ExitStack) -> BundledSer
 
 def bundled_notice(settings: Settings) -> str:
     """The one stderr line a command prints when it starts the bundled model."""
-    ignored = (f" (ASSISTANT_MODEL={settings.model} needs OPENAI_BASE_URL; ignored)"
-               if settings.model and settings.model != MODEL_ALIAS else "")
-    return (f"using the bundled {MODEL_LABEL}, a very small model: expect rough answers{ignored}."
-            " For better ones set OPENAI_BASE_URL and ASSISTANT_MODEL to a larger model's "
-            "server (e.g. Ollama); `assistant serve` shares one bundled server between commands.")
+    ignored = (
+        f" (ASSISTANT_MODEL={settings.model} needs OPENAI_BASE_URL; ignored)"
+        if settings.model and settings.model != MODEL_ALIAS
+        else ""
+    )
+    return (
+        f"using the bundled {MODEL_LABEL}, a very small model: expect rough answers{ignored}."
+        " For better ones set OPENAI_BASE_URL and ASSISTANT_MODEL to a larger model's "
+        "server (e.g. Ollama); `assistant serve` shares one bundled server between commands."
+    )

@@ -106,7 +106,8 @@ class RecordTooLarge(RecordError):
         from assistant.readers._common import MAX_RECORD_CHARS
 
         super().__init__(
-            source, line,
+            source,
+            line,
             f"record too large: {size:,} {unit}, over the limit of {MAX_RECORD_CHARS:,} "
             "characters for one paper",
         )

@@ -80,8 +80,10 @@ class Filters:
         if self.title and not _all_words_in(self.title, paper.get("title", "")):
             return False
         if self.author:
-            people = " ".join(decode_list(paper.get("authors"))) + " " + str(
-                paper.get("organisation") or ""
+            people = (
+                " ".join(decode_list(paper.get("authors")))
+                + " "
+                + str(paper.get("organisation") or "")
             )
             if not _all_words_in(self.author, people):
                 return False
@@ -139,7 +141,6 @@ def weak_threshold() -> float:
     return ABSTAIN_SIMILARITY
 
 
-
 class Retriever:
     """Search over one library with one embedder; keeps its caches warm between queries."""
 
@@ -181,8 +182,13 @@ class Retriever:
 
         mask = self._masks.get(filters)
         if mask is None:
-            mask = filter_mask(self._keyword, filters.admits, date_to_int(filters.since),
-                               date_to_int(filters.until), bool(filters.title or filters.author))
+            mask = filter_mask(
+                self._keyword,
+                filters.admits,
+                date_to_int(filters.since),
+                date_to_int(filters.until),
+                bool(filters.title or filters.author),
+            )
             if len(self._masks) >= ALLOWED_CACHE_SIZE:
                 self._masks.clear()
             self._masks[filters] = mask
@@ -215,9 +221,12 @@ class Retriever:
         dense_rank: dict[str, int] = {}
 
         def dense(where: dict | None, width: int) -> None:
-            result = chunks.query(query_embeddings=[query_vector.tolist()],
-                                  n_results=min(width, max(1, self._n_chunks)), where=where,
-                                  include=["distances"])
+            result = chunks.query(
+                query_embeddings=[query_vector.tolist()],
+                n_results=min(width, max(1, self._n_chunks)),
+                where=where,
+                include=["distances"],
+            )
             for cid in result["ids"][0]:
                 pid = cid.rsplit("#", 1)[0]
                 if pid not in dense_rank and admitted(pid):
@@ -243,9 +252,17 @@ class Retriever:
         for pid, _score in index.search(query, n, mask):
             keyword_rank[pid] = len(keyword_rank) + 1
         named = [pid for pid in index.name_matches(query) if admitted(pid)]
-        name_rank = {pid: i for i, pid in enumerate(dict.fromkeys(
-            sorted(named, key=lambda p: (dense_rank.get(p, n + 1), keyword_rank.get(p, n + 1)))),
-            start=1)}
+        name_rank = {
+            pid: i
+            for i, pid in enumerate(
+                dict.fromkeys(
+                    sorted(
+                        named, key=lambda p: (dense_rank.get(p, n + 1), keyword_rank.get(p, n + 1))
+                    )
+                ),
+                start=1,
+            )
+        }
 
         fused: dict[str, float] = {}
         for ranks, weight in ((dense_rank, 1.0), (keyword_rank, 1.0), (name_rank, NAME_WEIGHT)):
@@ -263,28 +280,31 @@ class Retriever:
             chunk_no, text, similarity = passages[pid]
             paper = self._papers[pid]
             title = str(paper.get("title", ""))
-            passage = text[len(title):].lstrip() if text.startswith(title) else text
-            hits.append(Hit(
-                rank=len(hits) + 1,
-                paper_id=pid,
-                title=title,
-                published=int_to_date(paper.get("published")),
-                score=fused[pid],
-                passage=passage,
-                chunk=chunk_no,
-                similarity=similarity,
-                bm25_rank=keyword_rank.get(pid),
-                dense_rank=dense_rank.get(pid),
-                arxiv_id=paper.get("arxiv_id"),
-                url=paper.get("url"),
-                paper=paper,
-                weak=similarity < threshold and pid not in name_rank,
-                name_match=pid in name_rank,
-            ))
+            passage = text[len(title) :].lstrip() if text.startswith(title) else text
+            hits.append(
+                Hit(
+                    rank=len(hits) + 1,
+                    paper_id=pid,
+                    title=title,
+                    published=int_to_date(paper.get("published")),
+                    score=fused[pid],
+                    passage=passage,
+                    chunk=chunk_no,
+                    similarity=similarity,
+                    bm25_rank=keyword_rank.get(pid),
+                    dense_rank=dense_rank.get(pid),
+                    arxiv_id=paper.get("arxiv_id"),
+                    url=paper.get("url"),
+                    paper=paper,
+                    weak=similarity < threshold and pid not in name_rank,
+                    name_match=pid in name_rank,
+                )
+            )
         return hits
 
-    def _passages(self, chunks: Any, pids: list[str], query: str,
-                  query_vector: np.ndarray) -> dict[str, tuple[int, str, float]]:
+    def _passages(
+        self, chunks: Any, pids: list[str], query: str, query_vector: np.ndarray
+    ) -> dict[str, tuple[int, str, float]]:
         """Per paper: (chunk number, text, best cosine) of its current chunks.
 
         The passage is the chunk with the highest cosine plus PASSAGE_KEYWORD_SHARE
@@ -297,8 +317,11 @@ class Retriever:
         from .keyword import TOKEN_RE as KEYWORD_WORDS
         from .keyword import stem
 
-        ids = [f"{pid}#{i}" for pid in pids
-               for i in range(max(1, int(self._papers[pid].get("n_chunks") or 1)))]
+        ids = [
+            f"{pid}#{i}"
+            for pid in pids
+            for i in range(max(1, int(self._papers[pid].get("n_chunks") or 1)))
+        ]
         if not ids:
             return {}
         got = chunks.get(ids=ids, include=["documents", "metadatas", "embeddings"])

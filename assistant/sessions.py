@@ -118,8 +118,10 @@ def _guarded(method: F) -> F:
             if is_damage(exc):
                 raise damaged(self.path, exc) from None
             if isinstance(exc, sqlite3.OperationalError):
-                raise StoreError(f"the sessions database {self.path} failed: {exc} "
-                                 "(nothing already stored was changed)") from None
+                raise StoreError(
+                    f"the sessions database {self.path} failed: {exc} "
+                    "(nothing already stored was changed)"
+                ) from None
             raise
 
     return wrapper  # type: ignore[return-value]
@@ -142,9 +144,15 @@ class Session:
     message_count: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "title": self.title, "created": self.created,
-                "updated": self.updated, "model": self.model, "filters": self.filters,
-                "messages": self.message_count}
+        return {
+            "id": self.id,
+            "title": self.title,
+            "created": self.created,
+            "updated": self.updated,
+            "model": self.model,
+            "filters": self.filters,
+            "messages": self.message_count,
+        }
 
 
 @dataclass
@@ -171,13 +179,22 @@ class Message:
     def cited_sources(self) -> list[dict[str, Any]]:
         """The sources the answer cites, each with its `supported` verdict added."""
         supported = {c.get("n"): bool(c.get("supported")) for c in self.citations}
-        return [dict(s, supported=supported[s.get("n")]) for s in self.sources
-                if s.get("n") in supported]
+        return [
+            dict(s, supported=supported[s.get("n")])
+            for s in self.sources
+            if s.get("n") in supported
+        ]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "session_id": self.session_id, "role": self.role,
-                "content": self.content, "created": self.created, "status": self.status,
-                "answer": self.answer}
+        return {
+            "id": self.id,
+            "session_id": self.session_id,
+            "role": self.role,
+            "content": self.content,
+            "created": self.created,
+            "status": self.status,
+            "answer": self.answer,
+        }
 
 
 def _like(word: str) -> str:
@@ -198,8 +215,9 @@ class SessionStore:
         self._lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False,
-                                       isolation_level=None, timeout=10.0)
+            self._db = sqlite3.connect(
+                str(self.path), check_same_thread=False, isolation_level=None, timeout=10.0
+            )
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the sessions database {self.path}: {exc}") from None
         self._db.row_factory = sqlite3.Row
@@ -290,9 +308,15 @@ class SessionStore:
             filters = json.loads(row["filters"] or "{}")
         except ValueError:
             filters = {}
-        return Session(id=row["id"], title=row["title"], created=row["created"],
-                       updated=row["updated"], model=row["model"], filters=filters,
-                       message_count=row["n"])
+        return Session(
+            id=row["id"],
+            title=row["title"],
+            created=row["created"],
+            updated=row["updated"],
+            model=row["model"],
+            filters=filters,
+            message_count=row["n"],
+        )
 
     _SELECT_SESSIONS = (
         "SELECT s.*, (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id) AS n "
@@ -300,8 +324,12 @@ class SessionStore:
     )
 
     @_guarded
-    def create_session(self, title: str = DEFAULT_TITLE, model: str | None = None,
-                       filters: dict[str, Any] | None = None) -> Session:
+    def create_session(
+        self,
+        title: str = DEFAULT_TITLE,
+        model: str | None = None,
+        filters: dict[str, Any] | None = None,
+    ) -> Session:
         now = self._now()
         with self._lock:
             cur = self._db.execute(
@@ -314,16 +342,15 @@ class SessionStore:
     @_guarded
     def get_session(self, session_id: int) -> Session:
         with self._lock:
-            row = self._db.execute(self._SELECT_SESSIONS + " WHERE s.id = ?",
-                                   (int(session_id),)).fetchone()
+            row = self._db.execute(
+                self._SELECT_SESSIONS + " WHERE s.id = ?", (int(session_id),)
+            ).fetchone()
         if row is None:
-            raise SessionNotFound(f"no session {session_id}: `assistant sessions list` "
-                                  "shows them")
+            raise SessionNotFound(f"no session {session_id}: `assistant sessions list` shows them")
         return self._session(row)
 
     @_guarded
-    def list_sessions(self, search: str | None = None, limit: int | None = None
-                      ) -> list[Session]:
+    def list_sessions(self, search: str | None = None, limit: int | None = None) -> list[Session]:
         """Sessions, most recently used first; `search` keeps those whose title
         or any message contains every word of it (case-insensitive)."""
         where, params = [], []
@@ -359,22 +386,25 @@ class SessionStore:
             raise UsageError("a session title cannot be empty")
         self.get_session(session_id)
         with self._lock:
-            self._db.execute("UPDATE sessions SET title = ? WHERE id = ?",
-                             (title, int(session_id)))
+            self._db.execute("UPDATE sessions SET title = ? WHERE id = ?", (title, int(session_id)))
         return self.get_session(session_id)
 
     @_guarded
-    def update_session(self, session_id: int, *, model: str | None = None,
-                       filters: dict[str, Any] | None = None) -> Session:
+    def update_session(
+        self, session_id: int, *, model: str | None = None, filters: dict[str, Any] | None = None
+    ) -> Session:
         """Record the session's model and filters (what `/model`, `/since`... changed)."""
         self.get_session(session_id)
         with self._lock:
             if model is not None:
-                self._db.execute("UPDATE sessions SET model = ? WHERE id = ?",
-                                 (model, int(session_id)))
+                self._db.execute(
+                    "UPDATE sessions SET model = ? WHERE id = ?", (model, int(session_id))
+                )
             if filters is not None:
-                self._db.execute("UPDATE sessions SET filters = ? WHERE id = ?",
-                                 (json.dumps(filters, default=str), int(session_id)))
+                self._db.execute(
+                    "UPDATE sessions SET filters = ? WHERE id = ?",
+                    (json.dumps(filters, default=str), int(session_id)),
+                )
         return self.get_session(session_id)
 
     @_guarded
@@ -393,13 +423,26 @@ class SessionStore:
                 answer = json.loads(row["answer"])
             except ValueError:
                 answer = None
-        return Message(id=row["id"], session_id=row["session_id"], role=row["role"],
-                       content=row["content"], created=row["created"], answer=answer,
-                       status=row["status"] or "done")
+        return Message(
+            id=row["id"],
+            session_id=row["session_id"],
+            role=row["role"],
+            content=row["content"],
+            created=row["created"],
+            answer=answer,
+            status=row["status"] or "done",
+        )
 
     @_guarded
-    def add_message(self, session_id: int, role: str, content: str, *,
-                    answer: dict[str, Any] | None = None, status: str = "done") -> Message:
+    def add_message(
+        self,
+        session_id: int,
+        role: str,
+        content: str,
+        *,
+        answer: dict[str, Any] | None = None,
+        status: str = "done",
+    ) -> Message:
         """Append a message; the session's first question becomes its title."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, not {role!r}")
@@ -414,19 +457,35 @@ class SessionStore:
             cur = db.execute(
                 "INSERT INTO messages (session_id, role, content, created, answer, status) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (int(session_id), role, content, now,
-                 json.dumps(answer, default=str) if answer is not None else None, status),
+                (
+                    int(session_id),
+                    role,
+                    content,
+                    now,
+                    json.dumps(answer, default=str) if answer is not None else None,
+                    status,
+                ),
             )
-            db.execute("UPDATE sessions SET updated = ?, title = ? WHERE id = ?",
-                       (now, title, int(session_id)))
+            db.execute(
+                "UPDATE sessions SET updated = ?, title = ? WHERE id = ?",
+                (now, title, int(session_id)),
+            )
         with self._lock:
-            row = self._db.execute("SELECT * FROM messages WHERE id = ?",
-                                   (cur.lastrowid,)).fetchone()
+            row = self._db.execute(
+                "SELECT * FROM messages WHERE id = ?", (cur.lastrowid,)
+            ).fetchone()
         return self._message(row)
 
     @_guarded
-    def replace_answer(self, session_id: int, old_answer_id: int, content: str, *,
-                       answer: dict[str, Any] | None = None, status: str = "done") -> Message:
+    def replace_answer(
+        self,
+        session_id: int,
+        old_answer_id: int,
+        content: str,
+        *,
+        answer: dict[str, Any] | None = None,
+        status: str = "done",
+    ) -> Message:
         """Store a regenerated answer in place of `old_answer_id`, in one transaction.
 
         The new answer is inserted and the old one deleted together, so a
@@ -443,15 +502,23 @@ class SessionStore:
             cur = db.execute(
                 "INSERT INTO messages (session_id, role, content, created, answer, status) "
                 "VALUES (?, 'assistant', ?, ?, ?, ?)",
-                (session_id, content, now,
-                 json.dumps(answer, default=str) if answer is not None else None, status),
+                (
+                    session_id,
+                    content,
+                    now,
+                    json.dumps(answer, default=str) if answer is not None else None,
+                    status,
+                ),
             )
-            db.execute("DELETE FROM messages WHERE id = ? AND session_id = ? "
-                       "AND role = 'assistant'", (int(old_answer_id), session_id))
+            db.execute(
+                "DELETE FROM messages WHERE id = ? AND session_id = ? AND role = 'assistant'",
+                (int(old_answer_id), session_id),
+            )
             db.execute("UPDATE sessions SET updated = ? WHERE id = ?", (now, session_id))
         with self._lock:
-            new = self._db.execute("SELECT * FROM messages WHERE id = ?",
-                                   (cur.lastrowid,)).fetchone()
+            new = self._db.execute(
+                "SELECT * FROM messages WHERE id = ?", (cur.lastrowid,)
+            ).fetchone()
         return self._message(new)
 
     @_guarded
@@ -472,8 +539,9 @@ class SessionStore:
             self._db.execute("DELETE FROM messages WHERE id = ?", (int(message_id),))
 
     @_guarded
-    def messages(self, session_id: int, *, limit: int | None = None,
-                 before_id: int | None = None) -> list[Message]:
+    def messages(
+        self, session_id: int, *, limit: int | None = None, before_id: int | None = None
+    ) -> list[Message]:
         """Messages in order; with `limit`, only the last `limit` (before `before_id`)."""
         sql, params = "SELECT * FROM messages WHERE session_id = ?", [int(session_id)]
         if before_id is not None:
@@ -498,8 +566,9 @@ class SessionStore:
             return int(self._db.execute(sql, params).fetchone()[0])
 
     @_guarded
-    def history(self, session_id: int, before_id: int | None = None
-                ) -> list[tuple[str, dict[str, Any]]]:
+    def history(
+        self, session_id: int, before_id: int | None = None
+    ) -> list[tuple[str, dict[str, Any]]]:
         """(question, stored answer) for each answered question, oldest first.
 
         The chat turns these back into `answer.Turn`s so a resumed session's
@@ -528,16 +597,24 @@ class SessionStore:
             cur = db.executemany(
                 "INSERT INTO messages (session_id, role, content, created, answer, status) "
                 "VALUES (?, ?, ?, ?, ?, 'done')",
-                [(int(session_id), role, content, now,
-                  json.dumps(answer, default=str) if answer is not None else None)
-                 for role, content, answer in rows],
+                [
+                    (
+                        int(session_id),
+                        role,
+                        content,
+                        now,
+                        json.dumps(answer, default=str) if answer is not None else None,
+                    )
+                    for role, content, answer in rows
+                ],
             )
             db.execute("UPDATE sessions SET updated = ? WHERE id = ?", (now, int(session_id)))
         return cur.rowcount
 
     @_guarded
-    def _restore(self, sessions: list[dict[str, Any]], messages: list[dict[str, Any]]
-                 ) -> tuple[int, int]:
+    def _restore(
+        self, sessions: list[dict[str, Any]], messages: list[dict[str, Any]]
+    ) -> tuple[int, int]:
         """Insert rows salvaged from a damaged file, keeping their ids (for `repair`).
 
         Rows come from any schema version, so every column but the key is
@@ -557,9 +634,14 @@ class SessionStore:
                 db.execute(
                     "INSERT OR IGNORE INTO sessions (id, title, created, updated, model, filters)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
-                    (session_id, str(row.get("title") or DEFAULT_TITLE),
-                     str(row.get("created") or now), str(row.get("updated") or now),
-                     row.get("model"), filters if isinstance(filters, str) else "{}"),
+                    (
+                        session_id,
+                        str(row.get("title") or DEFAULT_TITLE),
+                        str(row.get("created") or now),
+                        str(row.get("updated") or now),
+                        row.get("model"),
+                        filters if isinstance(filters, str) else "{}",
+                    ),
                 )
                 known.add(session_id)
                 kept_sessions += 1
@@ -586,11 +668,20 @@ class SessionStore:
                 db.execute(
                     "INSERT OR IGNORE INTO messages (id, session_id, role, content, created, "
                     "answer, status) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (message_id, session_id, role, content, created,
-                     answer if isinstance(answer, str) else None, status),
+                    (
+                        message_id,
+                        session_id,
+                        role,
+                        content,
+                        created,
+                        answer if isinstance(answer, str) else None,
+                        status,
+                    ),
                 )
-                db.execute("UPDATE sessions SET updated = max(updated, ?) WHERE id = ?",
-                           (created, session_id))
+                db.execute(
+                    "UPDATE sessions SET updated = max(updated, ?) WHERE id = ?",
+                    (created, session_id),
+                )
                 kept_messages += 1
         return kept_sessions, kept_messages
 
@@ -637,8 +728,11 @@ def source_line(source: dict[str, Any]) -> str:
     if source.get("url"):
         line += f" {source['url']}"
     if "supported" in source:
-        line += (" (supported by its passage)" if source["supported"]
-                 else " (not supported by its passage)")
+        line += (
+            " (supported by its passage)"
+            if source["supported"]
+            else " (not supported by its passage)"
+        )
     return line
 
 
@@ -646,8 +740,11 @@ def render_markdown(session: Session, messages: list[Message]) -> str:
     """The session as Markdown: each question, each answer with its numbered
     references, and at the end every paper the session cited."""
     lines = [f"# {session.title}", ""]
-    meta = [f"- session: {session.id}", f"- started: {session.created}",
-            f"- last used: {session.updated}"]
+    meta = [
+        f"- session: {session.id}",
+        f"- started: {session.created}",
+        f"- last used: {session.updated}",
+    ]
     if session.model:
         meta.append(f"- model: {session.model}")
     if describe_filters(session.filters):
@@ -697,10 +794,15 @@ class RepairReport:
     complete: bool = True  # False when some rows could not be read (they stay in moved_to)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": str(self.path), "damaged": self.damaged, "problem": self.problem,
-                "moved_to": str(self.moved_to) if self.moved_to else None,
-                "recovered_sessions": self.sessions, "recovered_messages": self.messages,
-                "complete": self.complete}
+        return {
+            "path": str(self.path),
+            "damaged": self.damaged,
+            "problem": self.problem,
+            "moved_to": str(self.moved_to) if self.moved_to else None,
+            "recovered_sessions": self.sessions,
+            "recovered_messages": self.messages,
+            "complete": self.complete,
+        }
 
 
 def diagnose(path: Path) -> str | None:
@@ -750,8 +852,7 @@ def repair(home: Path, clock: Callable[[], datetime] | None = None) -> RepairRep
     for stale in [building, *(Path(f"{building}{s}") for s in _SIDE_FILES)]:
         stale.unlink(missing_ok=True)
     sessions, messages, complete = _salvage(path)
-    report = RepairReport(path, damaged=True, problem=problem, moved_to=aside,
-                          complete=complete)
+    report = RepairReport(path, damaged=True, problem=problem, moved_to=aside, complete=complete)
     try:
         with SessionStore(building, clock=clock) as fresh:
             report.sessions, report.messages = fresh._restore(sessions, messages)
@@ -761,9 +862,10 @@ def repair(home: Path, clock: Callable[[], datetime] | None = None) -> RepairRep
                 os.replace(old, f"{aside}{suffix}")
         os.replace(building, path)
     except OSError as exc:
-        raise StoreError(f"cannot repair {path}: {exc.strerror or exc} "
-                         f"({'moved to ' + str(aside) if aside.exists() else 'left as it was'})"
-                         ) from None
+        raise StoreError(
+            f"cannot repair {path}: {exc.strerror or exc} "
+            f"({'moved to ' + str(aside) if aside.exists() else 'left as it was'})"
+        ) from None
     return report
 
 
@@ -798,8 +900,11 @@ def _readable_rows(db: sqlite3.Connection, table: str) -> tuple[list[dict[str, A
     complete, after = True, 0
     while True:
         try:
-            cursor = db.execute(f"SELECT rowid AS _rowid_, * FROM {table} "  # noqa: S608
-                                "WHERE rowid > ? ORDER BY rowid", (after,))
+            cursor = db.execute(
+                f"SELECT rowid AS _rowid_, * FROM {table} "  # noqa: S608
+                "WHERE rowid > ? ORDER BY rowid",
+                (after,),
+            )
             for row in cursor:
                 rows.append(dict(row))
                 after = int(row["_rowid_"])
@@ -817,8 +922,11 @@ def _next_readable(db: sqlite3.Connection, table: str, after: int) -> int | None
 
     def readable(start: int) -> bool:
         try:
-            db.execute(f"SELECT rowid FROM {table} WHERE rowid > ? "  # noqa: S608
-                       "ORDER BY rowid LIMIT 1", (start,)).fetchall()
+            db.execute(
+                f"SELECT rowid FROM {table} WHERE rowid > ? "  # noqa: S608
+                "ORDER BY rowid LIMIT 1",
+                (start,),
+            ).fetchall()
             return True
         except sqlite3.DatabaseError:
             return False

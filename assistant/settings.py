@@ -86,20 +86,25 @@ class Settings:
             values[name] = value
             origins[name] = origin
         warnings: list[str] = []
-        if (env_file is None and origins["base_url"] == ".env"
-                and origins["api_key"] == "environment"):
+        if (
+            env_file is None
+            and origins["base_url"] == ".env"
+            and origins["api_key"] == "environment"
+        ):
             values["api_key"] = None
             warnings.append(
                 f"OPENAI_API_KEY from the environment is not sent to "
                 f"OPENAI_BASE_URL={values['base_url']} from {dotenv_path.resolve()}: a .env in "
                 "the working folder may not redirect your key. Set OPENAI_BASE_URL in the "
-                "environment (or --base-url), or pass --env-file to trust that file.")
+                "environment (or --base-url), or pass --env-file to trust that file."
+            )
         local_model = str(values["local_model"]).lower()
         if local_model not in LOCAL_MODEL_CHOICES:
             from .errors import UsageError
 
-            raise UsageError(f"ASSISTANT_LOCAL_MODEL: expected auto or off, got "
-                             f"{values['local_model']!r}")
+            raise UsageError(
+                f"ASSISTANT_LOCAL_MODEL: expected auto or off, got {values['local_model']!r}"
+            )
         return cls(
             base_url=(values["base_url"] or None) and values["base_url"].rstrip("/"),
             api_key=values["api_key"] or None,

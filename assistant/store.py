@@ -133,8 +133,9 @@ def connect(settings: Settings):
     import chromadb
 
     if settings.chroma_url:
-        url = urlparse(settings.chroma_url if "//" in settings.chroma_url
-                       else f"http://{settings.chroma_url}")
+        url = urlparse(
+            settings.chroma_url if "//" in settings.chroma_url else f"http://{settings.chroma_url}"
+        )
         if not url.hostname:
             raise StoreError(f"ASSISTANT_CHROMA_URL={settings.chroma_url!r} is not a URL")
         try:
@@ -166,8 +167,14 @@ def connect(settings: Settings):
 class Library:
     """The stored papers and chunks, and the embedder they were built with."""
 
-    def __init__(self, client: Any, location: str, suffix: str = "",
-                 lock_path: Path | None = None, remote: bool = False):
+    def __init__(
+        self,
+        client: Any,
+        location: str,
+        suffix: str = "",
+        lock_path: Path | None = None,
+        remote: bool = False,
+    ):
         self.client = client
         self.location = location
         self.suffix = suffix  # "__next" while `reindex` builds a replacement
@@ -182,8 +189,12 @@ class Library:
     def open(cls, settings: Settings) -> Library:
         """Connect, and finish (or roll back) a reindex interrupted mid-swap."""
         location = settings.chroma_url or str(settings.home / "chroma")
-        library = cls(connect(settings), location, lock_path=Path(settings.home) / LOCK_FILE,
-                      remote=bool(settings.chroma_url))
+        library = cls(
+            connect(settings),
+            location,
+            lock_path=Path(settings.home) / LOCK_FILE,
+            remote=bool(settings.chroma_url),
+        )
         if library._swap_left_over():
             # Only when no ingest or reindex is running: a reindex mid-swap
             # finishes its own swap, and a reader must not wait for it.
@@ -220,8 +231,9 @@ class Library:
 
     # -- writers' lock -----------------------------------------------------
     @contextmanager
-    def write_lock(self, notify: Callable[[str], None] | None = None,
-                   blocking: bool = True) -> Iterator[bool]:
+    def write_lock(
+        self, notify: Callable[[str], None] | None = None, blocking: bool = True
+    ) -> Iterator[bool]:
         """One writer per home at a time: ingest and reindex hold this for their
         whole run, so a second one diffs against the first's result instead of
         re-embedding everything, and no generation increment is lost.
@@ -244,8 +256,9 @@ class Library:
             self.lock_path.parent.mkdir(parents=True, exist_ok=True)
             handle = open(self.lock_path, "a+b")  # noqa: SIM115 - held across the yield
         except OSError as exc:
-            raise StoreError(f"cannot create the lock file {self.lock_path}: "
-                             f"{exc.strerror or exc}") from None
+            raise StoreError(
+                f"cannot create the lock file {self.lock_path}: {exc.strerror or exc}"
+            ) from None
         try:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -254,8 +267,7 @@ class Library:
                     yield False
                     return
                 if notify:
-                    notify(f"waiting for another ingest or reindex of {self.location} "
-                           "to finish…")
+                    notify(f"waiting for another ingest or reindex of {self.location} to finish…")
                 fcntl.flock(handle, fcntl.LOCK_EX)
             self._lock_depth = 1
             try:
@@ -290,8 +302,10 @@ class Library:
 
     def _damaged(self, exc: BaseException) -> StoreDamaged:
         if self.remote:
-            return StoreDamaged(f"the Chroma server at {self.location} cannot read the "
-                                f"library: {type(exc).__name__}: {exc}")
+            return StoreDamaged(
+                f"the Chroma server at {self.location} cannot read the "
+                f"library: {type(exc).__name__}: {exc}"
+            )
         return StoreDamaged(
             f"the library at {self.location} cannot be read ({type(exc).__name__}: {exc}); "
             "it may be damaged: move that folder aside and run `assistant ingest` again "
@@ -397,7 +411,7 @@ class Library:
         ids = list(ids)
         for start in range(0, len(ids), READ_BATCH):
             with self._guard("read paper records"):
-                batch = papers.get(ids=ids[start:start + READ_BATCH], include=["metadatas"])
+                batch = papers.get(ids=ids[start : start + READ_BATCH], include=["metadatas"])
             for pid, meta in zip(batch["ids"], batch["metadatas"]):
                 found[pid] = dict(meta or {})
         return found
@@ -412,7 +426,7 @@ class Library:
         for start in range(0, len(keys), 500):
             with self._guard("read paper records"):
                 batch = papers.get(
-                    where={"title_key": {"$in": keys[start:start + 500]}}, include=["metadatas"]
+                    where={"title_key": {"$in": keys[start : start + 500]}}, include=["metadatas"]
                 )
             for pid, meta in zip(batch["ids"], batch["metadatas"]):
                 found.setdefault(str(meta["title_key"]), pid)
@@ -464,8 +478,12 @@ class Library:
             return (papers.count() if papers else 0, chunks.count() if chunks else 0)
 
     # -- writing -----------------------------------------------------------
-    def write(self, writes: list[PaperWrite], embedder: tuple[str, int],
-              replaces: dict[str, str] | None = None) -> None:
+    def write(
+        self,
+        writes: list[PaperWrite],
+        embedder: tuple[str, int],
+        replaces: dict[str, str] | None = None,
+    ) -> None:
         """Store a batch of papers (see the module docstring for the order).
 
         `replaces` maps new paper id -> an old id the paper was stored under
@@ -493,14 +511,22 @@ class Library:
         with self._guard("write chunks"):
             for start in range(0, len(ids), WRITE_BATCH):
                 end = start + WRITE_BATCH
-                chunks.upsert(ids=ids[start:end], documents=docs[start:end],
-                              metadatas=metas[start:end], embeddings=vectors[start:end])
+                chunks.upsert(
+                    ids=ids[start:end],
+                    documents=docs[start:end],
+                    metadatas=metas[start:end],
+                    embeddings=vectors[start:end],
+                )
             # Every chunk of these papers that carries none of the new hashes is stale
             # (a hash covers the title, so no paper can carry another's). One call.
-            chunks.delete(where={"$and": [
-                {"paper_id": {"$in": [w.paper_id for w in writes]}},
-                {"content_hash": {"$nin": [w.metadata["content_hash"] for w in writes]}},
-            ]})
+            chunks.delete(
+                where={
+                    "$and": [
+                        {"paper_id": {"$in": [w.paper_id for w in writes]}},
+                        {"content_hash": {"$nin": [w.metadata["content_hash"] for w in writes]}},
+                    ]
+                }
+            )
             old_ids = [old for new, old in (replaces or {}).items() if old != new]
             if old_ids:
                 chunks.delete(where={"paper_id": {"$in": old_ids}})
@@ -516,12 +542,12 @@ class Library:
         self._bump_generation()
         with self._guard("write paper records"):
             for start in range(0, len(writes), WRITE_BATCH):
-                batch = writes[start:start + WRITE_BATCH]
+                batch = writes[start : start + WRITE_BATCH]
                 papers.upsert(
                     ids=[w.paper_id for w in batch],
                     documents=[w.abstract for w in batch],
                     metadatas=[w.metadata for w in batch],
-                    embeddings=means[start:start + WRITE_BATCH],
+                    embeddings=means[start : start + WRITE_BATCH],
                 )
             if old_ids:
                 papers.delete(ids=old_ids)
@@ -540,8 +566,7 @@ class Library:
         for name in (CHUNKS, PAPERS):
             if name + NEXT in names:
                 self._drop(name + NEXT)
-        return Library(self.client, self.location, suffix=NEXT, lock_path=None,
-                       remote=self.remote)
+        return Library(self.client, self.location, suffix=NEXT, lock_path=None, remote=self.remote)
 
     def swap_in(self, replacement: Library) -> None:
         """Replace this library's collections with the replacement's.
@@ -611,13 +636,17 @@ class Library:
         papers, chunks = self.papers(), self.chunks()
         self._bump_generation()  # before and after, as in `write`
         for start in range(0, len(records), WRITE_BATCH):
-            batch = records[start:start + WRITE_BATCH]
+            batch = records[start : start + WRITE_BATCH]
             chunk_ids, chunk_metas = [], []
             for pid, meta in batch:
                 for n in range(int(meta.get("n_chunks", 0))):
                     chunk_ids.append(f"{pid}#{n}")
-                    chunk_meta = {"paper_id": pid, "title": meta["title"], "chunk": n,
-                                  "content_hash": meta["content_hash"]}
+                    chunk_meta = {
+                        "paper_id": pid,
+                        "title": meta["title"],
+                        "chunk": n,
+                        "content_hash": meta["content_hash"],
+                    }
                     if meta.get("published"):
                         chunk_meta["published"] = meta["published"]
                     chunk_metas.append(chunk_meta)

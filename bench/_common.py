@@ -24,20 +24,25 @@ VENV_BIN = Path(sys.executable).parent
 
 def add_common_args(parser) -> None:
     parser.add_argument(
-        "--model-dir", type=Path, default=os.environ.get("ASSISTANT_EMBED_MODEL_DIR"),
+        "--model-dir",
+        type=Path,
+        default=os.environ.get("ASSISTANT_EMBED_MODEL_DIR"),
         help="local all-MiniLM-L6-v2 (a folder holding onnx/) "
-             "[default: $ASSISTANT_EMBED_MODEL_DIR]",
+        "[default: $ASSISTANT_EMBED_MODEL_DIR]",
     )
     parser.add_argument(
-        "--keep-home", action="store_true",
+        "--keep-home",
+        action="store_true",
         help="do not delete the temporary ASSISTANT_HOME at the end (its path is printed)",
     )
 
 
 def check_model_dir(model_dir: Path | None) -> Path:
     if model_dir is None or not (Path(model_dir) / "onnx" / "model.onnx").is_file():
-        sys.exit("set ASSISTANT_EMBED_MODEL_DIR (or --model-dir) to a folder holding "
-                 "onnx/model.onnx; this machine may be offline")
+        sys.exit(
+            "set ASSISTANT_EMBED_MODEL_DIR (or --model-dir) to a folder holding "
+            "onnx/model.onnx; this machine may be offline"
+        )
     return Path(model_dir).resolve()
 
 
@@ -124,8 +129,10 @@ def machine_line() -> str:
         load = "load average {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
     except OSError:
         load = "load average unknown"
-    return (f"{platform.node() or 'machine'}: {os.cpu_count()} cores, "
-            f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M')}, {load}")
+    return (
+        f"{platform.node() or 'machine'}: {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d %H:%M')}, {load}"
+    )
 
 
 def load_line() -> str:

@@ -95,8 +95,9 @@ def llama_server(base_url: str | None):
     started = time.perf_counter()
     try:
         with local_llama_server(n_ctx=N_CTX) as url:
-            print(f"llama.cpp server up at {url} in {time.perf_counter() - started:.1f} s",
-                  flush=True)
+            print(
+                f"llama.cpp server up at {url} in {time.perf_counter() - started:.1f} s", flush=True
+            )
             yield url
     except LocalServerError as exc:
         sys.exit(str(exc))
@@ -109,11 +110,17 @@ def flush_prefix_cache(base_url: str) -> None:
     differs; without this, a call right after one with the same instructions
     (or the same prompt) would skip part of its prompt processing.
     """
-    body = json.dumps({"model": MODEL_ALIAS, "max_tokens": 1, "temperature": 0,
-                       "messages": [{"role": "system", "content": "x"},
-                                    {"role": "user", "content": "ok"}]}).encode()
-    request = urllib.request.Request(f"{base_url}/chat/completions", data=body,
-                                     headers={"Content-Type": "application/json"})
+    body = json.dumps(
+        {
+            "model": MODEL_ALIAS,
+            "max_tokens": 1,
+            "temperature": 0,
+            "messages": [{"role": "system", "content": "x"}, {"role": "user", "content": "ok"}],
+        }
+    ).encode()
+    request = urllib.request.Request(
+        f"{base_url}/chat/completions", data=body, headers={"Content-Type": "application/json"}
+    )
     urllib.request.urlopen(request, timeout=120).read()
 
 
@@ -148,8 +155,9 @@ class Run:
 def has_facts(text: str, q: dict[str, Any]) -> bool:
     """eval/README.md's rule: every inner list has one alternative in the answer."""
     low = text.casefold()
-    return all(any(alt.casefold() in low for alt in group)
-               for group in q.get("answer_contains", []))
+    return all(
+        any(alt.casefold() in low for alt in group) for group in q.get("answer_contains", [])
+    )
 
 
 def _norm(title: str) -> str:
@@ -164,14 +172,24 @@ def run_ours(q: dict[str, Any], retriever, client, *, stream: bool) -> Run:
 
     pieces: list[str] = []
     started = time.perf_counter()
-    answer = ask(q["question"], retriever, client, k=TOP_K, context_window=N_CTX,
-                 stream=stream, on_token=pieces.append)
+    answer = ask(
+        q["question"],
+        retriever,
+        client,
+        k=TOP_K,
+        context_window=N_CTX,
+        stream=stream,
+        on_token=pieces.append,
+    )
     wall = time.perf_counter() - started
     papers = retriever.papers
     by_n = {s.n: s for s in answer.sources}
     resolved = [
-        c.n in by_n and by_n[c.n].title == c.title and c.paper_id in papers
-        and papers[c.paper_id].get("title") == c.title and bool(c.title.strip())
+        c.n in by_n
+        and by_n[c.n].title == c.title
+        and c.paper_id in papers
+        and papers[c.paper_id].get("title") == c.title
+        and bool(c.title.strip())
         for c in answer.citations
     ]
     expected = {_norm(t) for t in q.get("expected_titles", [])}
@@ -179,7 +197,9 @@ def run_ours(q: dict[str, Any], retriever, client, *, stream: bool) -> Run:
     raw_markers = [int(m) for m in _MARKER.findall(answer.raw)]
     raw_resolved = [n in by_n for n in raw_markers]
     return Run(
-        qid=q["id"], wall_s=wall, text=answer.full_text(),
+        qid=q["id"],
+        wall_s=wall,
+        text=answer.full_text(),
         cited=bool(answer.citations),
         valid=bool(resolved) and all(resolved),
         cites_expected=any(_norm(c.title) in expected for c in answer.citations),
@@ -188,16 +208,21 @@ def run_ours(q: dict[str, Any], retriever, client, *, stream: bool) -> Run:
         model_valid=bool(raw_resolved) and all(raw_resolved),
         prose_facts=not answer.abstained and answer.prose_supported and has_facts(answer.text, q),
         detail={
-            "raw": answer.raw, "abstained": answer.abstained,
+            "raw": answer.raw,
+            "abstained": answer.abstained,
             "abstain_reason": answer.abstain_reason,
             "citations": [c.to_dict() for c in answer.citations],
             "dropped_citations": answer.dropped_citations,
             "unknown_numbers": answer.unknown_numbers,
             "raw_markers": len(_MARKER.findall(answer.raw)),
             "sources": [s.title for s in answer.sources],
-            "retrieval_s": u.retrieval_s, "model_s": u.model_s, "total_s": u.total_s,
-            "overhead_s": u.overhead_s, "first_token_s": u.first_token_s,
-            "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+            "retrieval_s": u.retrieval_s,
+            "model_s": u.model_s,
+            "total_s": u.total_s,
+            "overhead_s": u.overhead_s,
+            "first_token_s": u.first_token_s,
+            "prompt_tokens": u.prompt_tokens,
+            "completion_tokens": u.completion_tokens,
         },
     )
 
@@ -271,11 +296,13 @@ class LLMCallLog:
                     start = log._starts.pop() if log._starts else None
                     raw = getattr(event.response, "raw", None)
                     usage = getattr(raw, "usage", None)
-                    log.calls.append({
-                        "s": None if start is None else time.perf_counter() - start,
-                        "prompt_tokens": getattr(usage, "prompt_tokens", None),
-                        "completion_tokens": getattr(usage, "completion_tokens", None),
-                    })
+                    log.calls.append(
+                        {
+                            "s": None if start is None else time.perf_counter() - start,
+                            "prompt_tokens": getattr(usage, "prompt_tokens", None),
+                            "completion_tokens": getattr(usage, "completion_tokens", None),
+                        }
+                    )
 
         get_dispatcher().add_event_handler(Handler())
 
@@ -302,18 +329,27 @@ def build_baseline(base_url: str, embedder, timeout: float):
         )
         for m in merged
     ]
-    llm = OpenAILike(model=MODEL_ALIAS, api_base=base_url, api_key="x", is_chat_model=True,
-                     context_window=N_CTX, max_tokens=MAX_TOKENS, temperature=0,
-                     timeout=timeout)
+    llm = OpenAILike(
+        model=MODEL_ALIAS,
+        api_base=base_url,
+        api_key="x",
+        is_chat_model=True,
+        context_window=N_CTX,
+        max_tokens=MAX_TOKENS,
+        temperature=0,
+        timeout=timeout,
+    )
     embed_model = make_llama_embedding(embedder)
     started = time.perf_counter()
     index = VectorStoreIndex.from_documents(
-        docs, embed_model=embed_model,
+        docs,
+        embed_model=embed_model,
         transformations=[SentenceSplitter(chunk_size=1024, chunk_overlap=200)],
     )
     build_s = time.perf_counter() - started
-    engine = CitationQueryEngine.from_args(index, llm=llm, similarity_top_k=TOP_K,
-                                           embed_model=embed_model)
+    engine = CitationQueryEngine.from_args(
+        index, llm=llm, similarity_top_k=TOP_K, embed_model=embed_model
+    )
     return engine, len(docs), len(index.docstore.docs), build_s
 
 
@@ -329,12 +365,15 @@ def run_baseline(q: dict[str, Any], engine, calls: LLMCallLog, known_titles: set
         1 <= n <= len(nodes) and nodes[n - 1].node.metadata.get("title") in known_titles
         for n in markers
     ]
-    cited_titles = {nodes[n - 1].node.metadata.get("title", "")
-                    for n, ok in zip(markers, resolved) if ok}
+    cited_titles = {
+        nodes[n - 1].node.metadata.get("title", "") for n, ok in zip(markers, resolved) if ok
+    }
     expected = {_norm(t) for t in q.get("expected_titles", [])}
     model_s = sum(c["s"] or 0.0 for c in calls.calls)
     return Run(
-        qid=q["id"], wall_s=wall, text=text,
+        qid=q["id"],
+        wall_s=wall,
+        text=text,
         cited=bool(markers),
         valid=bool(resolved) and all(resolved),
         cites_expected=any(_norm(t) in expected for t in cited_titles),
@@ -345,7 +384,8 @@ def run_baseline(q: dict[str, Any], engine, calls: LLMCallLog, known_titles: set
         detail={
             "markers": markers,
             "sources": [n.node.metadata.get("title") for n in nodes],
-            "llm_calls": calls.calls, "model_s": model_s,
+            "llm_calls": calls.calls,
+            "model_s": model_s,
             "overhead_s": max(0.0, wall - model_s) if calls.calls else None,
             "completion_tokens": sum(c["completion_tokens"] or 0 for c in calls.calls),
         },
@@ -375,17 +415,29 @@ def best_of(rounds: list[list[Run]]) -> list[Run]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_common_args(parser)
-    parser.add_argument("--base-url", help="a running OpenAI-compatible server serving "
-                        "SmolLM2 as 'smollm2' (default: start llama.cpp's server here)")
+    parser.add_argument(
+        "--base-url",
+        help="a running OpenAI-compatible server serving "
+        "SmolLM2 as 'smollm2' (default: start llama.cpp's server here)",
+    )
     parser.add_argument("--n", type=int, default=10, help="answerable questions (default 10)")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="repeat the whole pass this many times (default 1)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="repeat the whole pass this many times (default 1)"
+    )
     parser.add_argument("--questions", type=Path, default=REPO / "eval" / "questions.jsonl")
     parser.add_argument("--skip-baseline", action="store_true")
-    parser.add_argument("--timeout", type=float, default=600.0,
-                        help="per model call, seconds (default 600: a busy machine is slow)")
-    parser.add_argument("--json", type=Path, default=REPO / "bench" / "out" / "ask_bench.json",
-                        help="per-question records (default bench/out/ask_bench.json)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        help="per model call, seconds (default 600: a busy machine is slow)",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=REPO / "bench" / "out" / "ask_bench.json",
+        help="per-question records (default bench/out/ask_bench.json)",
+    )
     args = parser.parse_args()
     model_dir = check_model_dir(args.model_dir)
     os.environ["ASSISTANT_EMBED_MODEL_DIR"] = str(model_dir)
@@ -396,13 +448,18 @@ def main() -> int:
 
     answerable = load_questions(args.questions)
     if len(answerable) <= args.n:
-        sys.exit(f"need more than --n={args.n} answerable questions (one is the warm-up); "
-                 f"{args.questions} has {len(answerable)}")
-    questions, warmup = answerable[:args.n], answerable[args.n]
+        sys.exit(
+            f"need more than --n={args.n} answerable questions (one is the warm-up); "
+            f"{args.questions} has {len(answerable)}"
+        )
+    questions, warmup = answerable[: args.n], answerable[args.n]
     print(machine_line())
-    print(f"{len(questions)} answerable questions from {args.questions.name}; warm-up: "
-          f"{warmup['id']}; {args.rounds} round(s); load average "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    print(
+        f"{len(questions)} answerable questions from {args.questions.name}; warm-up: "
+        f"{warmup['id']}; {args.rounds} round(s); load average "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        flush=True,
+    )
 
     from assistant.embed import MiniLMEmbedder
     from assistant.ingest import ingest
@@ -412,13 +469,21 @@ def main() -> int:
     from assistant.store import Library
 
     with temp_home(args.keep_home) as home, llama_server(args.base_url) as url:
-        settings = Settings(home=home, embed_model_dir=model_dir, base_url=url,
-                            model=MODEL_ALIAS, context_window=N_CTX, timeout=args.timeout)
+        settings = Settings(
+            home=home,
+            embed_model_dir=model_dir,
+            base_url=url,
+            model=MODEL_ALIAS,
+            context_window=N_CTX,
+            timeout=args.timeout,
+        )
         embedder = MiniLMEmbedder(model_dir)
         started = time.perf_counter()
         report = ingest([], settings, library=Library.open(settings), embedder=embedder)
-        print(f"ingested {report.total_papers} papers in {time.perf_counter() - started:.1f} s",
-              flush=True)
+        print(
+            f"ingested {report.total_papers} papers in {time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
         retriever = Retriever(Library.open(settings), embedder, settings)
         known_titles = {str(p.get("title", "")) for p in retriever.papers.values()}
         client = ModelClient(settings, model=MODEL_ALIAS)
@@ -450,25 +515,33 @@ def main() -> int:
                     flush_prefix_cache(url)
                     if stream is None:
                         run = run_baseline(q, engine, calls, known_titles)
-                        what = (f"{len(run.detail['llm_calls'])} LLM call(s), markers "
-                                f"{run.detail['markers']}")
+                        what = (
+                            f"{len(run.detail['llm_calls'])} LLM call(s), markers "
+                            f"{run.detail['markers']}"
+                        )
                     else:
                         run = run_ours(q, retriever, client, stream=stream)
                         d = run.detail
-                        what = (f"outside model {d['overhead_s'] * 1000:4.0f} ms, "
-                                f"{len(d['citations'])} citation(s)"
-                                + (f", ABSTAINED ({d['abstain_reason']})"
-                                   if d["abstained"] else ""))
+                        what = (
+                            f"outside model {d['overhead_s'] * 1000:4.0f} ms, "
+                            f"{len(d['citations'])} citation(s)"
+                            + (f", ABSTAINED ({d['abstain_reason']})" if d["abstained"] else "")
+                        )
                     all_runs[label][r].append(run)
-                    print(f"  r{r + 1} {q['id']:28} {label:14} {run.wall_s:6.2f} s  {what}  "
-                          f"valid={run.valid}", flush=True)
+                    print(
+                        f"  r{r + 1} {q['id']:28} {label:14} {run.wall_s:6.2f} s  {what}  "
+                        f"valid={run.valid}",
+                        flush=True,
+                    )
         client.close()
         if engine is not None:
             from llama_index.core import Settings as LISettings
 
             untouched = LISettings._llm is None and LISettings._embed_model is None
-            print(f"LlamaIndex global Settings default LLM/embedder never built: {untouched}; "
-                  f"OPENAI_API_KEY set: {'OPENAI_API_KEY' in os.environ}")
+            print(
+                f"LlamaIndex global Settings default LLM/embedder never built: {untouched}; "
+                f"OPENAI_API_KEY set: {'OPENAI_API_KEY' in os.environ}"
+            )
     print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     ours = {label: best_of(rounds) for label, rounds in all_runs.items()}
@@ -490,61 +563,97 @@ def main() -> int:
             oh = [r.detail["overhead_s"] for r in runs if r.detail["overhead_s"] is not None]
         else:
             oh = [r.detail["overhead_s"] for r in runs]
-        rows.append([
-            label, f"{median(walls):.2f}", f"{percentile(walls, 95):.2f}",
-            spread(walls), f"{sum(r.cited for r in runs)}/{n}",
-            f"{sum(r.valid for r in runs)}/{n}", f"{sum(r.cites_expected for r in runs)}/{n}",
-            f"{sum(r.facts for r in runs)}/{n}",
-            f"{sum(r.model_valid for r in runs)}/{n}", f"{sum(r.prose_facts for r in runs)}/{n}",
-            _ms(oh) if oh else "-",
-        ])
+        rows.append(
+            [
+                label,
+                f"{median(walls):.2f}",
+                f"{percentile(walls, 95):.2f}",
+                spread(walls),
+                f"{sum(r.cited for r in runs)}/{n}",
+                f"{sum(r.valid for r in runs)}/{n}",
+                f"{sum(r.cites_expected for r in runs)}/{n}",
+                f"{sum(r.facts for r in runs)}/{n}",
+                f"{sum(r.model_valid for r in runs)}/{n}",
+                f"{sum(r.prose_facts for r in runs)}/{n}",
+                _ms(oh) if oh else "-",
+            ]
+        )
     print_table(
         f"ask vs CitationQueryEngine, SmolLM2-135M Q4_1 via llama.cpp, {n} answerable "
         f"questions ({machine_line()})",
-        ["system", "median s", "p95 s", "min..max s", "cited", "valid cit.", "cites exp.",
-         "facts", "model's own valid markers", "prose facts", "outside model ms (med / p95)"],
+        [
+            "system",
+            "median s",
+            "p95 s",
+            "min..max s",
+            "cited",
+            "valid cit.",
+            "cites exp.",
+            "facts",
+            "model's own valid markers",
+            "prose facts",
+            "outside model ms (med / p95)",
+        ],
         rows,
     )
     first = [r.detail["first_token_s"] for r in streamed if r.detail["first_token_s"]]
     model = [r.detail["model_s"] for r in plain if not r.detail["abstained"]]
     tokens = [r.detail["completion_tokens"] for r in plain if not r.detail["abstained"]]
     prompts = [r.detail["prompt_tokens"] for r in plain if not r.detail["abstained"]]
-    print(f"\nours, time outside the model over {len(overheads)} warm asks: median "
-          f"{median(overheads) * 1000:.1f} ms, p95 {percentile(overheads, 95) * 1000:.1f} ms "
-          f"(target < {OVERHEAD_TARGET_S * 1000:.0f} ms median: "
-          f"{'met' if median(overheads) < OVERHEAD_TARGET_S else 'MISSED'}); of which "
-          f"retrieval {median(retrievals) * 1000:.1f} ms, prompt + checking "
-          f"{median(rest) * 1000:.1f} ms (medians)")
-    print(f"ours: model time median {median(model):.2f} s for {median(prompts):.0f} prompt + "
-          f"{median(tokens):.0f} completion tokens; streaming first token median "
-          f"{median(first):.2f} s; abstained "
-          f"{sum(r.detail['abstained'] for r in plain)}/{n} (non-stream), "
-          f"{sum(r.detail['abstained'] for r in streamed)}/{n} (stream)")
+    print(
+        f"\nours, time outside the model over {len(overheads)} warm asks: median "
+        f"{median(overheads) * 1000:.1f} ms, p95 {percentile(overheads, 95) * 1000:.1f} ms "
+        f"(target < {OVERHEAD_TARGET_S * 1000:.0f} ms median: "
+        f"{'met' if median(overheads) < OVERHEAD_TARGET_S else 'MISSED'}); of which "
+        f"retrieval {median(retrievals) * 1000:.1f} ms, prompt + checking "
+        f"{median(rest) * 1000:.1f} ms (medians)"
+    )
+    print(
+        f"ours: model time median {median(model):.2f} s for {median(prompts):.0f} prompt + "
+        f"{median(tokens):.0f} completion tokens; streaming first token median "
+        f"{median(first):.2f} s; abstained "
+        f"{sum(r.detail['abstained'] for r in plain)}/{n} (non-stream), "
+        f"{sum(r.detail['abstained'] for r in streamed)}/{n} (stream)"
+    )
     if base:
         b_tokens = [r.detail["completion_tokens"] for r in base]
         b_prompts = [sum(c["prompt_tokens"] or 0 for c in r.detail["llm_calls"]) for r in base]
         b_calls = [len(r.detail["llm_calls"]) for r in base]
         b_model = [r.detail["model_s"] for r in base]
-        print(f"baseline: {base_info}; model time median {median(b_model):.2f} s for "
-              f"{median(b_prompts):.0f} prompt + {median(b_tokens):.0f} completion tokens; "
-              f"LLM calls per query "
-              f"{min(b_calls)}..{max(b_calls)}")
+        print(
+            f"baseline: {base_info}; model time median {median(b_model):.2f} s for "
+            f"{median(b_prompts):.0f} prompt + {median(b_tokens):.0f} completion tokens; "
+            f"LLM calls per query "
+            f"{min(b_calls)}..{max(b_calls)}"
+        )
         verdict_speed = median([r.wall_s for r in plain]) <= median([r.wall_s for r in base])
         need = max(1, round(0.9 * n))
-        print(f"target: no slower than the baseline: {'met' if verdict_speed else 'MISSED'}; "
-              f"valid citations on >= {need}/{n}: "
-              f"{'met' if sum(r.valid for r in plain) >= need else 'MISSED'} (non-stream), "
-              f"{'met' if sum(r.valid for r in streamed) >= need else 'MISSED'} (stream)")
-    print("single runs on a shared 2-core machine: the spread above is the noise; compare "
-          "systems within one run, not with figures from another")
+        print(
+            f"target: no slower than the baseline: {'met' if verdict_speed else 'MISSED'}; "
+            f"valid citations on >= {need}/{n}: "
+            f"{'met' if sum(r.valid for r in plain) >= need else 'MISSED'} (non-stream), "
+            f"{'met' if sum(r.valid for r in streamed) >= need else 'MISSED'} (stream)"
+        )
+    print(
+        "single runs on a shared 2-core machine: the spread above is the noise; compare "
+        "systems within one run, not with figures from another"
+    )
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "machine": machine_line(), "n": n, "rounds": args.rounds,
-        "ours": [vars(r) for r in ours["ours all"]],
-        "ours_stream": [vars(r) for r in ours["ours (stream) all"]],
-        "baseline": [vars(r) for r in base],
-    }, indent=1, default=str))
+    args.json.write_text(
+        json.dumps(
+            {
+                "machine": machine_line(),
+                "n": n,
+                "rounds": args.rounds,
+                "ours": [vars(r) for r in ours["ours all"]],
+                "ours_stream": [vars(r) for r in ours["ours (stream) all"]],
+                "baseline": [vars(r) for r in base],
+            },
+            indent=1,
+            default=str,
+        )
+    )
     print(f"per-question records: {args.json}")
     return 0
 

@@ -61,8 +61,11 @@ def main() -> None:
         rows.append((q, sources, abstracts))
 
     def run(sim: float, cov: float, cov_sim: float) -> tuple[dict, list]:
-        old = (evidence.ABSTAIN_SIMILARITY, evidence.WEAK_COVERAGE,
-               evidence.WEAK_COVERAGE_SIMILARITY)
+        old = (
+            evidence.ABSTAIN_SIMILARITY,
+            evidence.WEAK_COVERAGE,
+            evidence.WEAK_COVERAGE_SIMILARITY,
+        )
         evidence.ABSTAIN_SIMILARITY, evidence.WEAK_COVERAGE = sim, cov
         evidence.WEAK_COVERAGE_SIMILARITY = cov_sim
         try:
@@ -76,19 +79,29 @@ def main() -> None:
                 lines.append((q, verdict, wrong))
             return errors, lines
         finally:
-            (evidence.ABSTAIN_SIMILARITY, evidence.WEAK_COVERAGE,
-             evidence.WEAK_COVERAGE_SIMILARITY) = old
+            (
+                evidence.ABSTAIN_SIMILARITY,
+                evidence.WEAK_COVERAGE,
+                evidence.WEAK_COVERAGE_SIMILARITY,
+            ) = old
 
-    configured = (evidence.ABSTAIN_SIMILARITY, evidence.WEAK_COVERAGE,
-                  evidence.WEAK_COVERAGE_SIMILARITY)
+    configured = (
+        evidence.ABSTAIN_SIMILARITY,
+        evidence.WEAK_COVERAGE,
+        evidence.WEAK_COVERAGE_SIMILARITY,
+    )
     errors, lines = run(*configured)
     if args.verbose:
         for q, v, wrong in lines:
-            print(f"{'WRONG' if wrong else 'ok   '} {q['kind']:17s} {q['id']:24s} "
-                  f"sim={v.best_similarity:.3f} cov={v.coverage:.2f} named={v.named} "
-                  f"missing={v.missing_names} -> {'answer' if v.answerable else 'abstain'}")
-    print("rule as configured: ABSTAIN_SIMILARITY={:.2f} WEAK_COVERAGE={:.2f} "
-          "WEAK_COVERAGE_SIMILARITY={:.2f}".format(*configured))
+            print(
+                f"{'WRONG' if wrong else 'ok   '} {q['kind']:17s} {q['id']:24s} "
+                f"sim={v.best_similarity:.3f} cov={v.coverage:.2f} named={v.named} "
+                f"missing={v.missing_names} -> {'answer' if v.answerable else 'abstain'}"
+            )
+    print(
+        "rule as configured: ABSTAIN_SIMILARITY={:.2f} WEAK_COVERAGE={:.2f} "
+        "WEAK_COVERAGE_SIMILARITY={:.2f}".format(*configured)
+    )
     answerable_n = sum(n for kind, (_, n) in errors.items() if kind != "unanswerable")
     false_abst = sum(w for kind, (w, _) in errors.items() if kind != "unanswerable")
     print(f"  false abstention: {false_abst}/{answerable_n} answerable questions")

@@ -41,14 +41,26 @@ def synthesise(n: int, path: Path, seed: int = 7) -> None:
     papers = []
     for f in expand_paths([bundled_corpus()]):
         papers.extend(read_file(f).papers)
-    sentences = [s.strip() + "." for m in merge_records(papers).values()
-                 for s in m.paper.abstract.split(". ") if len(s) > 40]
+    sentences = [
+        s.strip() + "."
+        for m in merge_records(papers).values()
+        for s in m.paper.abstract.split(". ")
+        if len(s) > 40
+    ]
     rng = random.Random(seed)
     with path.open("w") as out:
         for i in range(n):
             abstract = " ".join(rng.sample(sentences, 2))
-            out.write(json.dumps({"title": f"Study {i}: {abstract[:70]}", "abstract": abstract,
-                                  "published": f"2030-03-0{1 + i % 7}"}) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "title": f"Study {i}: {abstract[:70]}",
+                        "abstract": abstract,
+                        "published": f"2030-03-0{1 + i % 7}",
+                    }
+                )
+                + "\n"
+            )
 
 
 def main() -> None:
@@ -74,29 +86,47 @@ def run(args: argparse.Namespace, base_url: str) -> None:
     rows = []
     for n in [int(x) for x in args.sizes.split(",")]:
         home = Path(tempfile.mkdtemp(prefix=f"digest-bench-{n}-"))
-        settings = Settings(home=home, embed_model_dir=Path(model_dir) if model_dir else None,
-                            base_url=base_url, model="smollm2",
-                            context_window=args.context_window, timeout=600.0)
+        settings = Settings(
+            home=home,
+            embed_model_dir=Path(model_dir) if model_dir else None,
+            base_url=base_url,
+            model="smollm2",
+            context_window=args.context_window,
+            timeout=600.0,
+        )
         embedder = make_embedder(settings)
         library = Library.open(settings)
         data = home / "papers.jsonl"
         synthesise(n, data)
         ingest([data], settings, library=library, embedder=embedder)
         started = time.perf_counter()
-        digest = build_digest(settings, library, embedder, ModelClient(settings),
-                              date(2030, 3, 1), date(2030, 3, 7))
+        digest = build_digest(
+            settings, library, embedder, ModelClient(settings), date(2030, 3, 1), date(2030, 3, 7)
+        )
         wall = time.perf_counter() - started
         others = sum(len(t.papers) for t in digest.themes if t.other)
-        rows.append((n, len(digest.named), digest.model_calls, digest.prompt_tokens,
-                     digest.max_prompt_tokens, wall))
-        print(f"{n} papers: {len(digest.named)} themes (+{others} other papers, silhouette "
-              f"{digest.silhouette}), {digest.model_calls} calls, "
-              f"{digest.prompt_tokens} prompt tokens (largest {digest.max_prompt_tokens}), "
-              f"{wall:.1f} s", flush=True)
+        rows.append(
+            (
+                n,
+                len(digest.named),
+                digest.model_calls,
+                digest.prompt_tokens,
+                digest.max_prompt_tokens,
+                wall,
+            )
+        )
+        print(
+            f"{n} papers: {len(digest.named)} themes (+{others} other papers, silhouette "
+            f"{digest.silhouette}), {digest.model_calls} calls, "
+            f"{digest.prompt_tokens} prompt tokens (largest {digest.max_prompt_tokens}), "
+            f"{wall:.1f} s",
+            flush=True,
+        )
         shutil.rmtree(home, ignore_errors=True)
     print(f"\ncontext window {args.context_window} tokens, SmolLM2-135M, 2 cores")
-    print(f"{'papers':>6} {'themes':>6} {'calls':>6} {'prompt tok':>10} {'largest':>8} "
-          f"{'wall s':>8}")
+    print(
+        f"{'papers':>6} {'themes':>6} {'calls':>6} {'prompt tok':>10} {'largest':>8} {'wall s':>8}"
+    )
     for n, themes, calls, tokens, largest, wall in rows:
         print(f"{n:>6} {themes:>6} {calls:>6} {tokens:>10} {largest:>8} {wall:>8.1f}")
 
@@ -116,13 +146,18 @@ def coherence(since: date, until: date) -> None:
     sims = vectors @ vectors.T
     pairs = sims[np.triu_indices(len(papers), 1)]
     pct = np.percentile(pairs, [10, 50, 90, 95, 99])
-    print(f"{len(papers)} papers, {len(pairs)} pairs; cosine percentiles 10/50/90/95/99: "
-          + " / ".join(f"{x:.2f}" for x in pct) + f"; MEMBER_MIN = {MEMBER_MIN}")
+    print(
+        f"{len(papers)} papers, {len(pairs)} pairs; cosine percentiles 10/50/90/95/99: "
+        + " / ".join(f"{x:.2f}" for x in pct)
+        + f"; MEMBER_MIN = {MEMBER_MIN}"
+    )
     np.fill_diagonal(sims, -np.inf)
     for i, paper in enumerate(papers):
         near = np.argsort(-sims[i])[:3]
-        print(f"{paper.title[:48]:48} | " + " | ".join(
-            f"{sims[i, j]:.2f} {papers[j].title[:26]}" for j in near))
+        print(
+            f"{paper.title[:48]:48} | "
+            + " | ".join(f"{sims[i, j]:.2f} {papers[j].title[:26]}" for j in near)
+        )
 
 
 if __name__ == "__main__":

@@ -54,8 +54,14 @@ QUESTION = "What is GaLore?"
 
 def ask_once(env: dict[str, str], question: str) -> tuple[float, dict]:
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "assistant", "ask", question, "--json"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "assistant", "ask", question, "--json"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     took = time.perf_counter() - started
     if proc.returncode != 0:
         sys.exit(f"ask failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -64,11 +70,17 @@ def ask_once(env: dict[str, str], question: str) -> tuple[float, dict]:
 
 def flush_prefix_cache(base_url: str) -> None:
     """A one-token request with an unrelated prompt, so the next call reuses no prefix."""
-    body = json.dumps({"model": "smollm2", "max_tokens": 1, "temperature": 0,
-                       "messages": [{"role": "system", "content": "x"},
-                                    {"role": "user", "content": "ok"}]}).encode()
-    request = urllib.request.Request(f"{base_url}/chat/completions", data=body,
-                                     headers={"Content-Type": "application/json"})
+    body = json.dumps(
+        {
+            "model": "smollm2",
+            "max_tokens": 1,
+            "temperature": 0,
+            "messages": [{"role": "system", "content": "x"}, {"role": "user", "content": "ok"}],
+        }
+    ).encode()
+    request = urllib.request.Request(
+        f"{base_url}/chat/completions", data=body, headers={"Content-Type": "application/json"}
+    )
     urllib.request.urlopen(request, timeout=300).read()
 
 
@@ -97,19 +109,33 @@ def main() -> None:
 
     with temp_home(keep=args.keep_home, prefix="assistant-local-bench-") as home:
         env = child_env(home, model_dir)
-        for var in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "ASSISTANT_MODEL",
-                    "ASSISTANT_LOCAL_MODEL"):
+        for var in (
+            "OPENAI_BASE_URL",
+            "OPENAI_API_KEY",
+            "ASSISTANT_MODEL",
+            "ASSISTANT_LOCAL_MODEL",
+        ):
             env.pop(var, None)
-        subprocess.run([sys.executable, "-m", "assistant", "ingest", "--json"], cwd=REPO,
-                       env=env, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "assistant", "ingest", "--json"],
+            cwd=REPO,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         starts = [server_start_once() for _ in range(args.runs)]
 
         bundled: list[float] = []
         running: list[float] = []
         answers: list[str] = []
-        serve = subprocess.Popen([sys.executable, "-m", "assistant", "serve"], cwd=REPO,
-                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                 text=True)
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "assistant", "serve"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         try:
             url = serve.stdout.readline().strip()
             if not url:
@@ -131,14 +157,16 @@ def main() -> None:
             serve.wait(timeout=60)
 
     cost = median(bundled) - median(running)
-    print_table(f"`assistant ask {args.question!r} --json`, {args.runs} runs each (s)",
-                ["way", "median", "min..max"],
-                [["bundled (starts and stops SmolLM2)", f"{median(bundled):.2f}",
-                  spread(bundled)],
-                 ["running `assistant serve`", f"{median(running):.2f}", spread(running)],
-                 ["start-up cost added to one ask", f"{cost:.2f}", ""],
-                 ["server alone: start to first answer", f"{median(starts):.2f}",
-                  spread(starts)]])
+    print_table(
+        f"`assistant ask {args.question!r} --json`, {args.runs} runs each (s)",
+        ["way", "median", "min..max"],
+        [
+            ["bundled (starts and stops SmolLM2)", f"{median(bundled):.2f}", spread(bundled)],
+            ["running `assistant serve`", f"{median(running):.2f}", spread(running)],
+            ["start-up cost added to one ask", f"{cost:.2f}", ""],
+            ["server alone: start to first answer", f"{median(starts):.2f}", spread(starts)],
+        ],
+    )
     print(f"\nhidden behind chromadb/embedder loading: {median(starts) - cost:.2f} s")
     print(f"answer (first run): {answers[0]!r}")
     print(load_line())

@@ -120,8 +120,18 @@ QUERIES = [
     "LoRA rank and learning rate ablations",
 ]
 
-TITLE_PREFIXES = ["Towards", "Revisiting", "Rethinking", "On", "Scaling", "Efficient",
-                  "Learning", "Understanding", "Beyond", "Improving"]
+TITLE_PREFIXES = [
+    "Towards",
+    "Revisiting",
+    "Rethinking",
+    "On",
+    "Scaling",
+    "Efficient",
+    "Learning",
+    "Understanding",
+    "Beyond",
+    "Improving",
+]
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
 NOISE_NORM = 0.05  # expected norm of the noise added to a unit-length mixed vector
 
@@ -236,8 +246,14 @@ def load_real(embedder) -> list[RealPaper]:
     print(f"embedded the {len(texts)} real sample chunks once: {t:.1f} s", flush=True)
     out, offset = [], 0
     for m, bs in zip(merged, bodies):
-        out.append(RealPaper(m, [split_sentences(b) for b in bs],
-                             np.asarray(vectors[offset:offset + len(bs)]), list(m.paper.authors)))
+        out.append(
+            RealPaper(
+                m,
+                [split_sentences(b) for b in bs],
+                np.asarray(vectors[offset : offset + len(bs)]),
+                list(m.paper.authors),
+            )
+        )
         offset += len(bs)
     return out
 
@@ -268,8 +284,7 @@ def synth_paper(rng, real: list[RealPaper], index: int, embedder_name: str, now:
     from assistant.ingest import Merged, paper_metadata
     from assistant.records import Paper
 
-    parents = [real[i] for i in rng.choice(len(real), size=int(rng.integers(2, 4)),
-                                              replace=False)]
+    parents = [real[i] for i in rng.choice(len(real), size=int(rng.integers(2, 4)), replace=False)]
     base = parents[0]
     title = perturb_title(rng, base.merged.paper.title, parents[1].merged.paper.title)
     bodies, vectors = [], []
@@ -281,20 +296,31 @@ def synth_paper(rng, real: list[RealPaper], index: int, embedder_name: str, now:
             src = parent.bodies[c]
             take = max(1, round(w * len(src)))
             start = int(rng.integers(0, len(src) - take + 1))
-            sentences.extend(src[start:start + take])
+            sentences.extend(src[start : start + take])
             mix += w * parent.vectors[c]
         mix += rng.normal(0.0, NOISE_NORM / np.sqrt(mix.size), size=mix.size)
         vectors.append(mix / np.linalg.norm(mix))
         bodies.append(" ".join(sentences))
     authors = list(dict.fromkeys(a for p in parents for a in p.authors[:3]))
     published = date(2023, 1, 1) + timedelta(days=int(rng.integers(0, 900)))
-    paper = Paper(title=title, abstract=" ".join(bodies), source="synthetic", line=index,
-                  authors=authors, published=published)
+    paper = Paper(
+        title=title,
+        abstract=" ".join(bodies),
+        source="synthetic",
+        line=index,
+        authors=authors,
+        published=published,
+    )
     meta = paper_metadata(Merged(paper=paper, sightings=[paper]), embedder_name, now)
     texts = [f"{title}\n\n{b}" for b in bodies]
     meta["n_chunks"] = len(texts)
-    return (f"synth:{index:07d}", meta, paper.abstract, texts,
-            np.asarray(vectors, dtype=np.float32))
+    return (
+        f"synth:{index:07d}",
+        meta,
+        paper.abstract,
+        texts,
+        np.asarray(vectors, dtype=np.float32),
+    )
 
 
 def write_real(library, real: list[RealPaper], embedder) -> None:
@@ -310,11 +336,12 @@ def write_real(library, real: list[RealPaper], embedder) -> None:
         texts = [f"{p.title}\n\n{' '.join(b)}" for b in rp.bodies]
         writes.append(PaperWrite(p.paper_id, meta, p.abstract, texts, rp.vectors))
     for start in range(0, len(writes), 32):
-        library.write(writes[start:start + 32], (embedder.name, embedder.dim))
+        library.write(writes[start : start + 32], (embedder.name, embedder.dim))
 
 
-def grow(library, real, embedder, rng, state: dict, target: int, batch_papers: int,
-         settings) -> tuple[float, float]:
+def grow(
+    library, real, embedder, rng, state: dict, target: int, batch_papers: int, settings
+) -> tuple[float, float]:
     """Add synthetic papers until the library holds `target` chunks, then bring the keyword
     index up to date as ingest does; returns (seconds writing, seconds updating the index)."""
     from assistant import keyword
@@ -331,8 +358,9 @@ def grow(library, real, embedder, rng, state: dict, target: int, batch_papers: i
         t0 = time.perf_counter()
         writes = []
         while state["chunks"] < target and len(writes) < batch_papers:
-            pid, meta, abstract, texts, vecs = synth_paper(rng, real, state["next"],
-                                                           embedder.name, now)
+            pid, meta, abstract, texts, vecs = synth_paper(
+                rng, real, state["next"], embedder.name, now
+            )
             state["next"] += 1
             state["chunks"] += len(texts)
             writes.append(PaperWrite(pid, meta, abstract, texts, vecs))
@@ -346,10 +374,13 @@ def grow(library, real, embedder, rng, state: dict, target: int, batch_papers: i
         if t2 - last_print > 15 or state["chunks"] >= target:
             last_print = t2
             el = t2 - started
-            print(f"  ... {state['chunks']} chunks / {state['papers']} papers, {el:.0f} s "
-                  f"(generate {gen_s:.0f} s, Library.write {write_s:.0f} s, last batch "
-                  f"{(t2 - t1) / max(1, sum(len(w.chunks) for w in writes)) * 1000:.2f} "
-                  "ms/chunk)", flush=True)
+            print(
+                f"  ... {state['chunks']} chunks / {state['papers']} papers, {el:.0f} s "
+                f"(generate {gen_s:.0f} s, Library.write {write_s:.0f} s, last batch "
+                f"{(t2 - t1) / max(1, sum(len(w.chunks) for w in writes)) * 1000:.2f} "
+                "ms/chunk)",
+                flush=True,
+            )
     t_written = time.perf_counter() - started
     t_update, _ = timed(keyword.update, library, settings, new_ids, (), since)
     return t_written, t_update
@@ -368,8 +399,9 @@ def measure(TimedLibrary, TimedRetriever, settings, embedder, queries, k, n_filt
     retriever = TimedRetriever(lib, embedder, settings)
     t_load, _ = timed(retriever.refresh)
     result["load"] = t_load
-    result["load_parts"] = {name: TIMERS.total(name) for name in
-                            ("index.load", "index.rebuild", "index.compare")}
+    result["load_parts"] = {
+        name: TIMERS.total(name) for name in ("index.load", "index.rebuild", "index.compare")
+    }
     if TIMERS.total("index.rebuild") or TIMERS.total("index.compare"):
         print("  WARNING: the new Retriever rebuilt or compared instead of loading the index")
 
@@ -383,21 +415,24 @@ def measure(TimedLibrary, TimedRetriever, settings, embedder, queries, k, n_filt
                 retriever._masks.clear()  # every filtered query pays the filter's first use
             TIMERS.reset()
             t, hits = timed(retriever.search, q, k, filters)
-            rows.append({
-                "total": t,
-                "embed": TIMERS.total("embed"),
-                "dense": TIMERS.total("chroma.query"),
-                "bm25": TIMERS.total("bm25.search"),
-                "passages": TIMERS.total("passages"),
-                "refresh": TIMERS.total("refresh"),
-                "hits": len(hits),
-            })
+            rows.append(
+                {
+                    "total": t,
+                    "embed": TIMERS.total("embed"),
+                    "dense": TIMERS.total("chroma.query"),
+                    "bm25": TIMERS.total("bm25.search"),
+                    "passages": TIMERS.total("passages"),
+                    "refresh": TIMERS.total("refresh"),
+                    "hits": len(hits),
+                }
+            )
         return rows
 
     result["plain"] = run(queries, lambda i: None)
     starts = [date(2024, 1, 1), date(2023, 7, 1), date(2024, 6, 1), date(2022, 1, 1)]
-    result["filtered"] = (run(queries[:n_filtered], lambda i: Filters(since=starts[i % 4]))
-                          if n_filtered else [])
+    result["filtered"] = (
+        run(queries[:n_filtered], lambda i: Filters(since=starts[i % 4])) if n_filtered else []
+    )
     result["retriever"] = retriever
     return result
 
@@ -445,21 +480,29 @@ def after_ingest(retriever, writer, real, inner, rng, state, settings, n_new, qu
     now = time.time()
     papers = [synth_paper(rng, real, state["next"] + i, inner.name, now) for i in range(n_new)]
     state["next"] += n_new
-    writes = [PaperWrite(pid, meta, abstract, texts, vecs)
-              for pid, meta, abstract, texts, vecs in papers]
+    writes = [
+        PaperWrite(pid, meta, abstract, texts, vecs) for pid, meta, abstract, texts, vecs in papers
+    ]
     t_write = 0.0
     for start in range(0, len(writes), 32):  # ingest's batch size
-        t, _ = timed(writer.write, writes[start:start + 32], (inner.name, inner.dim))
+        t, _ = timed(writer.write, writes[start : start + 32], (inner.name, inner.dim))
         t_write += t
     t_update, _ = timed(keyword.update, writer, settings, [w.paper_id for w in writes], (), since)
     TIMERS.reset()
     t_warm, hits = timed(retriever.search, queries[0], k)
-    warm = {"first search": t_warm, "of which refresh": TIMERS.total("refresh"),
-            "segment loads": TIMERS.total("index.load")}
-    proc = subprocess.run([sys.executable, "-c", FRESH_PROCESS, queries[1], queries[2]],
-                          cwd=REPO, env={**child_env(settings.home, settings.embed_model_dir),
-                                         "PYTHONPATH": str(REPO)},
-                          capture_output=True, text=True, timeout=600)
+    warm = {
+        "first search": t_warm,
+        "of which refresh": TIMERS.total("refresh"),
+        "segment loads": TIMERS.total("index.load"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, queries[1], queries[2]],
+        cwd=REPO,
+        env={**child_env(settings.home, settings.embed_model_dir), "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if proc.returncode:
         print(proc.stderr[-2000:])
         fresh = {}
@@ -467,24 +510,35 @@ def after_ingest(retriever, writer, real, inner, rng, state, settings, n_new, qu
         fresh = json.loads(proc.stdout.strip().splitlines()[-1])
         if proc.stderr.strip():
             print("  fresh process said on stderr: " + proc.stderr.strip()[-300:])
-    return {"new papers": n_new, "new chunks": sum(len(w.chunks) for w in writes),
-            "write s": t_write, "index update s": t_update, "warm": warm, "fresh": fresh}
+    return {
+        "new papers": n_new,
+        "new chunks": sum(len(w.chunks) for w in writes),
+        "write s": t_write,
+        "index update s": t_update,
+        "warm": warm,
+        "fresh": fresh,
+    }
 
 
 def memory_figures(retriever, home: Path) -> dict[str, float]:
     import resource
 
     index = retriever._keyword
-    arrays = sum(a.nbytes for seg in index.segments for a in
-                 (seg.terms, seg.docs, seg.tf_title, seg.tf_body, seg.tf, seg.dl, seg.live))
+    arrays = sum(
+        a.nbytes
+        for seg in index.segments
+        for a in (seg.terms, seg.docs, seg.tf_title, seg.tf_body, seg.tf, seg.dl, seg.live)
+    )
 
     def folder_mb(path: Path) -> float:
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
 
-    return {"index arrays MiB": arrays / 2**20,
-            "keyword cache on disk MiB": folder_mb(home / "cache"),
-            "chroma on disk MiB": folder_mb(home / "chroma"),
-            "peak RSS MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "index arrays MiB": arrays / 2**20,
+        "keyword cache on disk MiB": folder_mb(home / "cache"),
+        "chroma on disk MiB": folder_mb(home / "chroma"),
+        "peak RSS MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def summarise(rows: list[dict]) -> list[str]:
@@ -495,7 +549,8 @@ def summarise(rows: list[dict]) -> list[str]:
     parts = ("embed", "dense", "bm25", "passages", "refresh")
     rest = [r["total"] - sum(r[p] for p in parts) for r in rows]
     return [
-        ms(total, 50), ms(total, 95),
+        ms(total, 50),
+        ms(total, 95),
         *(ms([r[p] for r in rows], 50) for p in parts),
         ms(rest, 50),
         f"{median([r['hits'] for r in rows]):.0f}",
@@ -508,20 +563,38 @@ def main() -> None:
         epilog="See the module docstring (or bench/README.md) for how the library is built.",
     )
     add_common_args(parser)
-    parser.add_argument("--sizes", default="1000,10000,100000",
-                        help="library sizes in chunks, comma-separated, ascending "
-                             "[default: 1000,10000,100000]")
-    parser.add_argument("--queries", type=int, default=len(QUERIES),
-                        help=f"how many of the built-in queries to time [default: {len(QUERIES)}]")
-    parser.add_argument("--filtered", type=int, default=10,
-                        help="how many queries to time again with a since filter [default: 10]")
+    parser.add_argument(
+        "--sizes",
+        default="1000,10000,100000",
+        help="library sizes in chunks, comma-separated, ascending [default: 1000,10000,100000]",
+    )
+    parser.add_argument(
+        "--queries",
+        type=int,
+        default=len(QUERIES),
+        help=f"how many of the built-in queries to time [default: {len(QUERIES)}]",
+    )
+    parser.add_argument(
+        "--filtered",
+        type=int,
+        default=10,
+        help="how many queries to time again with a since filter [default: 10]",
+    )
     parser.add_argument("--k", type=int, default=10, help="results per query [default: 10]")
-    parser.add_argument("--write-batch", type=int, default=256,
-                        help="synthetic papers per Library.write call [default: 256]")
+    parser.add_argument(
+        "--write-batch",
+        type=int,
+        default=256,
+        help="synthetic papers per Library.write call [default: 256]",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed [default: 0]")
-    parser.add_argument("--new-papers", type=int, default=1000,
-                        help="papers ingested after the largest size before timing the first "
-                             "query after an ingest (0: skip) [default: 1000]")
+    parser.add_argument(
+        "--new-papers",
+        type=int,
+        default=1000,
+        help="papers ingested after the largest size before timing the first "
+        "query after an ingest (0: skip) [default: 1000]",
+    )
     args = parser.parse_args()
     model_dir = check_model_dir(args.model_dir)
     sizes = sorted(int(s) for s in args.sizes.split(",") if s.strip())
@@ -534,9 +607,11 @@ def main() -> None:
     from assistant.store import Library
 
     print(machine_line())
-    print("synthetic library: sample papers + recombined-sentence variants; synthetic vectors = "
-          "random convex combinations of 2-3 real chunk vectors + noise "
-          f"(norm ~{NOISE_NORM}), re-normalised; BM25 indexes the synthetic texts for real")
+    print(
+        "synthetic library: sample papers + recombined-sentence variants; synthetic vectors = "
+        "random convex combinations of 2-3 real chunk vectors + noise "
+        f"(norm ~{NOISE_NORM}), re-normalised; BM25 indexes the synthetic texts for real"
+    )
     TimedLibrary, TimedRetriever = install_timers()
     inner = MiniLMEmbedder(model_dir)
     inner.embed(["warm-up"])
@@ -553,71 +628,123 @@ def main() -> None:
 
         keyword.update(writer, settings, [r.merged.paper.paper_id for r in real], (), 0)
         state = {"papers": len(real), "chunks": sum(len(r.bodies) for r in real), "next": 0}
-        print(f"wrote the sample ({state['papers']} papers, {state['chunks']} chunks) "
-              f"in {t_real:.1f} s", flush=True)
+        print(
+            f"wrote the sample ({state['papers']} papers, {state['chunks']} chunks) "
+            f"in {t_real:.1f} s",
+            flush=True,
+        )
         res = None
         for size in sizes:
             print(f"\n== {size} chunks ==", flush=True)
-            t_grow, t_update = grow(writer, real, inner, rng, state, size, args.write_batch,
-                                    settings)
+            t_grow, t_update = grow(
+                writer, real, inner, rng, state, size, args.write_batch, settings
+            )
             n_papers, n_chunks = writer.counts()
-            print(f"library: {n_papers} papers, {n_chunks} chunks (written in {t_grow:.0f} s, "
-                  f"keyword index updated in {t_update:.1f} s)", flush=True)
-            res = measure(TimedLibrary, TimedRetriever, settings, embedder, queries, args.k,
-                          args.filtered)
-            res.update(size=size, papers=n_papers, chunks=n_chunks, grow=t_grow,
-                       update=t_update)
-            print(f"new Retriever: first refresh (loads the index) {res['load']:.2f} s",
-                  flush=True)
+            print(
+                f"library: {n_papers} papers, {n_chunks} chunks (written in {t_grow:.0f} s, "
+                f"keyword index updated in {t_update:.1f} s)",
+                flush=True,
+            )
+            res = measure(
+                TimedLibrary, TimedRetriever, settings, embedder, queries, args.k, args.filtered
+            )
+            res.update(size=size, papers=n_papers, chunks=n_chunks, grow=t_grow, update=t_update)
+            print(f"new Retriever: first refresh (loads the index) {res['load']:.2f} s", flush=True)
             plain = summarise(res["plain"])
             print(f"search p50 {plain[0]} ms, p95 {plain[1]} ms", flush=True)
             results.append(res)
         after = memory = None
         if res is not None and args.new_papers:
-            print(f"\n== ingest {args.new_papers} new papers into {res['chunks']} chunks ==",
-                  flush=True)
-            after = after_ingest(res["retriever"], writer, real, inner, rng, state, settings,
-                                 args.new_papers, queries, args.k)
+            print(
+                f"\n== ingest {args.new_papers} new papers into {res['chunks']} chunks ==",
+                flush=True,
+            )
+            after = after_ingest(
+                res["retriever"],
+                writer,
+                real,
+                inner,
+                rng,
+                state,
+                settings,
+                args.new_papers,
+                queries,
+                args.k,
+            )
             memory = memory_figures(res["retriever"], Path(home))
 
-    header = ["chunks", "papers", "p50 ms", "p95 ms", "embed", "dense", "bm25", "passages",
-              "refresh", "rest", "hits"]
+    header = [
+        "chunks",
+        "papers",
+        "p50 ms",
+        "p95 ms",
+        "embed",
+        "dense",
+        "bm25",
+        "passages",
+        "refresh",
+        "rest",
+        "hits",
+    ]
     print_table(
         f"Retriever.search latency, k={args.k}, {len(queries)} queries after one warm-up; "
         "parts are p50 ms of each part, so they need not add up",
-        header, [[r["chunks"], r["papers"], *summarise(r["plain"])] for r in results],
+        header,
+        [[r["chunks"], r["papers"], *summarise(r["plain"])] for r in results],
     )
     if args.filtered:
         print_table(
             f"Same, {args.filtered} queries with Filters(since=...), four dates in turn, the "
-            "filter cache emptied before each (every query is a first use)", header,
+            "filter cache emptied before each (every query is a first use)",
+            header,
             [[r["chunks"], r["papers"], *summarise(r["filtered"])] for r in results],
         )
     print_table(
         "Building the library and loading the index",
         ["chunks", "write s", "index update s", "new Retriever refresh s", "segment loads s"],
-        [[r["chunks"], f"{r['grow']:.0f}", f"{r['update']:.2f}", f"{r['load']:.2f}",
-          f"{r['load_parts']['index.load']:.2f}"] for r in results],
+        [
+            [
+                r["chunks"],
+                f"{r['grow']:.0f}",
+                f"{r['update']:.2f}",
+                f"{r['load']:.2f}",
+                f"{r['load_parts']['index.load']:.2f}",
+            ]
+            for r in results
+        ],
     )
     if after:
-        print(f"\nIngest of {after['new papers']} papers ({after['new chunks']} chunks): "
-              f"Library.write {after['write s']:.1f} s, keyword index update "
-              f"{after['index update s']:.2f} s")
+        print(
+            f"\nIngest of {after['new papers']} papers ({after['new chunks']} chunks): "
+            f"Library.write {after['write s']:.1f} s, keyword index update "
+            f"{after['index update s']:.2f} s"
+        )
         warm = after["warm"]
-        print(f"first query after it, in the process already searching: "
-              f"{warm['first search'] * 1000:.0f} ms (refresh {warm['of which refresh'] * 1000:.0f}"
-              f" ms, of which loading the new segment {warm['segment loads'] * 1000:.0f} ms)")
+        print(
+            f"first query after it, in the process already searching: "
+            f"{warm['first search'] * 1000:.0f} ms (refresh {warm['of which refresh'] * 1000:.0f}"
+            f" ms, of which loading the new segment {warm['segment loads'] * 1000:.0f} ms)"
+        )
         if after["fresh"]:
-            print("first query after it, in a fresh process: " + ", ".join(
-                f"{name} {value:.2f} s" for name, value in after["fresh"].items()
-                if name != "hits"))
+            print(
+                "first query after it, in a fresh process: "
+                + ", ".join(
+                    f"{name} {value:.2f} s"
+                    for name, value in after["fresh"].items()
+                    if name != "hits"
+                )
+            )
     if memory:
-        print("memory at the largest size: " + ", ".join(
-            f"{name} {value:.0f}" for name, value in memory.items()))
-    print("\nParts: embed = the query's MiniLM embedding; dense = Chroma collection.query; "
-          "bm25 = KeywordIndex.search (BM25F over papers); passages = reading the top papers' "
-          "chunks and choosing each one's passage; refresh = Retriever.refresh (generation "
-          "check); rest = everything else (names, fusion, filters).")
+        print(
+            "memory at the largest size: "
+            + ", ".join(f"{name} {value:.0f}" for name, value in memory.items())
+        )
+    print(
+        "\nParts: embed = the query's MiniLM embedding; dense = Chroma collection.query; "
+        "bm25 = KeywordIndex.search (BM25F over papers); passages = reading the top papers' "
+        "chunks and choosing each one's passage; refresh = Retriever.refresh (generation "
+        "check); rest = everything else (names, fusion, filters)."
+    )
     print(f"\n{load_line()} (2 cores: above ~2, other work was competing)")
 
 

@@ -44,8 +44,20 @@ from _common import (
     temp_home,
 )
 
-HEAVY = ["chromadb", "llama_index", "onnxruntime", "numpy", "tiktoken", "bm25s", "openai",
-         "textual", "rich", "tokenizers", "httpx", "pydantic"]
+HEAVY = [
+    "chromadb",
+    "llama_index",
+    "onnxruntime",
+    "numpy",
+    "tiktoken",
+    "bm25s",
+    "openai",
+    "textual",
+    "rich",
+    "tokenizers",
+    "httpx",
+    "pydantic",
+]
 
 PROBE = r"""
 import json, sys
@@ -72,8 +84,13 @@ def time_command(cmd: list[str], env: dict, cwd, runs: int) -> tuple[list[float]
 def import_times(env: dict, cwd, top: int) -> list[tuple[str, int, int]]:
     """(module, self µs, cumulative µs) of the slowest imports under -X importtime,
     top-level ones and what they import directly (the name is indented by depth)."""
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "assistant", "--help"],
-                          env=env, cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "assistant", "--help"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
     rows = []
     for line in proc.stderr.splitlines():
         m = re.match(r"import time:\s+(\d+)\s+\|\s+(\d+)\s+\|( *)(\S+)", line)
@@ -85,10 +102,12 @@ def import_times(env: dict, cwd, top: int) -> list[tuple[str, int, int]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_args(parser)
-    parser.add_argument("--runs", type=int, default=10, help="timed runs per command "
-                        "[default: 10]")
-    parser.add_argument("--importtime", action="store_true",
-                        help="also list the slowest top-level imports of `assistant --help`")
+    parser.add_argument("--runs", type=int, default=10, help="timed runs per command [default: 10]")
+    parser.add_argument(
+        "--importtime",
+        action="store_true",
+        help="also list the slowest top-level imports of `assistant --help`",
+    )
     args = parser.parse_args()
 
     print(machine_line())
@@ -104,13 +123,18 @@ def main() -> None:
         env = child_env(home, args.model_dir)
         for label, cmd in commands:
             times, code = time_command(cmd, env, home, args.runs)
-            rows.append([label, f"{median(times) * 1000:.0f}",
-                         f"{percentile(times, 95) * 1000:.0f}",
-                         spread([t * 1000 for t in times], "{:.0f}"), code])
+            rows.append(
+                [
+                    label,
+                    f"{median(times) * 1000:.0f}",
+                    f"{percentile(times, 95) * 1000:.0f}",
+                    spread([t * 1000 for t in times], "{:.0f}"),
+                    code,
+                ]
+            )
             print(f"{label}: median {median(times) * 1000:.0f} ms", flush=True)
 
-        proc = subprocess.run([py, "-c", PROBE], env=env, cwd=home, capture_output=True,
-                              text=True)
+        proc = subprocess.run([py, "-c", PROBE], env=env, cwd=home, capture_output=True, text=True)
         try:
             probe = json.loads(proc.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
@@ -118,19 +142,26 @@ def main() -> None:
         loaded = set(probe["modules"])
         slow = import_times(env, home, 12) if args.importtime else []
 
-    print_table(f"Start-up, subprocess wall time, median of {args.runs} runs",
-                ["command", "median ms", "p95 ms", "min..max ms", "exit"], rows)
+    print_table(
+        f"Start-up, subprocess wall time, median of {args.runs} runs",
+        ["command", "median ms", "p95 ms", "min..max ms", "exit"],
+        rows,
+    )
     print()
     print(f"`assistant --help` imports chromadb: {'yes' if 'chromadb' in loaded else 'no'}")
     print(f"`assistant --help` imports llama_index: {'yes' if 'llama_index' in loaded else 'no'}")
     others = [m for m in HEAVY if m in loaded and m not in ("chromadb", "llama_index")]
-    print(f"other heavy modules it loads: {', '.join(others) or 'none'} "
-          f"({len(loaded)} top-level modules in all)")
+    print(
+        f"other heavy modules it loads: {', '.join(others) or 'none'} "
+        f"({len(loaded)} top-level modules in all)"
+    )
     if slow:
-        print_table("Slowest imports of `python -X importtime -m assistant --help` "
-                    "(top level and one level down, one run)",
-                    ["module", "self ms", "cumulative ms"],
-                    [[m, f"{own / 1000:.1f}", f"{cum / 1000:.1f}"] for m, own, cum in slow])
+        print_table(
+            "Slowest imports of `python -X importtime -m assistant --help` "
+            "(top level and one level down, one run)",
+            ["module", "self ms", "cumulative ms"],
+            [[m, f"{own / 1000:.1f}", f"{cum / 1000:.1f}"] for m, own, cum in slow],
+        )
     print(f"\n{load_line()} (2 cores: above ~2, other work was competing)")
 
 

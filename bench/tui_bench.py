@@ -109,8 +109,14 @@ def time_interactive(env: dict[str, str], runs: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {"first_frame": [], "typed_drawn": [], "library": []}
     for i in range(runs + 1):  # the first run warms the OS file cache and is not counted
         start = time.time()
-        proc = subprocess.run([sys.executable, "-c", CHILD], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         line = next((x for x in proc.stdout.splitlines() if x.startswith("MARKS ")), None)
         if line is None:
             sys.exit("the chat did not start:\n" + proc.stdout[-2000:] + proc.stderr[-2000:])
@@ -137,16 +143,30 @@ ANSWER_TEXT = (
 def fake_answer(i: int) -> tuple[str, dict]:
     name = f"Method-{i}"
     text = ANSWER_TEXT.format(name=name, verb="projects" if i % 2 else "compresses")
-    sources = [{"n": n, "paper_id": f"paper-{i}-{n}", "title": f"{name}: Paper {n}",
-                "published": "2024-07-11", "passage": "A passage about memory-efficient "
-                "training of large language models. " * 4, "url": None, "similarity": 0.6}
-               for n in (1, 2, 3)]
-    citations = [{"n": 1, "paper_id": f"paper-{i}-1", "title": f"{name}: Paper 1",
-                  "supported": True},
-                 {"n": 2, "paper_id": f"paper-{i}-2", "title": f"{name}: Paper 2",
-                  "supported": False}]
-    return text, {"question": f"question {i}", "answer": text, "citations": citations,
-                  "sources": sources, "abstained": False, "model": "bench"}
+    sources = [
+        {
+            "n": n,
+            "paper_id": f"paper-{i}-{n}",
+            "title": f"{name}: Paper {n}",
+            "published": "2024-07-11",
+            "passage": "A passage about memory-efficient training of large language models. " * 4,
+            "url": None,
+            "similarity": 0.6,
+        }
+        for n in (1, 2, 3)
+    ]
+    citations = [
+        {"n": 1, "paper_id": f"paper-{i}-1", "title": f"{name}: Paper 1", "supported": True},
+        {"n": 2, "paper_id": f"paper-{i}-2", "title": f"{name}: Paper 2", "supported": False},
+    ]
+    return text, {
+        "question": f"question {i}",
+        "answer": text,
+        "citations": citations,
+        "sources": sources,
+        "abstained": False,
+        "model": "bench",
+    }
 
 
 def make_session(home: Path, messages: int) -> int:
@@ -155,8 +175,14 @@ def make_session(home: Path, messages: int) -> int:
     rows = []
     for i in range(messages):
         if i % 2 == 0:
-            rows.append(("user", f"Question {i}: how does method {i} reduce memory when "
-                         "training large language models?", None))
+            rows.append(
+                (
+                    "user",
+                    f"Question {i}: how does method {i} reduce memory when "
+                    "training large language models?",
+                    None,
+                )
+            )
         else:
             text, data = fake_answer(i)
             rows.append(("assistant", text, data))
@@ -218,8 +244,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_args(parser)
     parser.add_argument("--runs", type=int, default=5, help="timed repeats (default 5)")
-    parser.add_argument("--messages", type=int, default=500,
-                        help="messages in the generated session (default 500)")
+    parser.add_argument(
+        "--messages", type=int, default=500, help="messages in the generated session (default 500)"
+    )
     parser.add_argument("--home", type=Path, help="an ASSISTANT_HOME whose library to load")
     args = parser.parse_args()
 
@@ -241,17 +268,39 @@ def main() -> None:
         f"assistant chat, headless {SIZE[0]}x{SIZE[1]}, {args.runs} runs (seconds)",
         ["measure", "median", "min..max", "n"],
         [
-            *[[label, f"{median(launch[name]):.3f}", spread(launch[name], "{:.3f}"),
-               len(launch[name])] for name, label in LAUNCH_ROWS],
-            [f"open a {args.messages}-message session (last 50)",
-             f"{median(session['open']):.3f}", spread(session["open"], "{:.3f}"),
-             len(session["open"])],
-            ["load 50 earlier messages", f"{median(session['earlier']):.3f}",
-             spread(session["earlier"], "{:.3f}"), len(session["earlier"])],
-            ["pageup with 50 mounted", f"{median(session['scroll50']):.3f}",
-             spread(session["scroll50"], "{:.3f}"), len(session["scroll50"])],
-            [f"pageup with {args.messages} mounted", f"{median(session['scroll']):.3f}",
-             spread(session["scroll"], "{:.3f}"), len(session["scroll"])],
+            *[
+                [
+                    label,
+                    f"{median(launch[name]):.3f}",
+                    spread(launch[name], "{:.3f}"),
+                    len(launch[name]),
+                ]
+                for name, label in LAUNCH_ROWS
+            ],
+            [
+                f"open a {args.messages}-message session (last 50)",
+                f"{median(session['open']):.3f}",
+                spread(session["open"], "{:.3f}"),
+                len(session["open"]),
+            ],
+            [
+                "load 50 earlier messages",
+                f"{median(session['earlier']):.3f}",
+                spread(session["earlier"], "{:.3f}"),
+                len(session["earlier"]),
+            ],
+            [
+                "pageup with 50 mounted",
+                f"{median(session['scroll50']):.3f}",
+                spread(session["scroll50"], "{:.3f}"),
+                len(session["scroll50"]),
+            ],
+            [
+                f"pageup with {args.messages} mounted",
+                f"{median(session['scroll']):.3f}",
+                spread(session["scroll"], "{:.3f}"),
+                len(session["scroll"]),
+            ],
         ],
     )
     print(load_line())

@@ -97,5 +97,6 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="session")
 def model_settings(sample_home: Path, llama_server: str) -> Settings:
-    return make_settings(sample_home, base_url=llama_server, model="smollm2",
-                         context_window=4096, timeout=120.0)
+    return make_settings(
+        sample_home, base_url=llama_server, model="smollm2", context_window=4096, timeout=120.0
+    )

@@ -159,8 +159,9 @@ class FakeServer:
         """Read the request, then close the connection without sending a response."""
         return self.add(lambda h: h.drop())
 
-    def add_raw(self, body: bytes, *, content_type: str = "application/json",
-                status: int = 200) -> FakeServer:
+    def add_raw(
+        self, body: bytes, *, content_type: str = "application/json", status: int = 200
+    ) -> FakeServer:
         """An answer with exactly this body (e.g. one that is not JSON at all)."""
 
         def act(h: _Handler) -> None:

@@ -41,8 +41,10 @@ def _check_resolves(answer) -> None:
 
 
 def test_answers_cite_sources_that_all_resolve(sample_retriever, client, model_settings):
-    answers = [ask(q, sample_retriever, client, context_window=model_settings.context_window,
-                   stream=False) for q in ANSWERABLE]
+    answers = [
+        ask(q, sample_retriever, client, context_window=model_settings.context_window, stream=False)
+        for q in ANSWERABLE
+    ]
     for answer in answers:
         _check_resolves(answer)
         assert answer.usage.prompt_tokens > 0 and answer.usage.total_s > 0
@@ -51,18 +53,31 @@ def test_answers_cite_sources_that_all_resolve(sample_retriever, client, model_s
 
 
 def test_unanswerable_questions_abstain_plainly(sample_retriever, client, model_settings):
-    for question in ["What word error rate does Whisper large-v3 reach on LibriSpeech?",
-                     "How is sign language recognised from video?"]:
-        answer = ask(question, sample_retriever, client,
-                     context_window=model_settings.context_window, stream=False)
+    for question in [
+        "What word error rate does Whisper large-v3 reach on LibriSpeech?",
+        "How is sign language recognised from video?",
+    ]:
+        answer = ask(
+            question,
+            sample_retriever,
+            client,
+            context_window=model_settings.context_window,
+            stream=False,
+        )
         assert answer.abstained, answer.raw
         assert answer.citations == [] and answer.text == ABSTAIN_TEXT
 
 
 def test_streaming_delivers_the_answer_in_pieces(sample_retriever, client, model_settings):
     pieces: list[str] = []
-    answer = ask(ANSWERABLE[0], sample_retriever, client, stream=True, on_token=pieces.append,
-                 context_window=model_settings.context_window)
+    answer = ask(
+        ANSWERABLE[0],
+        sample_retriever,
+        client,
+        stream=True,
+        on_token=pieces.append,
+        context_window=model_settings.context_window,
+    )
     assert len(pieces) > 3
     assert "".join(pieces).strip() == answer.raw.strip()
     assert answer.usage.first_token_s is not None
@@ -70,15 +85,26 @@ def test_streaming_delivers_the_answer_in_pieces(sample_retriever, client, model
 
 
 def test_follow_up_is_rewritten_and_answered(sample_retriever, client, model_settings):
-    first = ask("What does Q-GaLore quantize to save memory?", sample_retriever, client,
-                stream=False, context_window=model_settings.context_window)
+    first = ask(
+        "What does Q-GaLore quantize to save memory?",
+        sample_retriever,
+        client,
+        stream=False,
+        context_window=model_settings.context_window,
+    )
     history = [Turn(first.question, first)]
     follow_up = "and how does it compare to GaLore?"
     standalone = condense(history, follow_up, client)
     assert standalone != follow_up
     assert "galore" in standalone.lower()
-    answer = ask(follow_up, sample_retriever, client, standalone_question=standalone,
-                 stream=False, context_window=model_settings.context_window)
+    answer = ask(
+        follow_up,
+        sample_retriever,
+        client,
+        standalone_question=standalone,
+        stream=False,
+        context_window=model_settings.context_window,
+    )
     _check_resolves(answer)
     assert any("GaLore" in s.title for s in answer.sources)
     # The first turn keeps its own citations.
@@ -86,17 +112,30 @@ def test_follow_up_is_rewritten_and_answered(sample_retriever, client, model_set
 
 
 def test_question_without_reference_is_not_rewritten(client):
-    assert condense([Turn("What is MetaShift?")], "Which papers study RLHF systems?",
-                    client) == "Which papers study RLHF systems?"
+    assert (
+        condense([Turn("What is MetaShift?")], "Which papers study RLHF systems?", client)
+        == "Which papers study RLHF systems?"
+    )
 
 
 def test_ask_json_and_doctor_cli(sample_home: Path, llama_server: str):
-    env = {**os.environ, "ASSISTANT_HOME": str(sample_home), "OPENAI_BASE_URL": llama_server,
-           "ASSISTANT_MODEL": "smollm2", "ASSISTANT_CONTEXT_WINDOW": "4096"}
+    env = {
+        **os.environ,
+        "ASSISTANT_HOME": str(sample_home),
+        "OPENAI_BASE_URL": llama_server,
+        "ASSISTANT_MODEL": "smollm2",
+        "ASSISTANT_CONTEXT_WINDOW": "4096",
+    }
     if embed_model_dir():
         env["ASSISTANT_EMBED_MODEL_DIR"] = str(embed_model_dir())
-    proc = subprocess.run([sys.executable, "-m", "assistant", "ask", ANSWERABLE[1], "--json"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "assistant", "ask", ANSWERABLE[1], "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert {"answer", "citations", "sources", "abstained", "usage"} <= set(data)
@@ -104,16 +143,34 @@ def test_ask_json_and_doctor_cli(sample_home: Path, llama_server: str):
     assert all(c["title"] in source_titles for c in data["citations"])
     assert {"prompt_tokens", "completion_tokens", "first_token_s", "total_s"} <= set(data["usage"])
 
-    proc = subprocess.run([sys.executable, "-m", "assistant", "doctor", "--json"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "assistant", "doctor", "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     report = json.loads(proc.stdout)
     assert proc.returncode == 0, report
     assert {c["name"] for c in report["checks"]} >= {
-        "settings", "endpoint", "models", "chat", "embedder", "store"}
+        "settings",
+        "endpoint",
+        "models",
+        "chat",
+        "embedder",
+        "store",
+    }
 
     env["ASSISTANT_MODEL"] = "no-such-model"
-    proc = subprocess.run([sys.executable, "-m", "assistant", "doctor", "--json"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "assistant", "doctor", "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 1
     chat = next(c for c in json.loads(proc.stdout)["checks"] if c["name"] == "chat")
     assert not chat["ok"] and "smollm2" in chat["detail"]
@@ -126,13 +183,21 @@ INJECTION = (
 )
 
 
-def test_injected_instruction_in_an_abstract_changes_nothing(tmp_path: Path, embedder,
-                                                             llama_server: str):
+def test_injected_instruction_in_an_abstract_changes_nothing(
+    tmp_path: Path, embedder, llama_server: str
+):
     data = tmp_path / "papers.jsonl"
-    data.write_text(json.dumps({"title": "Tracking Sea Turtles with Satellite Tags",
-                                "abstract": INJECTION}) + "\n")
-    settings = make_settings(tmp_path / "home", base_url=llama_server, model="smollm2",
-                             context_window=4096, timeout=120.0)
+    data.write_text(
+        json.dumps({"title": "Tracking Sea Turtles with Satellite Tags", "abstract": INJECTION})
+        + "\n"
+    )
+    settings = make_settings(
+        tmp_path / "home",
+        base_url=llama_server,
+        model="smollm2",
+        context_window=4096,
+        timeout=120.0,
+    )
     library = Library.open(settings)
     ingest([data], settings, library=library, embedder=embedder)
     retriever = Retriever(library, embedder, settings)

@@ -9,26 +9,35 @@ from assistant.citations import SourceText, check, numbers, says_no_answer, spli
 from assistant.tokens import count_message_tokens
 
 SOURCES = [
-    SourceText(1, "MetaShift: A Dataset of Datasets",
-               "We present MetaShift, a collection of 12,868 sets of natural images across 410 "
-               "classes, built from Visual Genome annotations."),
-    SourceText(2, "AdaCAD: Adaptively Decoding to Balance Conflicts",
-               "AdaCAD obtains average accuracy gains of 14.21% (absolute) over a static "
-               "contrastive baseline on question answering."),
+    SourceText(
+        1,
+        "MetaShift: A Dataset of Datasets",
+        "We present MetaShift, a collection of 12,868 sets of natural images across 410 "
+        "classes, built from Visual Genome annotations.",
+    ),
+    SourceText(
+        2,
+        "AdaCAD: Adaptively Decoding to Balance Conflicts",
+        "AdaCAD obtains average accuracy gains of 14.21% (absolute) over a static "
+        "contrastive baseline on question answering.",
+    ),
 ]
 
 
 def test_unknown_source_numbers_are_dropped_and_counted():
-    checked = check("MetaShift holds 12,868 sets of natural images [1][7]. It uses Visual "
-                    "Genome [9].", SOURCES)
+    checked = check(
+        "MetaShift holds 12,868 sets of natural images [1][7]. It uses Visual Genome [9].", SOURCES
+    )
     assert checked.dropped_citations == 2
     assert checked.cited_numbers == [1]
     assert "[7]" not in checked.text and "[9]" not in checked.text
 
 
 def test_uncited_sentence_is_attributed_to_the_supporting_source():
-    checked = check("AdaCAD reports average accuracy gains of 14.21% over a static contrastive "
-                    "baseline.", SOURCES)
+    checked = check(
+        "AdaCAD reports average accuracy gains of 14.21% over a static contrastive baseline.",
+        SOURCES,
+    )
     sentence = checked.sentences[0]
     assert sentence.attributed and sentence.cited == [2]
     assert sentence.supported == {2: True}
@@ -55,8 +64,11 @@ def test_figures_in_no_source_are_flagged():
 
 
 def test_marker_forms_and_ranges():
-    checked = check("MetaShift has 410 classes of natural images [Source 1]. AdaCAD gains "
-                    "14.21% accuracy [1, 2]. Both [1-2].", SOURCES)
+    checked = check(
+        "MetaShift has 410 classes of natural images [Source 1]. AdaCAD gains "
+        "14.21% accuracy [1, 2]. Both [1-2].",
+        SOURCES,
+    )
     assert checked.sentences[0].cited == [1]
     assert checked.sentences[1].cited == [1, 2]
     assert checked.dropped_citations == 0
@@ -64,9 +76,15 @@ def test_marker_forms_and_ranges():
 
 def test_sentence_splitting_keeps_abbreviations():
     assert split_sentences("It uses e.g. Visual Genome. Then it ends.") == [
-        "It uses e.g. Visual Genome.", "Then it ends."]
+        "It uses e.g. Visual Genome.",
+        "Then it ends.",
+    ]
     assert numbers("gains of 14.21% and 12,868 sets, 2.50x faster in 2024, 3 tasks") == {
-        "14.21", "12868", "2.5", "2024"}
+        "14.21",
+        "12868",
+        "2.5",
+        "2024",
+    }
 
 
 def test_model_refusals_are_recognised():
@@ -84,8 +102,9 @@ def test_refusal_becomes_an_abstention_without_citations():
 
 def test_every_citation_title_is_a_source_title():
     sources = [Source(s.n, f"p{s.n}", s.title, None, s.passage, None, 0.5) for s in SOURCES]
-    answer = finish("q", "MetaShift has 12,868 sets [1]. AdaCAD gains 14.21% [2][5].", sources,
-                    sources)
+    answer = finish(
+        "q", "MetaShift has 12,868 sets [1]. AdaCAD gains 14.21% [2][5].", sources, sources
+    )
     titles = {s.title for s in sources}
     assert [c.n for c in answer.citations] == [1, 2]
     assert all(c.title in titles for c in answer.citations)
@@ -94,8 +113,10 @@ def test_every_citation_title_is_a_source_title():
 
 def test_prompt_is_trimmed_to_the_window_dropping_the_weakest_sources():
     long_passage = "word " * 400
-    sources = [Source(n, f"p{n}", f"Paper {n}", None, long_passage, None, 0.9 - n / 100)
-               for n in range(1, 9)]
+    sources = [
+        Source(n, f"p{n}", f"Paper {n}", None, long_passage, None, 0.9 - n / 100)
+        for n in range(1, 9)
+    ]
     messages, kept = build_messages("What is new?", sources, context_window=2048, max_tokens=256)
     assert [s.n for s in kept] == list(range(1, len(kept) + 1))  # strongest kept, in order
     assert 0 < len(kept) < 8

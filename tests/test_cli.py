@@ -18,8 +18,15 @@ def run(*args: str, home: Path, check_rc: int | None = None, **kw) -> subprocess
     env = {**os.environ, "ASSISTANT_HOME": str(home), **kw.pop("env_extra", {})}
     if embed_model_dir():
         env["ASSISTANT_EMBED_MODEL_DIR"] = str(embed_model_dir())
-    proc = subprocess.run([sys.executable, "-m", "assistant", *args], cwd=kw.pop("cwd", ROOT),
-                          env=env, capture_output=True, text=True, timeout=600, **kw)
+    proc = subprocess.run(
+        [sys.executable, "-m", "assistant", *args],
+        cwd=kw.pop("cwd", ROOT),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        **kw,
+    )
     if check_rc is not None:
         assert proc.returncode == check_rc, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
@@ -35,10 +42,12 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> N
 
 def test_help_is_fast_to_import(tmp_path: Path):
     """`--help` must not import llama-index or chromadb (start-up is part of the product)."""
-    code = ("import sys; from assistant.cli import main\n"
-            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in ('chromadb', 'llama_index', 'openai', 'onnxruntime', 'textual')"
-            " if m in sys.modules]\nprint('HEAVY', heavy)")
+    code = (
+        "import sys; from assistant.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('chromadb', 'llama_index', 'openai', 'onnxruntime', 'textual')"
+        " if m in sys.modules]\nprint('HEAVY', heavy)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert "HEAVY []" in proc.stdout, proc.stdout + proc.stderr
     assert "ingest" in proc.stdout and "search" in proc.stdout
@@ -56,20 +65,34 @@ def test_ingest_search_papers_json(sample_home: Path, tmp_path: Path):
     proc = run("ingest", "--json", home=home, check_rc=0)
     report = json.loads(proc.stdout)
     assert {k: report[k] for k in ("added", "updated", "unchanged", "total_papers")} == {
-        "added": 0, "updated": 0, "unchanged": 264, "total_papers": 264}
+        "added": 0,
+        "updated": 0,
+        "unchanged": 264,
+        "total_papers": 264,
+    }
     assert report["failed"] == []
     assert all(isinstance(report[k], int) for k in ("added", "updated", "unchanged"))
 
-    proc = run("search", "low-resource machine translation", "--k", "3", "--json", home=home,
-               check_rc=0)
+    proc = run(
+        "search", "low-resource machine translation", "--k", "3", "--json", home=home, check_rc=0
+    )
     results = json.loads(proc.stdout)["results"]
     assert len(results) == 3
     for r in results:
         assert {"paper_id", "title", "published", "score", "passage"} <= set(r)
     assert results[0]["score"] >= results[1]["score"] >= results[2]["score"]
 
-    proc = run("search", "language models", "--since", "2024-01-01", "--until", "2024-12-31",
-               "--json", home=home, check_rc=0)
+    proc = run(
+        "search",
+        "language models",
+        "--since",
+        "2024-01-01",
+        "--until",
+        "2024-12-31",
+        "--json",
+        home=home,
+        check_rc=0,
+    )
     dates = [r["published"] for r in json.loads(proc.stdout)["results"]]
     assert dates and all("2024-01-01" <= d <= "2024-12-31" for d in dates)
 
@@ -107,12 +130,15 @@ def test_partial_failure_exits_1_and_keeps_the_good_records(tmp_path: Path):
     assert f"{data}:2" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("content,needle", [
-    (b"", "empty"),
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary"),
-    (b"title,abstract\nGood,\xff\xfe bad bytes\n", "UTF-8"),
-    (b"name,summary\nA paper,An abstract\n", "title"),
-])
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        (b"", "empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary"),
+        (b"title,abstract\nGood,\xff\xfe bad bytes\n", "UTF-8"),
+        (b"name,summary\nA paper,An abstract\n", "title"),
+    ],
+)
 def test_bad_files_are_reported_with_file_and_reason(tmp_path: Path, content: bytes, needle: str):
     bad = tmp_path / "input.csv"
     bad.write_bytes(content)
@@ -152,10 +178,19 @@ def test_unusable_store_is_a_one_line_error(tmp_path: Path):
 
 
 def test_missing_embedding_model_is_a_one_line_error(tmp_path: Path):
-    env = {**os.environ, "ASSISTANT_HOME": str(tmp_path / "home"),
-           "ASSISTANT_EMBED_MODEL_DIR": str(tmp_path / "no-model")}
-    proc = subprocess.run([sys.executable, "-m", "assistant", "search", "x"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "ASSISTANT_HOME": str(tmp_path / "home"),
+        "ASSISTANT_EMBED_MODEL_DIR": str(tmp_path / "no-model"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "assistant", "search", "x"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert_one_line_error(proc, "ASSISTANT_EMBED_MODEL_DIR", "no-model")
 
@@ -164,8 +199,10 @@ def test_settings_precedence_flag_env_dotenv(tmp_path: Path, monkeypatch: pytest
     from assistant.settings import Settings
 
     env_file = tmp_path / ".env"
-    env_file.write_text("ASSISTANT_MODEL=from-dotenv\nOPENAI_BASE_URL=http://dotenv/v1\n"
-                        "ASSISTANT_HOME=/from/dotenv\n")
+    env_file.write_text(
+        "ASSISTANT_MODEL=from-dotenv\nOPENAI_BASE_URL=http://dotenv/v1\n"
+        "ASSISTANT_HOME=/from/dotenv\n"
+    )
     monkeypatch.setenv("ASSISTANT_MODEL", "from-env")
     monkeypatch.delenv("ASSISTANT_HOME", raising=False)
     settings = Settings.load(env_file=env_file, model=None, home=None)
@@ -176,7 +213,8 @@ def test_settings_precedence_flag_env_dotenv(tmp_path: Path, monkeypatch: pytest
 
 
 def test_dotenv_in_the_working_folder_cannot_redirect_the_environment_key(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     from assistant.settings import Settings
 
     (tmp_path / ".env").write_text("OPENAI_BASE_URL=http://attacker.example/v1\n")

@@ -32,13 +32,24 @@ def digest_home(sample_home: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def _cli(home: Path, server: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ASSISTANT_HOME": str(home), "OPENAI_BASE_URL": server,
-           "ASSISTANT_MODEL": "smollm2", "ASSISTANT_CONTEXT_WINDOW": "4096",
-           "ASSISTANT_TIMEOUT": "300"}
+    env = {
+        **os.environ,
+        "ASSISTANT_HOME": str(home),
+        "OPENAI_BASE_URL": server,
+        "ASSISTANT_MODEL": "smollm2",
+        "ASSISTANT_CONTEXT_WINDOW": "4096",
+        "ASSISTANT_TIMEOUT": "300",
+    }
     if embed_model_dir():
         env["ASSISTANT_EMBED_MODEL_DIR"] = str(embed_model_dir())
-    return subprocess.run([sys.executable, "-m", "assistant", "digest", *args], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=1800)
+    return subprocess.run(
+        [sys.executable, "-m", "assistant", "digest", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
 
 
 def test_digest_of_2024_groups_every_paper_once_and_cites_only_the_window(
@@ -50,8 +61,19 @@ def test_digest_of_2024_groups_every_paper_once_and_cites_only_the_window(
     from assistant.digest.table import has_figure
 
     out = digest_home / "d2024.json"
-    proc = _cli(digest_home, llama_server, "--since", "2024-01-01", "--until", "2024-12-31",
-                "--format", "json", "--out", str(out), "--json")
+    proc = _cli(
+        digest_home,
+        llama_server,
+        "--since",
+        "2024-01-01",
+        "--until",
+        "2024-12-31",
+        "--format",
+        "json",
+        "--out",
+        str(out),
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(proc.stdout)
     assert data["written"] == str(out)
@@ -65,8 +87,9 @@ def test_digest_of_2024_groups_every_paper_once_and_cites_only_the_window(
     rows = [row["paper_id"] for theme in data["themes"] for row in theme["table"]]
     assert sorted(rows) == sorted(papers)  # ... and in exactly one table row
     named = [t for t in data["themes"] if not t["other"]]
-    assert len(named) >= 2 and all(t["name"] == "Other papers" for t in data["themes"]
-                                   if t["other"])
+    assert len(named) >= 2 and all(
+        t["name"] == "Other papers" for t in data["themes"] if t["other"]
+    )
     assert -1 <= data["silhouette"] <= 1 and all(-1 <= t["silhouette"] <= 1 for t in named)
 
     markdown = data["markdown"]
@@ -92,7 +115,7 @@ def test_digest_of_2024_groups_every_paper_once_and_cites_only_the_window(
             abstract = papers[row["paper_id"]]["abstract"]
             for role in ("problem", "approach", "result"):
                 if row[role]:
-                    assert abstract[row[role]["start"]:row[role]["end"]] == row[role]["text"]
+                    assert abstract[row[role]["start"] : row[role]["end"]] == row[role]["text"]
             if has_figure(abstract):
                 assert row["result"] and has_figure(row["result"]["text"])
     # The numbered references are exactly the window's papers, and every citation resolves.
@@ -124,8 +147,17 @@ def test_empty_window_says_so_and_writes_nothing(digest_home: Path, llama_server
 
 def test_topic_and_no_overwrite(digest_home: Path, llama_server: str):
     out = digest_home / "topic.md"
-    args = ("--since", "2024-01-01", "--until", "2024-12-31", "--topic", "scaling laws",
-            "--out", str(out), "--json")
+    args = (
+        "--since",
+        "2024-01-01",
+        "--until",
+        "2024-12-31",
+        "--topic",
+        "scaling laws",
+        "--out",
+        str(out),
+        "--json",
+    )
     proc = _cli(digest_home, llama_server, *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(proc.stdout)
@@ -152,29 +184,44 @@ class RecordingClient:
         return self.inner.chat(messages, max_tokens=max_tokens, **kw)
 
 
-def test_500_papers_fit_a_small_context_window(tmp_path: Path, embedder, llama_server: str,
-                                               sample_home: Path):
+def test_500_papers_fit_a_small_context_window(
+    tmp_path: Path, embedder, llama_server: str, sample_home: Path
+):
     rng = random.Random(7)
     sentences = []
     for _pid, _meta, extra in Library.open(make_settings(sample_home)).iter_papers(
-            ("metadatas", "documents")):
+        ("metadatas", "documents")
+    ):
         sentences.extend(s.strip() + "." for s in extra["document"].split(". ") if len(s) > 40)
     lines = []
     for i in range(500):
         abstract = rng.choice(sentences)  # one sentence: the test is about budgets, not prose
-        lines.append(json.dumps({"title": f"Synthetic study {i}",
-                                 "abstract": abstract, "published": f"2030-03-0{1 + i % 7}"}))
+        lines.append(
+            json.dumps(
+                {
+                    "title": f"Synthetic study {i}",
+                    "abstract": abstract,
+                    "published": f"2030-03-0{1 + i % 7}",
+                }
+            )
+        )
     data = tmp_path / "synthetic.jsonl"
     data.write_text("\n".join(lines) + "\n")
     window = 1536
-    settings = make_settings(tmp_path / "home", base_url=llama_server, model="smollm2",
-                             context_window=window, timeout=300.0)
+    settings = make_settings(
+        tmp_path / "home",
+        base_url=llama_server,
+        model="smollm2",
+        context_window=window,
+        timeout=300.0,
+    )
     library = Library.open(settings)
     report = ingest([data], settings, library=library, embedder=embedder)
     assert report.total_papers == 500
     client = RecordingClient(ModelClient(settings))
-    digest = build_digest(settings, library, embedder, client, date(2030, 3, 1),
-                          date(2030, 3, 7), section_tokens=24)
+    digest = build_digest(
+        settings, library, embedder, client, date(2030, 3, 1), date(2030, 3, 7), section_tokens=24
+    )
     assert len(digest.papers) == 500
     assert sum(len(t.papers) for t in digest.themes) == 500
     assert client.sizes and max(client.sizes) <= window
@@ -213,16 +260,34 @@ def _sample_papers() -> list:
     read = []
     for path in expand_paths([bundled_corpus()]):
         read.extend(read_file(path).papers)
-    return [DigestPaper(pid, m.paper.title, m.paper.abstract, m.paper.published, None,
-                        m.paper.url, m.paper.upvotes or 0, None)
-            for pid, m in sorted(merge_records(read).items())]
+    return [
+        DigestPaper(
+            pid,
+            m.paper.title,
+            m.paper.abstract,
+            m.paper.published,
+            None,
+            m.paper.url,
+            m.paper.upvotes or 0,
+            None,
+        )
+        for pid, m in sorted(merge_records(read).items())
+    ]
 
 
 def _paper(title: str, abstract: str, vector=None):
     from assistant.digest import DigestPaper
 
-    return DigestPaper(title.lower().replace(" ", "-")[:40], title, abstract, date(2024, 5, 1),
-                       None, None, 0, vector)
+    return DigestPaper(
+        title.lower().replace(" ", "-")[:40],
+        title,
+        abstract,
+        date(2024, 5, 1),
+        None,
+        None,
+        0,
+        vector,
+    )
 
 
 def test_theme_names_are_distinctive_phrases_of_the_themes_own_papers():
@@ -230,20 +295,30 @@ def test_theme_names_are_distinctive_phrases_of_the_themes_own_papers():
     from assistant.digest.naming import accept_model_name, name_themes, valid_name
 
     decoding = [
-        _paper("Speculative Decoding with Draft Trees",
-               "Speculative decoding speeds up large language model inference with a draft "
-               "model. We propose draft trees that raise the acceptance rate to 3.1 tokens."),
-        _paper("Faster Speculative Decoding for Chat",
-               "We study speculative decoding for chat assistants and reduce latency by 2x "
-               "with a smaller draft model."),
-        _paper("Lossless Speculative Decoding at Scale",
-               "Speculative decoding is lossless; we scale it to 70B models."),
+        _paper(
+            "Speculative Decoding with Draft Trees",
+            "Speculative decoding speeds up large language model inference with a draft "
+            "model. We propose draft trees that raise the acceptance rate to 3.1 tokens.",
+        ),
+        _paper(
+            "Faster Speculative Decoding for Chat",
+            "We study speculative decoding for chat assistants and reduce latency by 2x "
+            "with a smaller draft model.",
+        ),
+        _paper(
+            "Lossless Speculative Decoding at Scale",
+            "Speculative decoding is lossless; we scale it to 70B models.",
+        ),
     ]
     splatting = [
-        _paper("City-Scale Gaussian Splatting",
-               "Gaussian splatting renders large scenes; we partition a city into blocks."),
-        _paper("Dynamic Gaussian Splatting for Video",
-               "We extend Gaussian splatting to dynamic scenes captured on video."),
+        _paper(
+            "City-Scale Gaussian Splatting",
+            "Gaussian splatting renders large scenes; we partition a city into blocks.",
+        ),
+        _paper(
+            "Dynamic Gaussian Splatting for Video",
+            "We extend Gaussian splatting to dynamic scenes captured on video.",
+        ),
     ]
     themes = [Theme("", decoding), Theme("", splatting)]
     name_themes(themes)
@@ -253,18 +328,24 @@ def test_theme_names_are_distinctive_phrases_of_the_themes_own_papers():
         assert valid_name(theme.name, theme.papers) == (True, "")
         assert theme.name_source == "key phrases"
 
-    for bad, why in (("Themes: [1] AdAdaGrad", "brackets or numbering"),
-                     ("1. Speculative decoding", "brackets or numbering"),
-                     ("Lambda-Limb Regression", "words not in the theme's papers"),
-                     ("Speculative decoding of draft trees for large language model chat "
-                      "assistants", "longer than")):
+    for bad, why in (
+        ("Themes: [1] AdAdaGrad", "brackets or numbering"),
+        ("1. Speculative decoding", "brackets or numbering"),
+        ("Lambda-Limb Regression", "words not in the theme's papers"),
+        (
+            "Speculative decoding of draft trees for large language model chat assistants",
+            "longer than",
+        ),
+    ):
         ok, reason = valid_name(bad, decoding)
         assert not ok and why in reason, (bad, reason)
     accept_model_name(themes[0], "Theme: [1] Fast Adaptive Adversarial Prompting", set())
     assert themes[0].name_source == "key phrases"  # the model's proposal was refused
     accept_model_name(themes[0], '"Draft models for speculative decoding."', set())
-    assert (themes[0].name, themes[0].name_source) == ("Draft models for speculative decoding",
-                                                      "model")
+    assert (themes[0].name, themes[0].name_source) == (
+        "Draft models for speculative decoding",
+        "model",
+    )
 
 
 def test_table_cells_are_verbatim_trimmed_substrings_with_their_figures():
@@ -284,7 +365,7 @@ def test_table_cells_are_verbatim_trimmed_substrings_with_their_figures():
         for role, cell in row.cells.items():
             if cell is None:
                 continue
-            assert paper.abstract[cell.start:cell.end] == cell.text
+            assert paper.abstract[cell.start : cell.end] == cell.text
             assert len(cell.text) <= CELL_CHARS[role] + 40
             a, b = cell.sentence
             assert a <= cell.start < cell.end <= b
@@ -303,27 +384,36 @@ def test_table_cells_are_verbatim_trimmed_substrings_with_their_figures():
 def test_prose_sentences_are_kept_only_when_supported_and_about_window_papers():
     from assistant.digest.check import check_prose
 
-    a = _paper("Speculative Decoding with Draft Trees",
-               "Speculative decoding speeds up language model inference with a draft model. "
-               "Draft trees raise the acceptance rate to 3.1 tokens per step.")
-    b = _paper("City-Scale Gaussian Splatting",
-               "Gaussian splatting renders large scenes; we partition a city into blocks.")
-    raw = ("Draft trees raise the acceptance rate of speculative decoding to 3.1 tokens [1]. "
-           "Both papers reduce the memory of image classifiers by 45% [2]. "
-           "LLM: Lambda-Limb Regression (2019) speeds up decoding with draft trees [1]. "
-           "Draft trees raise the acceptance rate of speculative decoding to 3.1 tokens [1]. "
-           "Gaussian splatting renders city scenes in blocks [2][7].")
+    a = _paper(
+        "Speculative Decoding with Draft Trees",
+        "Speculative decoding speeds up language model inference with a draft model. "
+        "Draft trees raise the acceptance rate to 3.1 tokens per step.",
+    )
+    b = _paper(
+        "City-Scale Gaussian Splatting",
+        "Gaussian splatting renders large scenes; we partition a city into blocks.",
+    )
+    raw = (
+        "Draft trees raise the acceptance rate of speculative decoding to 3.1 tokens [1]. "
+        "Both papers reduce the memory of image classifiers by 45% [2]. "
+        "LLM: Lambda-Limb Regression (2019) speeds up decoding with draft trees [1]. "
+        "Draft trees raise the acceptance rate of speculative decoding to 3.1 tokens [1]. "
+        "Gaussian splatting renders city scenes in blocks [2][7]."
+    )
     earlier: list = []
     checked = check_prose(raw, {1: a, 2: b}, [a.title, b.title], earlier)
     kept = [s for s in checked if not s.reason]
     reasons = [s.reason for s in checked if s.reason]
     assert [s.text for s in kept] == [
         "Draft trees raise the acceptance rate of speculative decoding to 3.1 tokens.",
-        "Gaussian splatting renders city scenes in blocks."]
+        "Gaussian splatting renders city scenes in blocks.",
+    ]
     assert kept[0].cited == [a.paper_id] and kept[1].cited == [b.paper_id]  # [7] dropped
     assert any(r.startswith("not supported") for r in reasons)
-    assert any(r.startswith("names a paper not in the window: LLM: Lambda-Limb Regression")
-               for r in reasons)
+    assert any(
+        r.startswith("names a paper not in the window: LLM: Lambda-Limb Regression")
+        for r in reasons
+    )
     assert "repeats an earlier sentence" in reasons
     assert len(earlier) == 2
 
@@ -358,13 +448,29 @@ def test_eval_digest_scores_by_the_rules_and_refuses_a_file_that_is_no_digest(tm
     good = Theme("Natural images", [papers[0]], key_phrases=["natural images"])
     bad = Theme("Themes: [1] LoRA-GA", [papers[1]])
     build_tables([good, bad])
-    good.prose = [ProseSentence("MetaShift is a collection of 12,868 sets of natural images "
-                                "across 410 classes.", [papers[0].paper_id]),
-                  ProseSentence("Removed.", [], reason="too short to check")]
-    bad.prose = [ProseSentence("LLM: Lambda-Limb Regression (2019) beats every model by 99%.",
-                               [papers[1].paper_id])]
-    digest = Digest(date(2024, 1, 1), date(2024, 1, 7), "published", [good, bad], papers,
-                    date(2023, 12, 25), date(2023, 12, 31), 0, 264)
+    good.prose = [
+        ProseSentence(
+            "MetaShift is a collection of 12,868 sets of natural images across 410 classes.",
+            [papers[0].paper_id],
+        ),
+        ProseSentence("Removed.", [], reason="too short to check"),
+    ]
+    bad.prose = [
+        ProseSentence(
+            "LLM: Lambda-Limb Regression (2019) beats every model by 99%.", [papers[1].paper_id]
+        )
+    ]
+    digest = Digest(
+        date(2024, 1, 1),
+        date(2024, 1, 7),
+        "published",
+        [good, bad],
+        papers,
+        date(2023, 12, 25),
+        date(2023, 12, 31),
+        0,
+        264,
+    )
     scores = score_digest(json.loads(json.dumps(digest.to_dict())))
     assert scores["names_valid"] == 0.5
     assert [n["valid"] for n in scores["names"]] == [True, False]
@@ -377,8 +483,13 @@ def test_eval_digest_scores_by_the_rules_and_refuses_a_file_that_is_no_digest(tm
     junk = tmp_path / "notes.json"
     junk.write_text("{not json")
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
-    proc = subprocess.run([sys.executable, "-m", "assistant", "eval", "digest", str(junk)],
-                          cwd=ROOT, env={**env, "ASSISTANT_HOME": str(tmp_path / "home")},
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "assistant", "eval", "digest", str(junk)],
+        cwd=ROOT,
+        env={**env, "ASSISTANT_HOME": str(tmp_path / "home")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "not a digest JSON file" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

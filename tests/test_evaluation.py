@@ -37,28 +37,51 @@ from .conftest import ROOT, embed_model_dir
 # -- hand-made records --------------------------------------------------------------------
 
 
-def rec(qid: str = "q", *, answerable: bool = True, expected=(("p1",),),
-        retrieved=("p1", "x1", "x2"), answer: str | None = "an answer", abstained: bool = False,
-        contains=(("answer",),), citations=(), usage=None, error=None,
-        abstain_reason=None, judge=None) -> dict:
+def rec(
+    qid: str = "q",
+    *,
+    answerable: bool = True,
+    expected=(("p1",),),
+    retrieved=("p1", "x1", "x2"),
+    answer: str | None = "an answer",
+    abstained: bool = False,
+    contains=(("answer",),),
+    citations=(),
+    usage=None,
+    error=None,
+    abstain_reason=None,
+    judge=None,
+) -> dict:
     """A results.jsonl record built by hand, so every metric has a known value."""
     if not answerable:
         expected, contains = (), ()
     return {
-        "id": qid, "question": f"question {qid}?", "kind": "test", "answerable": answerable,
+        "id": qid,
+        "question": f"question {qid}?",
+        "kind": "test",
+        "answerable": answerable,
         "expected_titles": [f"title {i}" for i in range(len(expected))],
         "answer_contains": [list(c) for c in contains],
         "expected_ids": [list(e) for e in expected],
-        "retrieved": None if retrieved is None else [
+        "retrieved": None
+        if retrieved is None
+        else [
             {"rank": i, "paper_id": p, "title": p, "similarity": 0.5}
-            for i, p in enumerate(retrieved, start=1)],
-        "answer": answer, "raw": answer, "abstained": abstained,
+            for i, p in enumerate(retrieved, start=1)
+        ],
+        "answer": answer,
+        "raw": answer,
+        "abstained": abstained,
         "abstain_reason": abstain_reason or ("model" if abstained else None),
-        "citations": [{"n": i, "paper_id": p, "title": p, "supported": s}
-                      for i, (p, s) in enumerate(citations, start=1)],
-        "sources": [], "usage": usage or {"total_s": 1.0, "first_token_s": 0.5,
-                                          "prompt_tokens": 100, "completion_tokens": 10},
-        "error": error, "judge": judge,
+        "citations": [
+            {"n": i, "paper_id": p, "title": p, "supported": s}
+            for i, (p, s) in enumerate(citations, start=1)
+        ],
+        "sources": [],
+        "usage": usage
+        or {"total_s": 1.0, "first_token_s": 0.5, "prompt_tokens": 100, "completion_tokens": 10},
+        "error": error,
+        "judge": judge,
     }
 
 
@@ -72,7 +95,10 @@ def value(metrics: dict, name: str) -> tuple:
 def test_ndcg_recall_mrr_known_values():
     # A perfect single hit is 1.0, not ~0.34 (the IDCG-over-retrieved-items mistake).
     assert m.retrieval_scores([["a"]], ["a", "x", "y", "z", "w"], 5) == {
-        "recall": 1.0, "rr": 1.0, "ndcg": 1.0}
+        "recall": 1.0,
+        "rr": 1.0,
+        "ndcg": 1.0,
+    }
     # Two expected papers at ranks 2 and 4.
     s = m.retrieval_scores([["a"], ["b"]], ["x", "a", "y", "b", "z"], 5)
     ideal = 1 + 1 / math.log2(3)
@@ -86,8 +112,11 @@ def test_ndcg_recall_mrr_known_values():
     # More expected than k: the ideal DCG stops at k, so the best possible list scores 1.
     assert m.retrieval_scores([["a"], ["b"], ["c"]], ["b", "a"], 2)["ndcg"] == pytest.approx(1)
     # Beyond k nothing counts.
-    assert m.retrieval_scores([["a"]], ["x", "y", "a"], 2) == {"recall": 0.0, "rr": 0.0,
-                                                               "ndcg": 0.0}
+    assert m.retrieval_scores([["a"]], ["x", "y", "a"], 2) == {
+        "recall": 0.0,
+        "rr": 0.0,
+        "ndcg": 0.0,
+    }
     # A paper with two ids counts once; a title missing from the library is a miss.
     assert m.retrieval_scores([["a1", "a2"]], ["a2", "a1"], 5)["ndcg"] == pytest.approx(1)
     assert m.retrieval_scores([[], ["b"]], ["b"], 5)["recall"] == 0.5
@@ -95,10 +124,10 @@ def test_ndcg_recall_mrr_known_values():
 
 def test_retrieval_metrics_only_on_answerable_questions_with_a_search():
     records = [
-        rec("a", retrieved=("p1", "x")),                       # recall 1, rr 1
+        rec("a", retrieved=("p1", "x")),  # recall 1, rr 1
         rec("b", expected=(("p1",), ("p2",)), retrieved=("x", "p2")),  # recall .5, rr .5
-        rec("c", answerable=False, retrieved=("p1",)),         # not counted
-        rec("d", retrieved=None, answer=None, error="boom"),   # no search: not counted
+        rec("c", answerable=False, retrieved=("p1",)),  # not counted
+        rec("d", retrieved=None, answer=None, error="boom"),  # no search: not counted
         rec("e", retrieved=("p1",), answer=None, error="model down"),  # counted
     ]
     metrics = m.retrieval_metrics(records, 2)
@@ -115,7 +144,9 @@ def test_retrieval_metrics_only_on_answerable_questions_with_a_search():
 def test_match_answer_needs_every_fact_any_alternative_any_case():
     facts = [["12,868", "12868"], ["410"]]
     assert m.match_answer("MetaShift has 12868 sets over 410 classes", facts) == (
-        True, ["12868", "410"])
+        True,
+        ["12868", "410"],
+    )
     assert m.match_answer("It has 12,868 sets", facts) == (False, ["12,868", None])
     assert m.match_answer("NOPROP trains without backprop", [["NoProp"]])[0]
     assert m.match_answer("anything", [])[0] is False
@@ -123,16 +154,21 @@ def test_match_answer_needs_every_fact_any_alternative_any_case():
 
 
 def test_evidence_accuracy_counts_the_quotes_and_removed_share_the_sentences():
-    prose_hit = rec("prose", answer="It is manifold intrusion [1].",
-                    contains=(("manifold intrusion",),))
-    quoted = rec("quoted", answer="The model's answer was not supported by the sources.",
-                 contains=(("manifold intrusion",),))
+    prose_hit = rec(
+        "prose", answer="It is manifold intrusion [1].", contains=(("manifold intrusion",),)
+    )
+    quoted = rec(
+        "quoted",
+        answer="The model's answer was not supported by the sources.",
+        contains=(("manifold intrusion",),),
+    )
     quoted["evidence"] = [{"n": 1, "text": "We call this manifold intrusion."}]
     quoted["prose_sentences"], quoted["removed"] = 3, [{"reason": "unsupported"}] * 3
     prose_hit["prose_sentences"], prose_hit["removed"] = 1, []
     missed = rec("missed", answer="Nothing.", contains=(("manifold intrusion",),))
-    named = rec("named", expected=(("p1",),), answer="X [1].", contains=(("X",),),
-                citations=(("p1", True),))
+    named = rec(
+        "named", expected=(("p1",),), answer="X [1].", contains=(("X",),), citations=(("p1", True),)
+    )
     named["kind"] = "named"
     shy = rec("named-shy", answer=ABSTAIN_TEXT, abstained=True, contains=(("X",),))
     shy["kind"] = "named"
@@ -150,10 +186,19 @@ def test_litqa2_accuracy_precision_and_abstention_metrics():
         rec("right", answer="It is manifold intrusion.", contains=(("manifold intrusion",),)),
         rec("wrong", answer="It is overfitting.", contains=(("manifold intrusion",),)),
         # An abstention never matches, even if the fact happens to be in the text.
-        rec("shy", answer=ABSTAIN_TEXT + " manifold intrusion", abstained=True,
-            contains=(("manifold intrusion",),)),
-        rec("declined", answerable=False, answer=ABSTAIN_TEXT, abstained=True,
-            abstain_reason="retrieval"),
+        rec(
+            "shy",
+            answer=ABSTAIN_TEXT + " manifold intrusion",
+            abstained=True,
+            contains=(("manifold intrusion",),),
+        ),
+        rec(
+            "declined",
+            answerable=False,
+            answer=ABSTAIN_TEXT,
+            abstained=True,
+            abstain_reason="retrieval",
+        ),
         rec("guessed", answerable=False, answer="Whisper gets 2.7% WER."),
         rec("failed", answer=None, error="EndpointUnreachable: down"),
     ]
@@ -173,10 +218,15 @@ def test_litqa2_accuracy_precision_and_abstention_metrics():
 
 def test_citation_metrics_known_values():
     records = [
-        rec("a", expected=(("p1",), ("p2",)), retrieved=("p1", "p3", "p2"),
-            citations=[("p1", True), ("p3", False)]),
-        rec("b", expected=(("p4",),), retrieved=("p4",),
-            citations=[("p4", True), ("p9", True)]),  # p9 was never retrieved
+        rec(
+            "a",
+            expected=(("p1",), ("p2",)),
+            retrieved=("p1", "p3", "p2"),
+            citations=[("p1", True), ("p3", False)],
+        ),
+        rec(
+            "b", expected=(("p4",),), retrieved=("p4",), citations=[("p4", True), ("p9", True)]
+        ),  # p9 was never retrieved
         rec("c", expected=(("p5",),), retrieved=("p5",), citations=[]),
         rec("d", answerable=False, retrieved=("p6",), citations=[("p6", False)]),
         rec("e", expected=(("p7",),), answer=ABSTAIN_TEXT, abstained=True),
@@ -192,13 +242,26 @@ def test_citation_metrics_known_values():
 
 def test_cost_metrics_percentiles_and_per_call_tokens():
     def usage(total, first, prompt, completion):
-        return {"total_s": total, "first_token_s": first, "prompt_tokens": prompt,
-                "completion_tokens": completion}
+        return {
+            "total_s": total,
+            "first_token_s": first,
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+        }
 
-    records = [rec(str(i), usage=usage(t, t / 2, 100 * i, 10 * i))
-               for i, t in enumerate([1.0, 2.0, 3.0, 4.0], start=1)]
-    records.append(rec("r", answer=ABSTAIN_TEXT, abstained=True, abstain_reason="retrieval",
-                       usage=usage(10.0, None, 0, 0)))
+    records = [
+        rec(str(i), usage=usage(t, t / 2, 100 * i, 10 * i))
+        for i, t in enumerate([1.0, 2.0, 3.0, 4.0], start=1)
+    ]
+    records.append(
+        rec(
+            "r",
+            answer=ABSTAIN_TEXT,
+            abstained=True,
+            abstain_reason="retrieval",
+            usage=usage(10.0, None, 0, 0),
+        )
+    )
     metrics = m.aggregate(records, 3)
     assert value(metrics, "latency_p50_s") == (3.0, 5)
     assert value(metrics, "latency_p95_s") == (pytest.approx(4 + 0.8 * 6), 5)
@@ -221,26 +284,32 @@ def test_empty_metric_is_none_with_n_zero_never_nan():
 # -- the judge ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text, expected", [
-    ('{"faithful": true, "score": 0.9, "reason": "ok"}', (True, 0.9)),
-    ('Sure! ```json\n{"faithful": false, "score": 0.25}\n``` hope that helps', (False, 0.25)),
-    ('<think>hmm {not json}</think> {"Faithful": "true"}', (True, 1.0)),
-    ('{"score": "0.4"}', (False, 0.4)),
-    ('{"note": 1} then {"faithful": "no", "reason": "made up"}', (False, 0.0)),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('{"faithful": true, "score": 0.9, "reason": "ok"}', (True, 0.9)),
+        ('Sure! ```json\n{"faithful": false, "score": 0.25}\n``` hope that helps', (False, 0.25)),
+        ('<think>hmm {not json}</think> {"Faithful": "true"}', (True, 1.0)),
+        ('{"score": "0.4"}', (False, 0.4)),
+        ('{"note": 1} then {"faithful": "no", "reason": "made up"}', (False, 0.0)),
+    ],
+)
 def test_parse_verdict_reads_what_small_models_write(text, expected):
     verdict = parse_verdict(text)
     assert verdict.ok and (verdict.faithful, verdict.score) == expected
 
 
-@pytest.mark.parametrize("text", [
-    "The answer is faithful.",
-    '"faithful" is true. "score" is a number from 0 to 1',
-    '{"faithful": "maybe"}',
-    '{"score": 7}',
-    '{"reason": "no verdict"}',
-    "",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The answer is faithful.",
+        '"faithful" is true. "score" is a number from 0 to 1',
+        '{"faithful": "maybe"}',
+        '{"score": 7}',
+        '{"reason": "no verdict"}',
+        "",
+    ],
+)
 def test_parse_verdict_fails_loudly_on_unusable_output(text):
     verdict = parse_verdict(text)
     assert not verdict.ok and verdict.error and verdict.score is None
@@ -249,8 +318,11 @@ def test_parse_verdict_fails_loudly_on_unusable_output(text):
 # -- the runner without a server ----------------------------------------------------------
 
 
-PAPERS = {"p1": {"title": "Paper One"}, "p2": {"title": "Paper Two"},
-          "p3": {"title": "Paper Three"}}
+PAPERS = {
+    "p1": {"title": "Paper One"},
+    "p2": {"title": "Paper Two"},
+    "p3": {"title": "Paper Three"},
+}
 
 
 class FakeRetriever:
@@ -260,20 +332,47 @@ class FakeRetriever:
     embedder = SimpleNamespace(name="fake")
 
     def search(self, query, k=10, filters=None):
-        return [Hit(rank=i, paper_id=pid, title=PAPERS[pid]["title"], published=None,
-                    score=1.0 / i, passage=f"{PAPERS[pid]['title']} passage", chunk=0,
-                    similarity=0.6)
-                for i, pid in enumerate(["p1", "p2", "p3"][:k], start=1)]
+        return [
+            Hit(
+                rank=i,
+                paper_id=pid,
+                title=PAPERS[pid]["title"],
+                published=None,
+                score=1.0 / i,
+                passage=f"{PAPERS[pid]['title']} passage",
+                chunk=0,
+                similarity=0.6,
+            )
+            for i, pid in enumerate(["p1", "p2", "p3"][:k], start=1)
+        ]
 
 
 def _fake_questions() -> list[dict]:
     return [
-        {"id": "f1", "question": "One?", "expected_titles": ["Paper One"],
-         "answer_contains": [["one"]], "answerable": True, "kind": "t"},
-        {"id": "f2", "question": "Two?", "expected_titles": ["Paper Two"],
-         "answer_contains": [["two"]], "answerable": True, "kind": "t"},
-        {"id": "f3", "question": "None?", "expected_titles": [], "answer_contains": [],
-         "answerable": False, "kind": "unanswerable"},
+        {
+            "id": "f1",
+            "question": "One?",
+            "expected_titles": ["Paper One"],
+            "answer_contains": [["one"]],
+            "answerable": True,
+            "kind": "t",
+        },
+        {
+            "id": "f2",
+            "question": "Two?",
+            "expected_titles": ["Paper Two"],
+            "answer_contains": [["two"]],
+            "answerable": True,
+            "kind": "t",
+        },
+        {
+            "id": "f3",
+            "question": "None?",
+            "expected_titles": [],
+            "answer_contains": [],
+            "answerable": False,
+            "kind": "unanswerable",
+        },
     ]
 
 
@@ -287,12 +386,23 @@ def test_runner_records_failures_counts_judge_failures_and_resumes(tmp_path: Pat
         if question == "Two?" and down:
             raise EndpointUnreachable("nothing answered at http://127.0.0.1:9/v1")
         sources = sources_from_hits(hits)
-        return Answer(question, "Paper one says one [1].", [Citation(1, "p1", "Paper One", True)],
-                      sources, False, Usage(prompt_tokens=50, completion_tokens=5,
-                                            first_token_s=0.1, total_s=0.2), raw="one [1]")
+        return Answer(
+            question,
+            "Paper one says one [1].",
+            [Citation(1, "p1", "Paper One", True)],
+            sources,
+            False,
+            Usage(prompt_tokens=50, completion_tokens=5, first_token_s=0.1, total_s=0.2),
+            raw="one [1]",
+        )
 
-    replies = iter(["I think it is faithful", '{"faithful": false, "score": 0.2}',
-                    '{"faithful": true, "score": 1}'])
+    replies = iter(
+        [
+            "I think it is faithful",
+            '{"faithful": false, "score": 0.2}',
+            '{"faithful": true, "score": 1}',
+        ]
+    )
     judged: list[str] = []
 
     def complete(messages):
@@ -302,8 +412,17 @@ def test_runner_records_failures_counts_judge_failures_and_resumes(tmp_path: Pat
     judge = Judge(complete, "stub")
     info = {"model": "fake", "k": 2, "set": "fake.jsonl"}
     run_dir = tmp_path / "run"
-    result = run_answers(_fake_questions(), FakeRetriever(), None, k=2, context_window=4096,
-                         run_dir=run_dir, info=info, ask_fn=fake_ask, judge=judge)
+    result = run_answers(
+        _fake_questions(),
+        FakeRetriever(),
+        None,
+        k=2,
+        context_window=4096,
+        run_dir=run_dir,
+        info=info,
+        ask_fn=fake_ask,
+        judge=judge,
+    )
     assert result.failed == ["f2"] and len(result.records) == 3
     failed = result.records[1]
     assert failed["error"].startswith("EndpointUnreachable") and failed["answer"] is None
@@ -317,8 +436,7 @@ def test_runner_records_failures_counts_judge_failures_and_resumes(tmp_path: Pat
     for name in ("results.jsonl", "metrics.json", "report.md", "metrics.png", CACHE_FILE):
         assert (run_dir / name).is_file(), name
     summary = json.loads((run_dir / "metrics.json").read_text())
-    assert summary["failed"] == ["f2"] and summary["metrics"]["accuracy"] == {"value": 0.5,
-                                                                               "n": 2}
+    assert summary["failed"] == ["f2"] and summary["metrics"]["accuracy"] == {"value": 0.5, "n": 2}
     report = (run_dir / "report.md").read_text()
     assert "## Failed questions" in report and "EndpointUnreachable" in report
     assert "did not parse" in report or "no JSON verdict" in report
@@ -328,8 +446,17 @@ def test_runner_records_failures_counts_judge_failures_and_resumes(tmp_path: Pat
     down.clear()
     asked.clear()
     judged.clear()
-    again = run_answers(_fake_questions(), FakeRetriever(), None, k=2, context_window=4096,
-                        run_dir=run_dir, info=info, ask_fn=fake_ask, judge=judge)
+    again = run_answers(
+        _fake_questions(),
+        FakeRetriever(),
+        None,
+        k=2,
+        context_window=4096,
+        run_dir=run_dir,
+        info=info,
+        ask_fn=fake_ask,
+        judge=judge,
+    )
     assert asked == ["Two?"] and len(judged) == 1
     assert again.failed == [] and (again.cached, again.computed) == (2, 1)
     assert value(again.metrics, "judge_failures") == (1, 3)
@@ -344,7 +471,9 @@ def test_load_questions_checks_lines(tmp_path: Path):
     with pytest.raises(UsageError, match=r":1: not JSON"):
         load_questions(path)
     assert [q["id"] for q in load_questions(bundled_set(), limit=2)] == [
-        "q01-mixup-intrusion", "q02-noise-pairing"]
+        "q01-mixup-intrusion",
+        "q02-noise-pairing",
+    ]
 
 
 def test_packaged_question_set_is_the_bundled_one():
@@ -358,21 +487,42 @@ def test_packaged_question_set_is_the_bundled_one():
 
 
 def _write_run(run_dir: Path, records: list[dict], **info) -> None:
-    write_run(RunResult(run_dir, "answer", 3, records, m.aggregate(records, 3),
-                        info={"model": "m", **info}))
+    write_run(
+        RunResult(
+            run_dir, "answer", 3, records, m.aggregate(records, 3), info={"model": "m", **info}
+        )
+    )
 
 
 def test_eval_compare_prints_deltas_with_n(tmp_path: Path):
     right = {"answer": "manifold intrusion", "contains": (("manifold intrusion",),)}
     wrong = {"answer": "no idea", "contains": (("manifold intrusion",),)}
-    _write_run(tmp_path / "a", [rec("q1", **wrong), rec("q2", **right),
-                                rec("q3", retrieved=("x", "p1"), **wrong)], model="small")
-    _write_run(tmp_path / "b", [rec("q1", **right), rec("q2", **wrong),
-                                rec("q3", **right)], model="big")
+    _write_run(
+        tmp_path / "a",
+        [rec("q1", **wrong), rec("q2", **right), rec("q3", retrieved=("x", "p1"), **wrong)],
+        model="small",
+    )
+    _write_run(
+        tmp_path / "b", [rec("q1", **right), rec("q2", **wrong), rec("q3", **right)], model="big"
+    )
     env = {**os.environ}
-    proc = subprocess.run([sys.executable, "-m", "assistant", "eval", "compare",
-                           str(tmp_path / "a"), str(tmp_path / "b"), "--json"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "assistant",
+            "eval",
+            "compare",
+            str(tmp_path / "a"),
+            str(tmp_path / "b"),
+            "--json",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     diff = json.loads(proc.stdout)
     acc = diff["metrics"]["answer_accuracy"]
@@ -383,27 +533,48 @@ def test_eval_compare_prints_deltas_with_n(tmp_path: Path):
     assert diff["questions"] == {"fixed": ["q1", "q3"], "broken": ["q2"], "common": 3}
     assert diff["settings_differ"]["model"] == {"a": "small", "b": "big"}
 
-    proc = subprocess.run([sys.executable, "-m", "assistant", "eval", "compare",
-                           str(tmp_path / "a"), str(tmp_path / "b")], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "assistant",
+            "eval",
+            "compare",
+            str(tmp_path / "a"),
+            str(tmp_path / "b"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "answer_accuracy" in proc.stdout and "+0.333" in proc.stdout
     assert "broken in B: q2" in proc.stdout
 
-    proc = subprocess.run([sys.executable, "-m", "assistant", "eval", "compare",
-                           str(tmp_path / "a"), str(tmp_path)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "assistant", "eval", "compare", str(tmp_path / "a"), str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "not a run folder" in proc.stderr
 
 
 def test_eval_help_imports_nothing_heavy():
-    code = ("import sys; from assistant.cli import main\n"
-            "for argv in (['eval', '--help'], ['eval', 'run', '--help']):\n"
-            "    main(argv)\n"
-            "heavy = [m for m in ('chromadb', 'llama_index', 'openai', 'onnxruntime')"
-            " if m in sys.modules]\nprint('HEAVY', heavy)")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    code = (
+        "import sys; from assistant.cli import main\n"
+        "for argv in (['eval', '--help'], ['eval', 'run', '--help']):\n"
+        "    main(argv)\n"
+        "heavy = [m for m in ('chromadb', 'llama_index', 'openai', 'onnxruntime')"
+        " if m in sys.modules]\nprint('HEAVY', heavy)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert "HEAVY []" in proc.stdout, proc.stdout + proc.stderr
     assert "--retrieval-only" in proc.stdout
     assert re.search(r"1\s+some\s+questions\s+failed", proc.stdout)  # the exit code is documented
@@ -412,8 +583,9 @@ def test_eval_help_imports_nothing_heavy():
 # -- against the real local server --------------------------------------------------------
 
 
-def test_resume_after_interrupt_reuses_cached_answers(sample_retriever, model_settings,
-                                                      tmp_path: Path):
+def test_resume_after_interrupt_reuses_cached_answers(
+    sample_retriever, model_settings, tmp_path: Path
+):
     questions = load_questions(bundled_set(), limit=3)
     client = ModelClient(model_settings)
     chats: list[int] = []
@@ -439,8 +611,16 @@ def test_resume_after_interrupt_reuses_cached_answers(sample_retriever, model_se
         return ask(question, *args, **kwargs)
 
     with pytest.raises(KeyboardInterrupt):
-        run_answers(questions, sample_retriever, client, k=2, context_window=4096,
-                    run_dir=run_dir, info=info, ask_fn=interrupting_ask)
+        run_answers(
+            questions,
+            sample_retriever,
+            client,
+            k=2,
+            context_window=4096,
+            run_dir=run_dir,
+            info=info,
+            ask_fn=interrupting_ask,
+        )
     assert not (run_dir / "metrics.json").exists()
     cached = [json.loads(line) for line in (run_dir / CACHE_FILE).read_text().splitlines()]
     assert [c["id"] for c in cached] == [q["id"] for q in questions[:2]]
@@ -456,8 +636,16 @@ def test_resume_after_interrupt_reuses_cached_answers(sample_retriever, model_se
         asked.append(question)
         return ask(question, *args, **kwargs)
 
-    result = run_answers(questions, sample_retriever, client, k=2, context_window=4096,
-                         run_dir=run_dir, info=info, ask_fn=counting_ask)
+    result = run_answers(
+        questions,
+        sample_retriever,
+        client,
+        k=2,
+        context_window=4096,
+        run_dir=run_dir,
+        info=info,
+        ask_fn=counting_ask,
+    )
     assert asked == [questions[2]["question"]]
     assert len(chats) - first_chats <= 1
     assert (result.cached, result.computed) == (2, 1)
@@ -470,19 +658,47 @@ def test_resume_after_interrupt_reuses_cached_answers(sample_retriever, model_se
 
 def test_eval_run_cli_on_local_server(sample_copy: Path, llama_server: str, tmp_path: Path):
     wanted = {"q18-metashift-size", "q30-wheat-corpus-size", "q46-swebench-agents"}
-    lines = [line for line in (ROOT / "eval" / "questions.jsonl").read_text().splitlines()
-             if json.loads(line)["id"] in wanted]
+    lines = [
+        line
+        for line in (ROOT / "eval" / "questions.jsonl").read_text().splitlines()
+        if json.loads(line)["id"] in wanted
+    ]
     subset = tmp_path / "subset.jsonl"
     subset.write_text("\n".join(lines) + "\n")
     out = tmp_path / "run"
-    env = {**os.environ, "ASSISTANT_HOME": str(sample_copy), "OPENAI_BASE_URL": llama_server,
-           "ASSISTANT_TIMEOUT": "120"}
+    env = {
+        **os.environ,
+        "ASSISTANT_HOME": str(sample_copy),
+        "OPENAI_BASE_URL": llama_server,
+        "ASSISTANT_TIMEOUT": "120",
+    }
     if embed_model_dir():
         env["ASSISTANT_EMBED_MODEL_DIR"] = str(embed_model_dir())
     proc = subprocess.run(
-        [sys.executable, "-m", "assistant", "eval", "run", "--model", "smollm2", "--set",
-         str(subset), "--k", "2", "--out", str(out), "--judge-model", "smollm2", "--json"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "assistant",
+            "eval",
+            "run",
+            "--model",
+            "smollm2",
+            "--set",
+            str(subset),
+            "--k",
+            "2",
+            "--out",
+            str(out),
+            "--judge-model",
+            "smollm2",
+            "--json",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     assert set(report) >= {"metrics", "n", "failed", "run_dir"}
@@ -497,14 +713,29 @@ def test_eval_run_cli_on_local_server(sample_copy: Path, llama_server: str, tmp_
     assert n["recall@2"] == 2 and metrics["recall@2"] == 1.0
     done = 3 - len(report["failed"])
     assert n["accuracy"] == done and n["abstention_accuracy"] == (
-        0 if "q46-swebench-agents" in report["failed"] else 1)
+        0 if "q46-swebench-agents" in report["failed"] else 1
+    )
     # every answer that was not an abstention was judged; each verdict parsed or failed
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     answered = [r for r in records if not r["error"] and not r["abstained"]]
     assert n["judge_failures"] == len(answered)
     assert n["faithfulness"] + metrics["judge_failures"] == len(answered)
     assert {r["id"] for r in records} == wanted
-    assert all({"question", "expected_titles", "retrieved", "answer", "raw", "citations",
-                "abstained", "scores", "usage", "error"} <= set(r) for r in records)
+    assert all(
+        {
+            "question",
+            "expected_titles",
+            "retrieved",
+            "answer",
+            "raw",
+            "citations",
+            "abstained",
+            "scores",
+            "usage",
+            "error",
+        }
+        <= set(r)
+        for r in records
+    )
     report_md = (out / "report.md").read_text()
     assert "| recall@2 |" in report_md and "## Settings" in report_md

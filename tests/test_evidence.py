@@ -51,19 +51,23 @@ def _quotes_are_verbatim(answer, retriever) -> None:
     abstracts = fetch_abstracts(retriever.library, [q.paper_id for q in answer.evidence])
     assert answer.evidence
     for quote in answer.evidence:
-        assert abstracts[quote.paper_id][quote.start:quote.end] == quote.text
+        assert abstracts[quote.paper_id][quote.start : quote.end] == quote.text
 
 
 # -- pieces -------------------------------------------------------------------------------
 
 
 def test_sentence_spans_are_exact_slices_and_keep_abbreviations_inside() -> None:
-    text = ("We propose X, e.g. for LLMs. It reduces memory by 65.5% vs. Adam. "
-            "Code is at github.com/x.")
+    text = (
+        "We propose X, e.g. for LLMs. It reduces memory by 65.5% vs. Adam. Code is at github.com/x."
+    )
     spans = sentence_spans(text)
     sentences = [text[s:e] for s, e in spans]
-    assert sentences == ["We propose X, e.g. for LLMs.", "It reduces memory by 65.5% vs. Adam.",
-                         "Code is at github.com/x."]
+    assert sentences == [
+        "We propose X, e.g. for LLMs.",
+        "It reduces memory by 65.5% vs. Adam.",
+        "Code is at github.com/x.",
+    ]
 
 
 def test_name_tokens_find_paper_names_but_not_question_words() -> None:
@@ -76,8 +80,11 @@ def test_name_tokens_find_paper_names_but_not_question_words() -> None:
 def test_a_question_naming_a_paper_is_answerable_despite_a_weak_cosine(sample_retriever) -> None:
     from assistant.answer import sources_from_hits
 
-    for question, head in [("What is GaLore?", "GaLore"), ("What is Sophia?", "Sophia"),
-                           ("What does CSKV do?", "CSKV")]:
+    for question, head in [
+        ("What is GaLore?", "GaLore"),
+        ("What is Sophia?", "Sophia"),
+        ("What does CSKV do?", "CSKV"),
+    ]:
         sources = sources_from_hits(sample_retriever.search(question, k=4))
         abstracts = fetch_abstracts(sample_retriever.library, [s.paper_id for s in sources])
         verdict = answerability(question, sources, abstracts)
@@ -86,10 +93,13 @@ def test_a_question_naming_a_paper_is_answerable_despite_a_weak_cosine(sample_re
         assert named and all(t.split(":")[0] == head for t in named), named
 
 
-def test_a_question_outside_the_library_abstains_without_the_model(sample_retriever,
-                                                                   fake) -> None:
-    answer = ask("What word error rate does OpenAI's Whisper large-v3 reach on LibriSpeech?",
-                 sample_retriever, _client(fake.url), stream=False)
+def test_a_question_outside_the_library_abstains_without_the_model(sample_retriever, fake) -> None:
+    answer = ask(
+        "What word error rate does OpenAI's Whisper large-v3 reach on LibriSpeech?",
+        sample_retriever,
+        _client(fake.url),
+        stream=False,
+    )
     assert answer.abstained and answer.abstain_reason == "retrieval"
     assert answer.text == ABSTAIN_TEXT and answer.citations == [] and not answer.evidence
     assert "Whisper" in answer.answerability.missing_names
@@ -100,9 +110,13 @@ def test_a_question_outside_the_library_abstains_without_the_model(sample_retrie
 
 
 def test_unsupported_prose_is_replaced_by_the_evidence(sample_retriever, fake) -> None:
-    answer = _ask(sample_retriever, fake, "What is GaLore?",
-                  "GaLore is a protein folding method trained on 40 telescopes [1]. "
-                  "It was invented in 1850 for steam engines [1].")
+    answer = _ask(
+        sample_retriever,
+        fake,
+        "What is GaLore?",
+        "GaLore is a protein folding method trained on 40 telescopes [1]. "
+        "It was invented in 1850 for steam engines [1].",
+    )
     assert not answer.abstained and not answer.prose_supported
     assert answer.text == UNSUPPORTED_LEAD
     assert {r.reason for r in answer.removed} <= {"unsupported", "uncited"}
@@ -113,8 +127,10 @@ def test_unsupported_prose_is_replaced_by_the_evidence(sample_retriever, fake) -
 
 
 def test_a_repeated_sentence_is_shown_once(sample_retriever, fake) -> None:
-    sentence = ("GaLore allows full-parameter learning but is more memory-efficient than "
-                "common low-rank adaptation methods such as LoRA [1].")
+    sentence = (
+        "GaLore allows full-parameter learning but is more memory-efficient than "
+        "common low-rank adaptation methods such as LoRA [1]."
+    )
     answer = _ask(sample_retriever, fake, "What is GaLore?", f"{sentence} {sentence}")
     assert answer.prose_supported
     assert answer.text.count("memory-efficient") == 1
@@ -122,30 +138,40 @@ def test_a_repeated_sentence_is_shown_once(sample_retriever, fake) -> None:
 
 
 def test_a_header_echo_is_removed(sample_retriever, fake) -> None:
-    answer = _ask(sample_retriever, fake, "What is GaLore?",
-                  f"{GALORE} (unknown) [1].\n"
-                  "GaLore: Memory-Efficient Training By Low-Rank Projection [1]\n"
-                  "GaLore reduces optimizer memory by up to 82.5% compared to a BF16 "
-                  "baseline [1].")
+    answer = _ask(
+        sample_retriever,
+        fake,
+        "What is GaLore?",
+        f"{GALORE} (unknown) [1].\n"
+        "GaLore: Memory-Efficient Training By Low-Rank Projection [1]\n"
+        "GaLore reduces optimizer memory by up to 82.5% compared to a BF16 "
+        "baseline [1].",
+    )
     assert [r.reason for r in answer.removed] == ["header", "header"]
     assert answer.text.startswith("GaLore reduces optimizer memory by up to 82.5%")
     assert "(unknown)" not in answer.full_text()
 
 
 def test_an_invented_paper_is_removed(sample_retriever, fake) -> None:
-    answer = _ask(sample_retriever, fake, "What is GaLore?",
-                  "GaLore is like FLTNet, which reduces training memory with low-rank "
-                  "projection [1]. GaLore reduces optimizer memory by up to 82.5% [1].")
+    answer = _ask(
+        sample_retriever,
+        fake,
+        "What is GaLore?",
+        "GaLore is like FLTNet, which reduces training memory with low-rank "
+        "projection [1]. GaLore reduces optimizer memory by up to 82.5% [1].",
+    )
     assert [r.reason for r in answer.removed] == ["unknown-paper"]
     assert "FLTNet" not in answer.text
 
 
 def test_a_bulleted_answer_keeps_its_list_and_heading(sample_retriever, fake) -> None:
-    reply = ("## GaLore\n"
-             "- GaLore allows full-parameter learning but is more memory-efficient than "
-             "low-rank adaptation methods such as LoRA [1].\n"
-             "- GaLore reduces optimizer memory by up to 65.5% [1].\n"
-             "- It was first used on the Moon in 1969 [1].\n")
+    reply = (
+        "## GaLore\n"
+        "- GaLore allows full-parameter learning but is more memory-efficient than "
+        "low-rank adaptation methods such as LoRA [1].\n"
+        "- GaLore reduces optimizer memory by up to 65.5% [1].\n"
+        "- It was first used on the Moon in 1969 [1].\n"
+    )
     answer = _ask(sample_retriever, fake, "What is GaLore?", reply)
     lines = answer.text.splitlines()
     assert lines[0] == "## GaLore"
@@ -153,13 +179,19 @@ def test_a_bulleted_answer_keeps_its_list_and_heading(sample_retriever, fake) ->
     assert [r.reason for r in answer.removed] == ["unsupported"]
 
 
-def test_json_carries_evidence_and_removed_sentences_and_round_trips(sample_retriever,
-                                                                     fake) -> None:
-    answer = _ask(sample_retriever, fake, "What is GaLore?",
-                  "GaLore reduces optimizer memory by up to 65.5% [1]. It flies [1].")
+def test_json_carries_evidence_and_removed_sentences_and_round_trips(
+    sample_retriever, fake
+) -> None:
+    answer = _ask(
+        sample_retriever,
+        fake,
+        "What is GaLore?",
+        "GaLore reduces optimizer memory by up to 65.5% [1]. It flies [1].",
+    )
     data = answer.to_dict()
-    assert data["evidence"] and all({"text", "start", "end", "title", "n"} <= set(q)
-                                    for q in data["evidence"])
+    assert data["evidence"] and all(
+        {"text", "start", "end", "title", "n"} <= set(q) for q in data["evidence"]
+    )
     assert data["removed"] and data["removed"][0]["reason"] in ("no-content", "unsupported")
     again = answer_from_dict(data)
     assert again.full_text() == answer.full_text()
@@ -167,9 +199,12 @@ def test_json_carries_evidence_and_removed_sentences_and_round_trips(sample_retr
 
 
 def test_a_multi_paper_answer_groups_evidence_per_paper(sample_retriever, fake) -> None:
-    answer = _ask(sample_retriever, fake,
-                  "Which papers propose gradient low-rank projection (GaLore) or build a "
-                  "variant of it?", "The sources describe several methods.")
+    answer = _ask(
+        sample_retriever,
+        fake,
+        "Which papers propose gradient low-rank projection (GaLore) or build a variant of it?",
+        "The sources describe several methods.",
+    )
     groups = answer.evidence_by_source()
     assert len(groups) >= 2
     titles = [source.title for source, _ in groups]
@@ -179,8 +214,9 @@ def test_a_multi_paper_answer_groups_evidence_per_paper(sample_retriever, fake) 
 
 def test_review_removes_a_sentence_the_model_left_unfinished() -> None:
     source = SourceText(1, "Tiny Paper", "We cut memory by 40% with sparse updates of weights.")
-    checked = review("Sparse updates cut memory by 40% [1]. Sparse updates of weights into [1]",
-                     [source])
+    checked = review(
+        "Sparse updates cut memory by 40% [1]. Sparse updates of weights into [1]", [source]
+    )
     assert [r.reason for r in checked.removed] == ["cut-off"]
     assert checked.text == "Sparse updates cut memory by 40%. [1]"
 
@@ -199,10 +235,16 @@ def smollm2(model_settings):
     return ModelClient(model_settings)
 
 
-def test_real_model_answers_a_question_by_a_papers_name(sample_retriever, smollm2,
-                                                        model_settings) -> None:
-    answer = ask("What does CSKV do?", sample_retriever, smollm2, stream=False,
-                 context_window=model_settings.context_window)
+def test_real_model_answers_a_question_by_a_papers_name(
+    sample_retriever, smollm2, model_settings
+) -> None:
+    answer = ask(
+        "What does CSKV do?",
+        sample_retriever,
+        smollm2,
+        stream=False,
+        context_window=model_settings.context_window,
+    )
     assert not answer.abstained
     cited = {c.title for c in answer.citations}
     assert any(t.startswith("CSKV:") for t in cited), cited

@@ -255,8 +255,9 @@ def test_ask_no_stream_reply_cut_says_the_server_answered_then_broke(sample_copy
     assert proc.returncode == 1
     assert "accepted the request but closed the connection before the whole reply" in proc.stderr
     assert "cannot reach" not in proc.stderr and "is the server running" not in proc.stderr
-    errors = [line for line in proc.stderr.strip().splitlines()
-              if not line.startswith("keyword index:")]  # the index's own progress notes
+    errors = [
+        line for line in proc.stderr.strip().splitlines() if not line.startswith("keyword index:")
+    ]  # the index's own progress notes
     assert "Traceback" not in proc.stderr and len(errors) == 1, proc.stderr
 
 

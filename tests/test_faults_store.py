@@ -218,9 +218,7 @@ def test_item1_reindex_interrupted_at_every_swap_step_then_rerun_keeps_all(
     _assert_consistent(library)
 
 
-def test_item1_reindex_interrupted_while_embedding_keeps_the_old_library(
-    sample_copy: Path, cached
-):
+def test_item1_reindex_interrupted_while_embedding_keeps_the_old_library(sample_copy: Path, cached):
     settings = make_settings(sample_copy)
     before = Library.open(settings).counts()
     with pytest.raises(KeyboardInterrupt):
@@ -238,10 +236,19 @@ def test_item1_ctrl_c_in_reindex_is_one_line_and_exit_130(
 ):
     import assistant.embed
 
-    monkeypatch.setattr(assistant.embed, "make_embedder",
-                        lambda settings: Interrupting(cached, on_call=2))
-    rc, _out, err = run_cli(["--home", str(sample_copy), "--embed-model-dir",
-                             os.environ.get("ASSISTANT_EMBED_MODEL_DIR", ""), "reindex"], capsys)
+    monkeypatch.setattr(
+        assistant.embed, "make_embedder", lambda settings: Interrupting(cached, on_call=2)
+    )
+    rc, _out, err = run_cli(
+        [
+            "--home",
+            str(sample_copy),
+            "--embed-model-dir",
+            os.environ.get("ASSISTANT_EMBED_MODEL_DIR", ""),
+            "reindex",
+        ],
+        capsys,
+    )
     assert rc == 130
     assert_one_line(err, "interrupted", "no paper is lost", "assistant reindex")
     assert Library.open(make_settings(sample_copy)).counts()[0] == 264
@@ -252,8 +259,11 @@ def test_item1_ctrl_c_in_reindex_is_one_line_and_exit_130(
 
 def test_item2_a_latin1_line_in_jsonl_costs_only_that_line(tmp_path: Path):
     good = '{"title": "Paper %d", "abstract": "An abstract about attention sinks."}\n'
-    data = ((good % 1).encode() + '{"title": "Caf\u00e9", "abstract": "Latin-1."}\n'
-            .encode("latin-1") + (good % 3).encode())
+    data = (
+        (good % 1).encode()
+        + '{"title": "Caf\u00e9", "abstract": "Latin-1."}\n'.encode("latin-1")
+        + (good % 3).encode()
+    )
     path = tmp_path / "mixed.jsonl"
     path.write_bytes(data)
     result = read_file(path)
@@ -266,10 +276,12 @@ def test_item2_a_latin1_line_in_jsonl_costs_only_that_line(tmp_path: Path):
 def test_item2_a_page_cut_inside_a_multibyte_character_keeps_its_papers(tmp_path: Path):
     original = (bundled_corpus() / "004_de09b6e12a2e9100.txt").read_bytes()
     complete = len(read_file(bundled_corpus() / "004_de09b6e12a2e9100.txt").papers)
-    tail = ("\n\nA Late Paper on Caches\n\nWe study caches in transformer inference and "
-            "find that the na\u00efve").encode()
+    tail = (
+        "\n\nA Late Paper on Caches\n\nWe study caches in transformer inference and "
+        "find that the na\u00efve"
+    ).encode()
     path = tmp_path / "cut.txt"
-    path.write_bytes(original + tail[:-len(" na\u00efve".encode()) + 4])  # inside "ï"
+    path.write_bytes(original + tail[: -len(" na\u00efve".encode()) + 4])  # inside "ï"
     result = read_file(path)
     assert result.errors == []
     assert len(result.papers) == complete + 1
@@ -283,8 +295,7 @@ def test_item2_a_page_cut_inside_a_multibyte_character_keeps_its_papers(tmp_path
 def test_item5_interrupted_ingest_reports_only_what_was_stored(tmp_path: Path, cached):
     settings = make_settings(tmp_path / "home")
     library = Library.open(settings)
-    report = ingest([ONE_FILE], settings, library=library,
-                    embedder=Interrupting(cached, on_call=3))
+    report = ingest([ONE_FILE], settings, library=library, embedder=Interrupting(cached, on_call=3))
     stored = library.counts()[0]
     assert report.interrupted and 0 < stored < 93
     assert report.added == stored
@@ -311,9 +322,7 @@ class _Meeting(CachedEmbedder):
         return super().embed(texts)
 
 
-def test_item5_concurrent_ingests_on_one_home_lose_no_generation_increment(
-    tmp_path: Path, cached
-):
+def test_item5_concurrent_ingests_on_one_home_lose_no_generation_increment(tmp_path: Path, cached):
     alone = make_settings(tmp_path / "alone")
     ingest([ONE_FILE], alone, library=Library.open(alone), embedder=cached)
     expected_generation = Library.open(alone).generation
@@ -324,8 +333,9 @@ def test_item5_concurrent_ingests_on_one_home_lose_no_generation_increment(
 
     def run(library: Library) -> None:
         try:
-            reports.append(ingest([ONE_FILE], settings, library=library,
-                                  embedder=_Meeting(cached, barrier)))
+            reports.append(
+                ingest([ONE_FILE], settings, library=library, embedder=_Meeting(cached, barrier))
+            )
         except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
 
@@ -358,16 +368,17 @@ for _ in range(100):
 """
 
 
-def test_item5_two_processes_bumping_the_generation_lose_no_increment(tmp_path: Path,
-                                                                      embedder):
+def test_item5_two_processes_bumping_the_generation_lose_no_increment(tmp_path: Path, embedder):
     """Two processes bumping one store's generation at once: 2 x 100, all counted."""
     import time
 
     home = tmp_path / "home"
     settings = make_settings(home)
     Library.open(settings).papers(create_for=(embedder.name, embedder.dim))
-    procs = [subprocess.Popen([sys.executable, "-c", _BUMPER, str(home), str(i)], cwd=ROOT)
-             for i in range(2)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _BUMPER, str(home), str(i)], cwd=ROOT)
+        for i in range(2)
+    ]
     while not all((home / f"ready-{i}").exists() for i in range(2)):
         assert all(p.poll() is None for p in procs), "a bumper process died"
         time.sleep(0.05)
@@ -404,8 +415,14 @@ def test_item8_disk_full_during_ingest_is_one_line_and_the_store_stays_consisten
     home = tmp_path / "home"
     rc, _out, err = run_cli(["--home", str(home), "ingest", str(ONE_FILE)], capsys)
     assert rc != 0
-    assert_one_line(err, "Error:", "is full", "library is consistent", "free some disk space",
-                    "run the same command again")
+    assert_one_line(
+        err,
+        "Error:",
+        "is full",
+        "library is consistent",
+        "free some disk space",
+        "run the same command again",
+    )
     monkeypatch.setattr(chroma_collection.Collection, "upsert", real_upsert)
     library = Library.open(make_settings(home))
     stored = library.counts()[0]
@@ -430,9 +447,11 @@ def chroma_server(tmp_path: Path):
     chroma = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
     port = free_port()
     log = open(tmp_path / "chroma.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([chroma, "run", "--path", str(tmp_path / "db"), "--host",
-                             "127.0.0.1", "--port", str(port)], stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [chroma, "run", "--path", str(tmp_path / "db"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -442,8 +461,9 @@ def chroma_server(tmp_path: Path):
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                pytest.fail("chroma run did not start: "
-                            + (tmp_path / "chroma.log").read_text()[-2000:])
+                pytest.fail(
+                    "chroma run did not start: " + (tmp_path / "chroma.log").read_text()[-2000:]
+                )
             time.sleep(0.3)
     yield url, proc
     if proc.poll() is None:
@@ -472,14 +492,22 @@ def test_item9_chroma_server_dying_mid_ingest_is_one_line(
     import assistant.embed
 
     url, proc = chroma_server
-    monkeypatch.setattr(assistant.embed, "make_embedder",
-                        lambda settings: _ServerKiller(cached, proc, on_call=3))
-    rc, _out, err = run_cli(["--home", str(tmp_path / "home"), "--chroma-url", url, "ingest",
-                             str(ONE_FILE)], capsys)
+    monkeypatch.setattr(
+        assistant.embed, "make_embedder", lambda settings: _ServerKiller(cached, proc, on_call=3)
+    )
+    rc, _out, err = run_cli(
+        ["--home", str(tmp_path / "home"), "--chroma-url", url, "ingest", str(ONE_FILE)], capsys
+    )
     assert proc.poll() is not None  # the server really is gone
     assert rc != 0
-    assert_one_line(err, "Error:", "lost the connection to the Chroma server", url,
-                    "library is consistent", "start the Chroma server again")
+    assert_one_line(
+        err,
+        "Error:",
+        "lost the connection to the Chroma server",
+        url,
+        "library is consistent",
+        "start the Chroma server again",
+    )
 
 
 # -- item 11: devices, FIFOs and runaway records ---------------------------------------
@@ -498,8 +526,13 @@ def _read_in_a_sandbox(path: Path) -> str:
     old behaviour (read /dev/zero forever, block on a FIFO) fails the test
     instead of taking the machine or the run down."""
     try:
-        proc = subprocess.run([sys.executable, "-c", _READ_ONE, str(path)], cwd=ROOT,
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-c", _READ_ONE, str(path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     except subprocess.TimeoutExpired:
         pytest.fail(f"reading {path} did not return")
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -525,7 +558,8 @@ def test_item11_a_record_over_the_size_cap_is_refused_by_name(tmp_path: Path):
     path = tmp_path / "big.jsonl"
     path.write_text(
         '{"title": "Fine", "abstract": "A normal abstract."}\n'
-        + json.dumps({"title": "Runaway", "abstract": huge}) + "\n"
+        + json.dumps({"title": "Runaway", "abstract": huge})
+        + "\n"
         + '{"title": "Also fine", "abstract": "Another normal abstract."}\n'
     )
     result = read_file(path)
@@ -575,8 +609,7 @@ def test_item13_unparseable_date_is_stored_undated_with_a_warning(tmp_path: Path
     assert "published" not in stored["Undatable"] and stored["Dated"]["published"] == 20240301
 
 
-def test_item13_ingest_command_prints_the_warnings(tmp_path: Path, cached, capsys,
-                                                   monkeypatch):
+def test_item13_ingest_command_prints_the_warnings(tmp_path: Path, cached, capsys, monkeypatch):
     import assistant.embed
 
     monkeypatch.setattr(assistant.embed, "make_embedder", lambda settings: cached)

@@ -88,9 +88,7 @@ def test_same_paper_in_two_files_is_one_paper(sample_home: Path):
 def test_metadata_quirks_survive_into_the_store(sample_home: Path):
     library = _library(sample_home)
     by_title = {meta["title"]: meta for _, meta, _ in library.iter_papers()}
-    elaswave = by_title[
-        "ElasWave: An Elastic-Native System for Scalable Hybrid-Parallel Training"
-    ]
+    elaswave = by_title["ElasWave: An Elastic-Native System for Scalable Hybrid-Parallel Training"]
     assert elaswave["author_count"] == 19
     assert elaswave["year_inferred"] is True
     assert elaswave["published"] % 10000 == 1001  # Oct 1, year inferred
@@ -145,8 +143,10 @@ def test_arxiv_id_learnt_later_merges_with_the_title_only_paper(
     target = next(iter(_sample_papers().values())).paper
     assert target.arxiv_id is None
     export = tmp_path / "export.jsonl"
-    export.write_text(json.dumps({"title": target.title, "abstract": target.abstract,
-                                  "arxiv_id": "2401.00001"}) + "\n")
+    export.write_text(
+        json.dumps({"title": target.title, "abstract": target.abstract, "arxiv_id": "2401.00001"})
+        + "\n"
+    )
     report = ingest([export], settings, library=library, embedder=embedder)
     assert report.total_papers == 264  # the same paper, now under its arXiv id
     assert report.updated == 1
@@ -184,8 +184,12 @@ ONE_FILE = bundled_corpus() / "001_6bca746acf7cc91f.txt"
 def test_ctrl_c_leaves_a_consistent_store_and_the_next_run_completes(tmp_path: Path, embedder):
     settings = make_settings(tmp_path / "home")
     library = Library.open(settings)
-    first = ingest([ONE_FILE], settings, library=library,
-                   embedder=_InterruptingEmbedder(embedder, interrupt_on=3))
+    first = ingest(
+        [ONE_FILE],
+        settings,
+        library=library,
+        embedder=_InterruptingEmbedder(embedder, interrupt_on=3),
+    )
     assert first.interrupted and first.exit_code == 1
     stored_papers, _ = library.counts()
     assert 0 < stored_papers < 93
@@ -222,7 +226,10 @@ def test_kill_during_ingest_then_resume_without_duplicates(tmp_path: Path, embed
 
     proc = subprocess.run(
         [sys.executable, "-c", KILLER, str(home), str(embed_model_dir() or ""), str(ONE_FILE)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     settings = make_settings(home)

@@ -28,14 +28,30 @@ def _paper(pid: str, title: str, abstract: str, published: int | None = None):
 
 
 CORPUS = [
-    _paper("p1", "GaLore: Memory-Efficient Training", "We project gradients to a low-rank "
-           "subspace and cut optimizer memory by 65.5%.", 20240301),
-    _paper("p2", "Q-GaLore: Quantized GaLore", "GaLore, quantised to INT4, with GaLore "
-           "projections; GaLore again.", 20240701),
-    _paper("p3", "Zeolite Screening", "Graph networks screen zeolite catalysts 12-fold faster.",
-           20250101),
-    _paper("p4", "Sophia: A Second-order Optimizer", "A clipped Hessian estimate doubles the "
-           "speed of language model pre-training over Adam.", 20230501),
+    _paper(
+        "p1",
+        "GaLore: Memory-Efficient Training",
+        "We project gradients to a low-rank subspace and cut optimizer memory by 65.5%.",
+        20240301,
+    ),
+    _paper(
+        "p2",
+        "Q-GaLore: Quantized GaLore",
+        "GaLore, quantised to INT4, with GaLore projections; GaLore again.",
+        20240701,
+    ),
+    _paper(
+        "p3",
+        "Zeolite Screening",
+        "Graph networks screen zeolite catalysts 12-fold faster.",
+        20250101,
+    ),
+    _paper(
+        "p4",
+        "Sophia: A Second-order Optimizer",
+        "A clipped Hessian estimate doubles the speed of language model pre-training over Adam.",
+        20230501,
+    ),
 ]
 
 
@@ -57,8 +73,10 @@ def test_incremental_changes_score_exactly_like_a_rebuild(tmp_path: Path):
         grown.apply([paper], ())
     changed = _paper("p3", "Catalyst Screening", "Graph networks screen catalysts quickly.")
     grown.apply([changed], ["p4"])  # a new version of p3, p4 deleted
-    extras = [_paper(f"x{i}", f"Extra {i}", f"filler words number {i}")
-              for i in range(keyword.MAX_SEGMENTS + 1)]
+    extras = [
+        _paper(f"x{i}", f"Extra {i}", f"filler words number {i}")
+        for i in range(keyword.MAX_SEGMENTS + 1)
+    ]
     for paper in extras:  # more segments than MAX_SEGMENTS: they are merged
         grown.apply([paper], ())
     assert len(grown.segments) < len(extras)
@@ -70,8 +88,10 @@ def test_incremental_changes_score_exactly_like_a_rebuild(tmp_path: Path):
         a, b = _all_scores(grown, query), _all_scores(fresh, query)
         assert a.keys() == b.keys(), query
         assert all(abs(a[k] - b[k]) < 1e-4 for k in a), (query, a, b)
-    assert "p4" not in grown.papers and grown.papers["p3"]["content_hash"] == changed[1][
-        "content_hash"]
+    assert (
+        "p4" not in grown.papers
+        and grown.papers["p3"]["content_hash"] == changed[1]["content_hash"]
+    )
     assert _all_scores(grown, "zeolite") == {}  # the old text of p3 is gone
 
     grown.store_id, grown.generation = "store", 7
@@ -83,8 +103,13 @@ def test_incremental_changes_score_exactly_like_a_rebuild(tmp_path: Path):
 
 def test_title_terms_weigh_more_than_body_terms():
     index = KeywordIndex(None)
-    index.apply([_paper("t", "Speculative Decoding", "We study inference of large models."),
-                 _paper("b", "Faster Inference", "Speculative decoding of large models.")], ())
+    index.apply(
+        [
+            _paper("t", "Speculative Decoding", "We study inference of large models."),
+            _paper("b", "Faster Inference", "Speculative decoding of large models."),
+        ],
+        (),
+    )
     assert [pid for pid, _ in index.search("speculative decoding", 2)] == ["t", "b"]
 
 
@@ -106,13 +131,17 @@ def test_segment_build_counts_title_and_body_separately():
 
 
 def _jsonl(path: Path, *papers: tuple[str, str, str]) -> Path:
-    path.write_text("".join(json.dumps({"title": t, "abstract": a, "published": d}) + "\n"
-                            for t, a, d in papers))
+    path.write_text(
+        "".join(
+            json.dumps({"title": t, "abstract": a, "published": d}) + "\n" for t, a, d in papers
+        )
+    )
     return path
 
 
-def test_ingest_adds_a_segment_and_a_new_process_needs_no_rebuild(sample_copy, embedder,
-                                                                  tmp_path, quiet):
+def test_ingest_adds_a_segment_and_a_new_process_needs_no_rebuild(
+    sample_copy, embedder, tmp_path, quiet
+):
     settings = make_settings(sample_copy)
     retriever = Retriever(Library.open(settings), embedder, settings)
     assert retriever.search("zeolite catalysts", k=3)[0].title != "Zeolite Catalysts Screened"
@@ -121,9 +150,10 @@ def test_ingest_adds_a_segment_and_a_new_process_needs_no_rebuild(sample_copy, e
     before = {p.name for p in folder.glob("seg-*.npz")}
     quiet.clear()
 
-    new = _jsonl(tmp_path / "new.jsonl", ("Zeolite Catalysts Screened",
-                                          "Graph networks screen zeolite catalysts.",
-                                          "2031-02-03"))
+    new = _jsonl(
+        tmp_path / "new.jsonl",
+        ("Zeolite Catalysts Screened", "Graph networks screen zeolite catalysts.", "2031-02-03"),
+    )
     ingest([new], settings, library=retriever.library, embedder=embedder)
     after = {p.name for p in folder.glob("seg-*.npz")}
     assert before < after and len(after - before) == 1  # one new segment, the old one kept
@@ -146,12 +176,25 @@ def test_a_write_that_bypassed_the_index_is_found_by_comparing(sample_copy, embe
     retriever = Retriever(library, embedder, settings)
     retriever.refresh()
     quiet.clear()
-    meta = {"title": "Bypass Paper on Perovskite Solar Cells", "content_hash": "x",
-            "n_chunks": 1, "title_key": "bypass"}
+    meta = {
+        "title": "Bypass Paper on Perovskite Solar Cells",
+        "content_hash": "x",
+        "n_chunks": 1,
+        "title_key": "bypass",
+    }
     text = meta["title"] + "\n\nPerovskite solar cells degrade under humidity."
-    library.write([PaperWrite("title:bypass", meta, "Perovskite solar cells degrade under "
-                              "humidity.", [text], embedder.embed([text]))],
-                  (embedder.name, embedder.dim))
+    library.write(
+        [
+            PaperWrite(
+                "title:bypass",
+                meta,
+                "Perovskite solar cells degrade under humidity.",
+                [text],
+                embedder.embed([text]),
+            )
+        ],
+        (embedder.name, embedder.dim),
+    )
     hits = retriever.search("perovskite humidity", k=3)
     assert hits[0].paper_id == "title:bypass"
     assert any("comparing every stored paper" in m for m in quiet), quiet
@@ -166,18 +209,39 @@ def _two_clients(tmp_path, embedder, quiet, **server):
     """
     settings_a = make_settings(tmp_path / "a", **server)
     library_a = Library.open(settings_a)
-    ingest([_jsonl(tmp_path / "1.jsonl", ("Alpha Paper on Kelp Farming",
-                                          "Kelp farming at scale.", "2030-01-01"))],
-           settings_a, library=library_a, embedder=embedder)
+    ingest(
+        [
+            _jsonl(
+                tmp_path / "1.jsonl",
+                ("Alpha Paper on Kelp Farming", "Kelp farming at scale.", "2030-01-01"),
+            )
+        ],
+        settings_a,
+        library=library_a,
+        embedder=embedder,
+    )
     settings_b = make_settings(tmp_path / "b", **server)  # another cache, the same store
-    library_b = (Library.open(settings_b) if server
-                 else Library(library_a.client, library_a.location))
+    library_b = (
+        Library.open(settings_b) if server else Library(library_a.client, library_a.location)
+    )
     reader = Retriever(library_b, embedder, settings_b)
     assert reader.search("kelp farming", k=1)[0].title == "Alpha Paper on Kelp Farming"
     quiet.clear()
-    ingest([_jsonl(tmp_path / "2.jsonl", ("Beta Paper on Coral Bleaching",
-                                          "Coral bleaching under heat waves.", "2030-02-01"))],
-           settings_a, library=library_a, embedder=embedder)
+    ingest(
+        [
+            _jsonl(
+                tmp_path / "2.jsonl",
+                (
+                    "Beta Paper on Coral Bleaching",
+                    "Coral bleaching under heat waves.",
+                    "2030-02-01",
+                ),
+            )
+        ],
+        settings_a,
+        library=library_a,
+        embedder=embedder,
+    )
     assert quiet == []
     hits = [h.title for h in reader.search("coral bleaching", k=2)]
     return hits, list(quiet), reader._keyword.generation, library_a.generation
@@ -192,10 +256,15 @@ def test_a_second_client_catches_up_from_the_change_log(tmp_path, embedder, quie
     assert generation == store_generation
 
 
-def test_clients_of_a_chroma_server_stay_consistent(chroma_url, tmp_path, embedder,  # noqa: F811
-                                                    quiet):
-    hits, notes, generation, store_generation = _two_clients(tmp_path, embedder, quiet,
-                                                             chroma_url=chroma_url)
+def test_clients_of_a_chroma_server_stay_consistent(
+    chroma_url,
+    tmp_path,
+    embedder,  # noqa: F811
+    quiet,
+):
+    hits, notes, generation, store_generation = _two_clients(
+        tmp_path, embedder, quiet, chroma_url=chroma_url
+    )
     assert hits[0] == "Beta Paper on Coral Bleaching"
     assert notes == []
     assert generation == store_generation
@@ -211,6 +280,5 @@ def test_filtered_search_uses_the_index_dates(sample_retriever):
     mask = sample_retriever._mask(Filters(since=date(2024, 6, 1)))
     index = sample_retriever._keyword
     admitted = {index.pid_at[d] for d in np.flatnonzero(mask)}
-    expected = {pid for pid, meta in papers.items()
-                if (meta.get("published") or 0) >= 20240601}
+    expected = {pid for pid, meta in papers.items() if (meta.get("published") or 0) >= 20240601}
     assert admitted == expected and admitted

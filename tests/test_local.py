@@ -25,9 +25,12 @@ from .conftest import embed_model_dir
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "ASSISTANT_MODEL",
-                        "ASSISTANT_LOCAL_MODEL")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "ASSISTANT_MODEL", "ASSISTANT_LOCAL_MODEL")
+    }
     env["ASSISTANT_HOME"] = str(home)
     env["ASSISTANT_CONTEXT_WINDOW"] = "4096"
     if embed_model_dir():
@@ -36,11 +39,18 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def _run(*args: str, home: Path, cwd: Path, stdin: str | None = None, **extra: str
-         ) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "assistant", *args], cwd=cwd,
-                          env=_env(home, **extra), input=stdin if stdin is not None else "",
-                          capture_output=True, text=True, timeout=600)
+def _run(
+    *args: str, home: Path, cwd: Path, stdin: str | None = None, **extra: str
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "assistant", *args],
+        cwd=cwd,
+        env=_env(home, **extra),
+        input=stdin if stdin is not None else "",
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def _servers_of(home: Path) -> list[int]:
@@ -92,8 +102,13 @@ def test_dotenv_base_url_does_not_get_the_environment_key(tmp_path: Path):
 
     url = f"http://127.0.0.1:{free_port()}/v1"
     (tmp_path / ".env").write_text(f"OPENAI_BASE_URL={url}\n")
-    proc = _run("doctor", "--json", home=tmp_path / "home", cwd=tmp_path,
-                OPENAI_API_KEY="sk-secret-from-the-environment-1234")
+    proc = _run(
+        "doctor",
+        "--json",
+        home=tmp_path / "home",
+        cwd=tmp_path,
+        OPENAI_API_KEY="sk-secret-from-the-environment-1234",
+    )
     assert proc.returncode == 1
     assert "sk-secret" not in proc.stdout + proc.stderr
     assert "warning: OPENAI_API_KEY from the environment is not sent" in proc.stderr
@@ -104,8 +119,9 @@ def test_dotenv_base_url_does_not_get_the_environment_key(tmp_path: Path):
     assert "--env-file" in settings_row["fix"]
 
 
-def test_no_endpoint_and_no_local_extra_names_both_ways_out(monkeypatch: pytest.MonkeyPatch,
-                                                           tmp_path: Path):
+def test_no_endpoint_and_no_local_extra_names_both_ways_out(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
     import contextlib
 
     from assistant import localserver
@@ -115,7 +131,7 @@ def test_no_endpoint_and_no_local_extra_names_both_ways_out(monkeypatch: pytest.
     monkeypatch.setattr(localserver, "missing_parts", lambda: ["llama_cpp"])
     with contextlib.ExitStack() as stack, pytest.raises(NotConfigured) as caught:
         localserver.resolve_endpoint(Settings(home=tmp_path), stack)
-    assert "OPENAI_BASE_URL" in str(caught.value) and '.[local]' in str(caught.value)
+    assert "OPENAI_BASE_URL" in str(caught.value) and ".[local]" in str(caught.value)
 
 
 def test_stale_serve_state_is_ignored_and_removed(tmp_path: Path):
@@ -123,13 +139,15 @@ def test_stale_serve_state_is_ignored_and_removed(tmp_path: Path):
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    state_path(tmp_path).write_text(json.dumps(
-        {"url": f"http://127.0.0.1:{free_port()}/v1", "pid": dead.pid}))
+    state_path(tmp_path).write_text(
+        json.dumps({"url": f"http://127.0.0.1:{free_port()}/v1", "pid": dead.pid})
+    )
     assert running_serve(tmp_path) is None
     assert not state_path(tmp_path).exists()
     # Alive but not serving (a pid reused by another program): ignored, file kept.
-    state_path(tmp_path).write_text(json.dumps(
-        {"url": f"http://127.0.0.1:{free_port()}/v1", "pid": os.getpid()}))
+    state_path(tmp_path).write_text(
+        json.dumps({"url": f"http://127.0.0.1:{free_port()}/v1", "pid": os.getpid()})
+    )
     assert running_serve(tmp_path) is None
     state_path(tmp_path).write_text("{not json")
     assert running_serve(tmp_path) is None
@@ -151,8 +169,9 @@ def test_bundled_ask_from_stdin_then_continue(sample_copy: Path, tmp_path: Path)
     assert any("GaLore" in s["title"] for s in first["sources"])
     assert _servers_of(sample_copy) == []
 
-    proc = _run("ask", "-c", "How much memory does it save?", "--json", home=sample_copy,
-                cwd=tmp_path)
+    proc = _run(
+        "ask", "-c", "How much memory does it save?", "--json", home=sample_copy, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     follow_up = json.loads(proc.stdout)
     assert follow_up["session_id"] == first["session_id"]
@@ -168,8 +187,13 @@ def test_bundled_ask_from_stdin_then_continue(sample_copy: Path, tmp_path: Path)
 
 def test_failed_and_interrupted_ask_leave_no_server(sample_copy: Path, tmp_path: Path):
     # Fails after the bundled server was started (it starts before the embedder loads).
-    proc = _run("ask", "What is GaLore?", home=sample_copy, cwd=tmp_path,
-                ASSISTANT_EMBED_MODEL_DIR=str(tmp_path / "no-model"))
+    proc = _run(
+        "ask",
+        "What is GaLore?",
+        home=sample_copy,
+        cwd=tmp_path,
+        ASSISTANT_EMBED_MODEL_DIR=str(tmp_path / "no-model"),
+    )
     assert proc.returncode == 2, proc.stderr
     assert "using the bundled" in proc.stderr and "no-model" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -178,10 +202,16 @@ def test_failed_and_interrupted_ask_leave_no_server(sample_copy: Path, tmp_path:
     # Ctrl-C while the server is up.
     # As from a terminal: a runner started in the background (nohup, `&` in a script)
     # passes SIGINT down ignored, and Python then never raises KeyboardInterrupt.
-    ask = subprocess.Popen([sys.executable, "-m", "assistant", "ask", "What is GaLore?"],
-                           cwd=tmp_path, env=_env(sample_copy), stdin=subprocess.DEVNULL,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    ask = subprocess.Popen(
+        [sys.executable, "-m", "assistant", "ask", "What is GaLore?"],
+        cwd=tmp_path,
+        env=_env(sample_copy),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 120
         while not _servers_of(sample_copy):
@@ -198,8 +228,9 @@ def test_failed_and_interrupted_ask_leave_no_server(sample_copy: Path, tmp_path:
     assert _servers_of(sample_copy) == []
 
 
-def test_doctor_passes_with_the_bundled_model_and_uses_a_running_serve(sample_copy: Path,
-                                                                      tmp_path: Path):
+def test_doctor_passes_with_the_bundled_model_and_uses_a_running_serve(
+    sample_copy: Path, tmp_path: Path
+):
     proc = _run("doctor", "--json", home=sample_copy, cwd=tmp_path)
     report = json.loads(proc.stdout)
     assert proc.returncode == 0, report
@@ -208,9 +239,15 @@ def test_doctor_passes_with_the_bundled_model_and_uses_a_running_serve(sample_co
     assert "bundled SmolLM2" in report["checks"][1]["detail"]
     assert _servers_of(sample_copy) == []
 
-    serve = subprocess.Popen([sys.executable, "-m", "assistant", "serve"], cwd=tmp_path,
-                             env=_env(sample_copy), stdin=subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "assistant", "serve"],
+        cwd=tmp_path,
+        env=_env(sample_copy),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = serve.stdout.readline().strip()  # printed once the server answers
         assert url.startswith("http://127.0.0.1:"), serve.stderr.read() if not url else url

@@ -344,8 +344,8 @@ def test_arxiv_atom_bad_published_date_names_field(tmp_path):
     assert [p.arxiv_id for p in result.papers] == ["2401.12345", "2312.00752", "hep-th/9711200"]
     assert result.papers[1].published is None and result.errors == []
     assert [(w.line, w.reason) for w in result.warnings] == [
-        (35, "unparseable date in field 'published': 'first of December'; "
-             "stored without a date")]
+        (35, "unparseable date in field 'published': 'first of December'; stored without a date")
+    ]
 
 
 # --- arXiv metadata snapshot --------------------------------------------------------------
@@ -382,7 +382,8 @@ def test_arxiv_snapshot_bad_version_date(tmp_path):
     assert len(result.papers) == 3 and result.papers[1].published is None
     assert result.errors == []
     assert [(w.line, w.reason) for w in result.warnings] == [
-        (2, "unparseable date in field 'versions.created': 'soon'; stored without a date")]
+        (2, "unparseable date in field 'versions.created': 'soon'; stored without a date")
+    ]
 
 
 # --- Hugging Face API -----------------------------------------------------------------------

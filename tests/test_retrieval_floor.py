@@ -38,7 +38,8 @@ def test_recall_at_5_stays_above_the_floor(sample_retriever):
     assert recall["n"] == sum(q["answerable"] for q in questions) >= 41
     assert recall["value"] >= RECALL_AT_5_FLOOR, (
         f"recall@5 fell to {recall['value']} (measured {RECALL_AT_5_MEASURED}); misses: "
-        + ", ".join(r["id"] for r in result.records if r["scores"]["recall"] not in (None, 1.0)))
+        + ", ".join(r["id"] for r in result.records if r["scores"]["recall"] not in (None, 1.0))
+    )
     assert result.metrics["mrr"]["value"] >= 0.95
     assert result.metrics["ndcg@5"]["value"] >= 0.95
 

@@ -25,8 +25,11 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory):
     port = free_port()
     data = tmp_path_factory.mktemp("chroma-server")
     log = open(data / "server.log", "w")
-    proc = subprocess.Popen([chroma, "run", "--path", str(data / "db"), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [chroma, "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:

@@ -28,15 +28,33 @@ ANSWER = {
     "question": "Which method quantizes the projection to INT4?",
     "standalone_question": None,
     "answer": "Q-GaLore quantizes the projection matrices to INT4 [1].",
-    "citations": [{"n": 1, "paper_id": "arxiv:2407.08296",
-                   "title": "Q-GaLore: Quantized GaLore with INT4 Projection", "supported": True}],
+    "citations": [
+        {
+            "n": 1,
+            "paper_id": "arxiv:2407.08296",
+            "title": "Q-GaLore: Quantized GaLore with INT4 Projection",
+            "supported": True,
+        }
+    ],
     "sources": [
-        {"n": 1, "paper_id": "arxiv:2407.08296",
-         "title": "Q-GaLore: Quantized GaLore with INT4 Projection", "published": "2024-07-11",
-         "passage": "We introduce Q-GaLore, which quantizes the projection to INT4.",
-         "url": "https://arxiv.org/abs/2407.08296", "similarity": 0.71},
-        {"n": 2, "paper_id": "arxiv:0000.00001", "title": "An uncited paper",
-         "published": None, "passage": "...", "url": None, "similarity": 0.4},
+        {
+            "n": 1,
+            "paper_id": "arxiv:2407.08296",
+            "title": "Q-GaLore: Quantized GaLore with INT4 Projection",
+            "published": "2024-07-11",
+            "passage": "We introduce Q-GaLore, which quantizes the projection to INT4.",
+            "url": "https://arxiv.org/abs/2407.08296",
+            "similarity": 0.71,
+        },
+        {
+            "n": 2,
+            "paper_id": "arxiv:0000.00001",
+            "title": "An uncited paper",
+            "published": None,
+            "passage": "...",
+            "url": None,
+            "similarity": 0.4,
+        },
     ],
     "abstained": False,
     "model": "smollm2",
@@ -63,8 +81,9 @@ def store(tmp_path: Path):
 def fill(store: SessionStore, question: str, answer: dict | None = None) -> int:
     session = store.create_session()
     store.add_message(session.id, "user", question)
-    store.add_message(session.id, "assistant", (answer or ANSWER)["answer"],
-                      answer=answer or ANSWER)
+    store.add_message(
+        session.id, "assistant", (answer or ANSWER)["answer"], answer=answer or ANSWER
+    )
     return session.id
 
 
@@ -113,8 +132,11 @@ def test_newest_first_and_paging(store: SessionStore):
 
 def test_search_by_title_and_content(store: SessionStore):
     galore = fill(store, "Which method quantizes the projection to INT4?")
-    meta = fill(store, "How many sets does MetaShift contain?",
-                dict(ANSWER, answer="MetaShift has 12,868 sets of natural images [1]."))
+    meta = fill(
+        store,
+        "How many sets does MetaShift contain?",
+        dict(ANSWER, answer="MetaShift has 12,868 sets of natural images [1]."),
+    )
     store.rename_session(meta, "Distribution shift datasets")
     assert [s.id for s in store.search("distribution")] == [meta]  # title only
     assert [s.id for s in store.search("12,868")] == [meta]  # an answer's text
@@ -136,12 +158,17 @@ def test_schema_version_and_v1_upgrade(tmp_path: Path):
     path = tmp_path / DB_NAME
     db = sqlite3.connect(path)
     db.executescript(MIGRATIONS[0])  # exactly what a v1 assistant created
-    db.execute("INSERT INTO sessions VALUES (1, 'old chat', '2024-01-01T10:00:00+00:00', "
-               "'2024-01-01T10:05:00+00:00')")
-    db.execute("INSERT INTO messages VALUES (1, 1, 'user', 'What is GaLore?', "
-               "'2024-01-01T10:00:00+00:00')")
-    db.execute("INSERT INTO messages VALUES (2, 1, 'assistant', 'A memory-saving method.', "
-               "'2024-01-01T10:05:00+00:00')")
+    db.execute(
+        "INSERT INTO sessions VALUES (1, 'old chat', '2024-01-01T10:00:00+00:00', "
+        "'2024-01-01T10:05:00+00:00')"
+    )
+    db.execute(
+        "INSERT INTO messages VALUES (1, 1, 'user', 'What is GaLore?', '2024-01-01T10:00:00+00:00')"
+    )
+    db.execute(
+        "INSERT INTO messages VALUES (2, 1, 'assistant', 'A memory-saving method.', "
+        "'2024-01-01T10:05:00+00:00')"
+    )
     db.execute("PRAGMA user_version = 1")
     db.commit()
     db.close()
@@ -176,8 +203,10 @@ def test_export_markdown_has_references(store: SessionStore, tmp_path: Path):
     text = store.export_markdown(session)
     assert text.startswith("# Which method quantizes the projection to INT4?")
     assert "## Question" in text and "Q-GaLore quantizes the projection matrices" in text
-    assert ("- [1] Q-GaLore: Quantized GaLore with INT4 Projection (2024-07-11). "
-            "https://arxiv.org/abs/2407.08296 (supported by its passage)") in text
+    assert (
+        "- [1] Q-GaLore: Quantized GaLore with INT4 Projection (2024-07-11). "
+        "https://arxiv.org/abs/2407.08296 (supported by its passage)"
+    ) in text
     assert "## All references" in text
     assert "An uncited paper" not in text  # only what the answer cites
     path = store.write_export(session, tmp_path / "exports")
@@ -190,8 +219,14 @@ def test_export_markdown_has_references(store: SessionStore, tmp_path: Path):
 
 def run(*args: str, home: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "ASSISTANT_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "assistant", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "assistant", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_sessions_cli_json(tmp_path: Path):
@@ -241,8 +276,9 @@ def test_sessions_list_and_help_stay_light(tmp_path: Path):
         " if m in sys.modules]\nprint('RESULTS', results, 'HEAVY', heavy)"
     )
     env = {**os.environ, "ASSISTANT_HOME": str(tmp_path / "home")}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert "RESULTS [0, 0, 0] HEAVY []" in proc.stdout, proc.stdout + proc.stderr
     assert "No sessions." in proc.stdout and "--session" in proc.stdout
 
@@ -250,8 +286,7 @@ def test_sessions_list_and_help_stay_light(tmp_path: Path):
 def test_replace_answer_swaps_in_one_step_and_keeps_the_question(store: SessionStore):
     session_id = fill(store, "Which method quantizes the projection to INT4?")
     question, old = store.messages(session_id)
-    new = store.replace_answer(session_id, old.id, "GaLore's successor does [1].",
-                               answer=ANSWER)
+    new = store.replace_answer(session_id, old.id, "GaLore's successor does [1].", answer=ANSWER)
     stored = store.messages(session_id)
     assert [m.id for m in stored] == [question.id, new.id] and new.id != old.id
     assert stored[1].content == "GaLore's successor does [1]." and stored[1].answer == ANSWER

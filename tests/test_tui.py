@@ -43,16 +43,28 @@ METASHIFT_ANSWER = {
     "question": QUESTION,
     "standalone_question": None,
     "answer": "The MetaShift collection contains 12,868 sets of natural images [1].",
-    "citations": [{"n": 1, "paper_id": "metashift",
-                   "title": "MetaShift: A Dataset of Datasets for Evaluating Contextual "
-                            "Distribution Shifts and Training Conflicts", "supported": True}],
-    "sources": [{"n": 1, "paper_id": "metashift",
-                 "title": "MetaShift: A Dataset of Datasets for Evaluating Contextual "
-                          "Distribution Shifts and Training Conflicts",
-                 "published": "2022-02-14",
-                 "passage": "We present MetaShift, a collection of 12,868 sets of natural "
-                            "images across 410 classes.",
-                 "url": None, "similarity": 0.74}],
+    "citations": [
+        {
+            "n": 1,
+            "paper_id": "metashift",
+            "title": "MetaShift: A Dataset of Datasets for Evaluating Contextual "
+            "Distribution Shifts and Training Conflicts",
+            "supported": True,
+        }
+    ],
+    "sources": [
+        {
+            "n": 1,
+            "paper_id": "metashift",
+            "title": "MetaShift: A Dataset of Datasets for Evaluating Contextual "
+            "Distribution Shifts and Training Conflicts",
+            "published": "2022-02-14",
+            "passage": "We present MetaShift, a collection of 12,868 sets of natural "
+            "images across 410 classes.",
+            "url": None,
+            "similarity": 0.74,
+        }
+    ],
     "abstained": False,
     "model": "smollm2",
 }
@@ -62,8 +74,9 @@ def run(coro) -> None:
     asyncio.run(coro)
 
 
-async def wait_for(pilot: Pilot, condition: Callable[[], bool], what: str,
-                   timeout: float = 60) -> None:
+async def wait_for(
+    pilot: Pilot, condition: Callable[[], bool], what: str, timeout: float = 60
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -114,8 +127,9 @@ def chat_settings(model_settings: Settings, sample_copy: Path) -> Settings:
 
 @pytest.fixture
 def offline_settings(sample_copy: Path) -> Settings:
-    return make_settings(sample_copy, base_url=DEAD_ENDPOINT, model="smollm2",
-                         context_window=4096, timeout=10.0)
+    return make_settings(
+        sample_copy, base_url=DEAD_ENDPOINT, model="smollm2", context_window=4096, timeout=10.0
+    )
 
 
 def seed(home: Path, clock: Callable[[], datetime] | None = None, extra: int = 0) -> int:
@@ -123,19 +137,24 @@ def seed(home: Path, clock: Callable[[], datetime] | None = None, extra: int = 0
     with SessionStore.open(home, clock=clock) as store:
         session = store.create_session(model="smollm2", filters={"k": 4})
         if extra:
-            store.bulk_add(session.id, [("user" if i % 2 == 0 else "assistant", f"message {i}",
-                                         None) for i in range(extra)])
+            store.bulk_add(
+                session.id,
+                [
+                    ("user" if i % 2 == 0 else "assistant", f"message {i}", None)
+                    for i in range(extra)
+                ],
+            )
         store.add_message(session.id, "user", QUESTION)
-        store.add_message(session.id, "assistant", METASHIFT_ANSWER["answer"],
-                          answer=METASHIFT_ANSWER)
+        store.add_message(
+            session.id, "assistant", METASHIFT_ANSWER["answer"], answer=METASHIFT_ANSWER
+        )
         return session.id
 
 
 # -- against the real model ---------------------------------------------------------------
 
 
-def test_typed_question_is_answered_with_sources_and_resumes_after_restart(
-        chat_settings: Settings):
+def test_typed_question_is_answered_with_sources_and_resumes_after_restart(chat_settings: Settings):
     async def first_run() -> int:
         app = ChatApp(chat_settings, new=True)
         async with app.run_test(size=SIZE) as pilot:
@@ -184,7 +203,11 @@ def test_typed_question_is_answered_with_sources_and_resumes_after_restart(
             assert data["standalone_question"] and data["standalone_question"] != FOLLOW_UP
             with SessionStore.open(chat_settings.home) as store:
                 assert [m.role for m in store.messages(session_id)] == [
-                    "user", "assistant", "user", "assistant"]
+                    "user",
+                    "assistant",
+                    "user",
+                    "assistant",
+                ]
             # The keyboard moves the sources panel between answers, as a click does.
             latest = source_prompts(app)
             assert replies[1].has_class("-selected")
@@ -204,8 +227,12 @@ def test_escape_cancels_keeping_the_partial_answer_then_regenerate(chat_settings
         app = ChatApp(chat_settings, new=True)
         async with app.run_test(size=SIZE) as pilot:
             await type_and_send(pilot, LONG_QUESTION)
-            await wait_for(pilot, lambda: app._stream is not None and app._stream.text.strip(),
-                           "the first streamed words", REPLY_TIMEOUT)
+            await wait_for(
+                pilot,
+                lambda: app._stream is not None and app._stream.text.strip(),
+                "the first streamed words",
+                REPLY_TIMEOUT,
+            )
             await pilot.press("escape")
             await wait_for(pilot, lambda: not app.replying, "the cancelled reply", 120)
             await app.workers.wait_for_complete()
@@ -219,8 +246,7 @@ def test_escape_cancels_keeping_the_partial_answer_then_regenerate(chat_settings
             assert stored[1].status == "cancelled" and stored[1].content == replies[0].body
             # ctrl+r asks the last question again and replaces the cancelled answer.
             await pilot.press("ctrl+r")
-            await wait_for(pilot, lambda: not app.replying, "the regenerated reply",
-                           REPLY_TIMEOUT)
+            await wait_for(pilot, lambda: not app.replying, "the regenerated reply", REPLY_TIMEOUT)
             await app.workers.wait_for_complete()
             await pilot.pause()
             replies = views(app, "assistant")
@@ -290,8 +316,13 @@ def test_unknown_model_and_slash_commands(chat_settings: Settings):
 
 
 def test_endpoint_down_shows_what_to_do_and_puts_the_question_back(sample_copy: Path):
-    settings = make_settings(sample_copy, base_url=f"http://127.0.0.1:{free_port()}/v1",
-                             model="smollm2", context_window=4096, timeout=10.0)
+    settings = make_settings(
+        sample_copy,
+        base_url=f"http://127.0.0.1:{free_port()}/v1",
+        model="smollm2",
+        context_window=4096,
+        timeout=10.0,
+    )
 
     async def scenario() -> None:
         app = ChatApp(settings, new=True)
@@ -317,8 +348,9 @@ def test_reply_cut_off_keeps_what_arrived_and_the_question(sample_copy: Path):
     """A stream that breaks mid-answer (a crashed server: only the fake can do it on cue)."""
     with FakeServer(models=["fake-model"]) as server:
         server.add_stream(["The collection has ", "12,868 sets"], cut_after=2)
-        settings = make_settings(sample_copy, base_url=server.url, model="fake-model",
-                                 context_window=4096, timeout=10.0)
+        settings = make_settings(
+            sample_copy, base_url=server.url, model="fake-model", context_window=4096, timeout=10.0
+        )
 
         async def scenario() -> None:
             app = ChatApp(settings, new=True)
@@ -364,15 +396,18 @@ def test_keys_help_rename_delete_search(offline_settings: Settings):
             search.value = "satellite"  # content, not title
             await pilot.pause()
             assert sidebar.option_count == 1 and "Sea turtles" in str(
-                sidebar.get_option_at_index(0).prompt)
+                sidebar.get_option_at_index(0).prompt
+            )
             search.value = ""
             await pilot.pause()
 
             await pilot.press("ctrl+s")
             assert app.focused is sidebar
-            sidebar.highlighted = [i for i in range(sidebar.option_count)
-                                   if sidebar.get_option_at_index(i).id
-                                   == f"session-{other.id}"][0]
+            sidebar.highlighted = [
+                i
+                for i in range(sidebar.option_count)
+                if sidebar.get_option_at_index(i).id == f"session-{other.id}"
+            ][0]
             await pilot.press("f2")
             assert isinstance(app.screen, RenameScreen)
             await pilot.press("ctrl+u", *"Turtles", "enter")

@@ -22,7 +22,21 @@ from .select import filter_topic, parse_week, resolve_window, select_papers
 from .themes import cluster
 
 __all__ = [
-    "Cell", "Digest", "DigestPaper", "ProseSentence", "Row", "Theme", "build_digest", "cluster",
-    "default_output", "digest_markdown", "empty_message", "filter_topic", "parse_week",
-    "render_html", "render_markdown", "resolve_window", "select_papers",
+    "Cell",
+    "Digest",
+    "DigestPaper",
+    "ProseSentence",
+    "Row",
+    "Theme",
+    "build_digest",
+    "cluster",
+    "default_output",
+    "digest_markdown",
+    "empty_message",
+    "filter_topic",
+    "parse_week",
+    "render_html",
+    "render_markdown",
+    "resolve_window",
+    "select_papers",
 ]

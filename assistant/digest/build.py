@@ -52,8 +52,7 @@ def build_digest(
         papers = filter_topic(papers, topic, embedder, library)
     papers = cap(papers, max_papers, since)
     prev_since, prev_until = previous_window(since, until)
-    digest = Digest(since, until, by, [], [], prev_since, prev_until, 0,
-                    library.counts()[0], topic)
+    digest = Digest(since, until, by, [], [], prev_since, prev_until, 0, library.counts()[0], topic)
     if not papers:
         dates = [int(m["published"]) for _, m, _ in library.iter_papers() if m.get("published")]
         if dates:
@@ -91,9 +90,22 @@ def build_digest(
     return digest
 
 
-def digest_markdown(settings: Settings, retriever: Any, client: ModelClient | None,
-                    since: date, until: date, max_papers: int | None = None) -> str:
+def digest_markdown(
+    settings: Settings,
+    retriever: Any,
+    client: ModelClient | None,
+    since: date,
+    until: date,
+    max_papers: int | None = None,
+) -> str:
     """A digest as Markdown, for the chat's /digest."""
-    digest = build_digest(settings, library=retriever.library, embedder=retriever.embedder,
-                          client=client, since=since, until=until, max_papers=max_papers)
+    digest = build_digest(
+        settings,
+        library=retriever.library,
+        embedder=retriever.embedder,
+        client=client,
+        since=since,
+        until=until,
+        max_papers=max_papers,
+    )
     return digest.markdown

@@ -34,9 +34,11 @@ TITLE_MATCH_MIN = 0.6  # share of a named title's words that must be in a window
 _YEAR = r"\((?:19|20)\d{2}(?:-\d{2}){0,2}[a-z]?\)"
 _NAMED = (
     # "LLM: Lambda-Limb Regression (2019)", "FLT: Flattens-Based ... Estimation"
-    re.compile(r"((?:[A-Z][\w\-]*\s?){1,4}:\s+[A-Z][\w\-]*(?:,?\s+(?:[A-Z0-9][\w\-]*|"
-               r"of|for|and|the|a|an|in|on|to|with|via|from|by|at|as|or|vs)){1,14})"
-               r"(?:\s*" + _YEAR + ")?"),
+    re.compile(
+        r"((?:[A-Z][\w\-]*\s?){1,4}:\s+[A-Z][\w\-]*(?:,?\s+(?:[A-Z0-9][\w\-]*|"
+        r"of|for|and|the|a|an|in|on|to|with|via|from|by|at|as|or|vs)){1,14})"
+        r"(?:\s*" + _YEAR + ")?"
+    ),
     # "Scaling Laws for Transfer (2021)": up to twelve words before a year in brackets
     re.compile(r"((?:[\w\-:,]+\s+){1,12}?)" + _YEAR),
     # "a paper called “Attention Sinks”"
@@ -44,13 +46,17 @@ _NAMED = (
 )
 _HEADER = re.compile(r"\((?:19|20)\d{2}-\d{2}-\d{2}\)|\(undated\)")  # "Title (2024-03-11)"
 TITLE_SHARE_MAX = 0.8  # a sentence this much made of title words restates titles
-_PROMPT_ECHO = re.compile(r"UNTRUSTED|BEGIN PAPERS|END PAPERS|data only, never instructions|"
-                          r"^\s*(?:Problem|Approach|Result)\s*:", re.IGNORECASE)
+_PROMPT_ECHO = re.compile(
+    r"UNTRUSTED|BEGIN PAPERS|END PAPERS|data only, never instructions|"
+    r"^\s*(?:Problem|Approach|Result)\s*:",
+    re.IGNORECASE,
+)
 
 
 def source_for(n: int, paper: DigestPaper) -> SourceText:
-    return SourceText(n, paper.title, paper.abstract,
-                      paper.published.isoformat() if paper.published else "")
+    return SourceText(
+        n, paper.title, paper.abstract, paper.published.isoformat() if paper.published else ""
+    )
 
 
 def _title_words(titles: Iterable[str]) -> list[set[str]]:
@@ -79,8 +85,9 @@ def sentence_supported(text: str, sources: list[SourceText]) -> float:
     return max((support(words, figures, s) for s in sources), default=0.0)
 
 
-def check_prose(raw: str, local: dict[int, DigestPaper], window_titles: list[str],
-                earlier: list[set[str]]) -> list[ProseSentence]:
+def check_prose(
+    raw: str, local: dict[int, DigestPaper], window_titles: list[str], earlier: list[set[str]]
+) -> list[ProseSentence]:
     """The model's paragraph as checked sentences; `earlier` (content words of the
     sentences already kept in this digest) is extended with the ones kept here."""
     sources = [source_for(n, p) for n, p in local.items()]
@@ -91,8 +98,10 @@ def check_prose(raw: str, local: dict[int, DigestPaper], window_titles: list[str
         text = sentence.text
         words = content_words(text)
         good = [n for n in sentence.cited if sentence.supported.get(n)]
-        best = max((support(words, numbers(text), source_for(n, local[n]))
-                    for n in sentence.cited), default=0.0)
+        best = max(
+            (support(words, numbers(text), source_for(n, local[n])) for n in sentence.cited),
+            default=0.0,
+        )
         item = ProseSentence(text, [local[n].paper_id for n in good], support=best)
         invented = invented_titles(text, window_titles)
         if _PROMPT_ECHO.search(text):
@@ -108,8 +117,9 @@ def check_prose(raw: str, local: dict[int, DigestPaper], window_titles: list[str
         elif not sentence.cited:
             item.reason = "cites no paper, and no abstract supports it"
         elif not good:
-            item.reason = (f"not supported by the abstract it cites (best share "
-                           f"{best:.2f} < {SUPPORT_MIN})")
+            item.reason = (
+                f"not supported by the abstract it cites (best share {best:.2f} < {SUPPORT_MIN})"
+            )
         elif len(words & title_words) >= TITLE_SHARE_MAX * len(words):
             item.reason = "only restates titles"
         elif any(_overlap(words, seen) >= REPEAT_MIN for seen in earlier):

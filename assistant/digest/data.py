@@ -33,9 +33,14 @@ class DigestPaper:
         return self.published or self.added
 
     def to_dict(self) -> dict[str, Any]:
-        return {"paper_id": self.paper_id, "title": self.title,
-                "published": self.published.isoformat() if self.published else None,
-                "url": self.url, "upvotes": self.upvotes, "abstract": self.abstract}
+        return {
+            "paper_id": self.paper_id,
+            "title": self.title,
+            "published": self.published.isoformat() if self.published else None,
+            "url": self.url,
+            "upvotes": self.upvotes,
+            "abstract": self.abstract,
+        }
 
 
 @dataclass
@@ -58,8 +63,14 @@ class Cell:
         return ("… " if self.lead else "") + self.text + (" …" if self.tail else "")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "shown": self.shown, "start": self.start, "end": self.end,
-                "sentence_start": self.sentence[0], "sentence_end": self.sentence[1]}
+        return {
+            "text": self.text,
+            "shown": self.shown,
+            "start": self.start,
+            "end": self.end,
+            "sentence_start": self.sentence[0],
+            "sentence_end": self.sentence[1],
+        }
 
 
 @dataclass
@@ -70,9 +81,10 @@ class Row:
     cells: dict[str, Cell | None]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"paper_id": self.paper.paper_id,
-                **{role: (c.to_dict() if (c := self.cells.get(role)) else None)
-                   for role in ROLES}}
+        return {
+            "paper_id": self.paper.paper_id,
+            **{role: (c.to_dict() if (c := self.cells.get(role)) else None) for role in ROLES},
+        }
 
 
 @dataclass
@@ -96,8 +108,13 @@ class ProseSentence:
         return f"{body} {marks}{stop}" if marks else self.text
 
     def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "citations": self.cited, "kept": not self.reason,
-                "reason": self.reason or None, "support": round(self.support, 3)}
+        return {
+            "text": self.text,
+            "citations": self.cited,
+            "kept": not self.reason,
+            "reason": self.reason or None,
+            "support": round(self.support, 3),
+        }
 
 
 @dataclass
@@ -132,16 +149,22 @@ class Theme:
         return " ".join(s.with_marks(numbers) for s in self.kept)
 
     def to_dict(self, numbers: dict[str, int]) -> dict[str, Any]:
-        return {"name": self.name, "other": self.other, "name_source": self.name_source,
-                "key_phrases": self.key_phrases, "model_name": self.model_name or None,
-                "paper_ids": [p.paper_id for p in self.papers],
-                "silhouette": None if self.silhouette is None else round(self.silhouette, 4),
-                "table": [r.to_dict() for r in self.rows],
-                "prose": [s.to_dict() for s in self.prose],
-                "prose_raw": self.raw_prose or None,
-                "text": self.text(numbers),
-                "citations": self.cited,
-                "previous_count": self.previous, "status": self.status}
+        return {
+            "name": self.name,
+            "other": self.other,
+            "name_source": self.name_source,
+            "key_phrases": self.key_phrases,
+            "model_name": self.model_name or None,
+            "paper_ids": [p.paper_id for p in self.papers],
+            "silhouette": None if self.silhouette is None else round(self.silhouette, 4),
+            "table": [r.to_dict() for r in self.rows],
+            "prose": [s.to_dict() for s in self.prose],
+            "prose_raw": self.raw_prose or None,
+            "text": self.text(numbers),
+            "citations": self.cited,
+            "previous_count": self.previous,
+            "status": self.status,
+        }
 
 
 @dataclass
@@ -182,14 +205,19 @@ class Digest:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "since": self.since.isoformat(), "until": self.until.isoformat(), "by": self.by,
-            "topic": self.topic, "model": self.model,
+            "since": self.since.isoformat(),
+            "until": self.until.isoformat(),
+            "by": self.by,
+            "topic": self.topic,
+            "model": self.model,
             "papers": [p.to_dict() for p in self.papers],
             "themes": [t.to_dict(self._numbers()) for t in self.themes],
             "silhouette": None if self.silhouette is None else round(self.silhouette, 4),
-            "previous": {"since": self.previous_since.isoformat(),
-                         "until": self.previous_until.isoformat(),
-                         "papers": self.previous_total},
+            "previous": {
+                "since": self.previous_since.isoformat(),
+                "until": self.previous_until.isoformat(),
+                "papers": self.previous_total,
+            },
             "model_calls": self.model_calls,
             "prompt_tokens": self.prompt_tokens,
             "max_prompt_tokens": self.max_prompt_tokens,

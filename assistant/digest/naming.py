@@ -27,7 +27,8 @@ MAX_NAME_WORDS = 6
 MAX_NAME_CHARS = 60
 TITLE_WEIGHT = 3
 # Words that say nothing about what a theme is about, on top of citations' stop words.
-GENERIC = frozenset("""
+GENERIC = frozenset(
+    """
 achieve achieves achieved achieving across address addresses aim allow allows art available
 benchmark benchmarks better case cases challenge challenges challenging common compared
 comparable comprehensive consider current data dataset datasets demonstrate demonstrates
@@ -47,12 +48,14 @@ investigating exploring quantifying eliminating refining effects effect role cos
 baseline baselines automatic similarity value values level levels way ways end even likely
 often still without within across among generate generated generating produce produces
 lead leads yields yield obtain obtained found find finds shown well-known known particular
-""".split())
+""".split()
+)
 # Words, and figures as their own tokens so a phrase never runs across a number.
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9\-]*[A-Za-z0-9]|[A-Za-z]|\d[\d.,]*[A-Za-z%]*")
 _BRACKETS = re.compile(r"[\[\]{}()<>]")
-_NUMBERING = re.compile(r"^\s*(?:\d+\s*[.):]|#|[-*•]\s)|\b(?:themes?|names?|titles?)\s*:",
-                        re.IGNORECASE)
+_NUMBERING = re.compile(
+    r"^\s*(?:\d+\s*[.):]|#|[-*•]\s)|\b(?:themes?|names?|titles?)\s*:", re.IGNORECASE
+)
 
 
 def _norm(word: str) -> str:
@@ -64,8 +67,13 @@ def _norm(word: str) -> str:
 
 def _stop(word: str) -> bool:
     low = word.lower()
-    return (low in STOPWORDS or low in GENERIC or _norm(low) in GENERIC
-            or (len(low) < 3 and not word.isupper()) or low[0].isdigit())
+    return (
+        low in STOPWORDS
+        or low in GENERIC
+        or _norm(low) in GENERIC
+        or (len(low) < 3 and not word.isupper())
+        or low[0].isdigit()
+    )
 
 
 def phrases(text: str, longest: int = 3) -> list[tuple[tuple[str, ...], str]]:
@@ -81,7 +89,7 @@ def phrases(text: str, longest: int = 3) -> list[tuple[tuple[str, ...], str]]:
             if not after_figure:
                 for size in range(1, longest + 1):
                     for i in range(len(run) - size + 1):
-                        words = run[i:i + size]
+                        words = run[i : i + size]
                         found.append((tuple(_norm(w) for w in words), " ".join(words)))
             run = []
             after_figure = bool(token) and token[0].isdigit()
@@ -161,7 +169,7 @@ def phrase_name(phrases_: list[str], taken: set[str]) -> str:
         if first.lower() in taken:
             continue
         name = _capital(first)
-        for second in phrases_[i + 1:] if len(first.split()) == 1 else []:
+        for second in phrases_[i + 1 :] if len(first.split()) == 1 else []:
             joined = f"{name} and {second}"
             if len(joined.split()) <= 4 and len(joined) <= MAX_NAME_CHARS:
                 return joined
@@ -176,10 +184,12 @@ def clean_model_name(raw: str) -> str:
     if not lines:
         return ""
     name = lines[0].strip().strip("\"'*#`").strip()
-    name = re.sub(r"^(?:the\s+)?(?:theme|name)\s*(?:name)?\s*[:\-–]\s*", "", name,
-                  flags=re.IGNORECASE)
-    name = re.sub(r"^the (?:common )?theme of (?:these|the) papers is\s*:?\s*", "", name,
-                  flags=re.IGNORECASE)
+    name = re.sub(
+        r"^(?:the\s+)?(?:theme|name)\s*(?:name)?\s*[:\-–]\s*", "", name, flags=re.IGNORECASE
+    )
+    name = re.sub(
+        r"^the (?:common )?theme of (?:these|the) papers is\s*:?\s*", "", name, flags=re.IGNORECASE
+    )
     return name.strip().strip("\"'*`").rstrip(".").strip()
 
 
@@ -226,7 +236,8 @@ def accept_model_name(theme: Theme, raw: str, taken: set[str]) -> None:
     # A title, or a title's head ("Scaling Laws: Part I"), names one paper, not a theme.
     one_paper = ":" in proposal or any(
         proposal.lower() in (p.title.lower(), p.title.split(":")[0].strip().lower())
-        for p in theme.papers)
+        for p in theme.papers
+    )
     if ok and not one_paper and 2 <= len(proposal.split()) and proposal.lower() not in taken:
         theme.name = proposal
         theme.name_source = "model"

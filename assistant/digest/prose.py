@@ -46,8 +46,7 @@ class Writer:
         self.max_prompt_tokens = 0
 
     def chat(self, user: str, max_tokens: int) -> str:
-        messages = [{"role": "system", "content": self.system},
-                    {"role": "user", "content": user}]
+        messages = [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
         size = count_message_tokens(messages)
         if size + max_tokens > self.context_window:
             raise AssertionError(f"digest prompt of {size} tokens exceeds the window")
@@ -59,8 +58,9 @@ class Writer:
     def room(self, template: str, max_tokens: int, **fixed: str) -> int:
         """Tokens left for the variable part of a prompt."""
         empty = prompts.render(template, **fixed)
-        used = count_message_tokens([{"role": "system", "content": self.system},
-                                     {"role": "user", "content": empty}])
+        used = count_message_tokens(
+            [{"role": "system", "content": self.system}, {"role": "user", "content": empty}]
+        )
         return self.context_window - used - max_tokens - PROMPT_MARGIN_TOKENS
 
 
@@ -70,13 +70,17 @@ def clip(text: str, tokens: int) -> str:
     if enc is None:
         return text[: tokens * 4]
     ids = enc.encode(text, disallowed_special=())
-    return text if len(ids) <= tokens else enc.decode(ids[:max(0, tokens)]).rstrip() + " …"
+    return text if len(ids) <= tokens else enc.decode(ids[: max(0, tokens)]).rstrip() + " …"
 
 
 def fence(text: str) -> str:
     """One line, with anything that could close the untrusted-data fence defused."""
-    return re.sub(r"-{3,}\s*(BEGIN|END)\b", lambda m: "- " + m.group(1).lower(),
-                  " ".join(text.split()), flags=re.IGNORECASE)
+    return re.sub(
+        r"-{3,}\s*(BEGIN|END)\b",
+        lambda m: "- " + m.group(1).lower(),
+        " ".join(text.split()),
+        flags=re.IGNORECASE,
+    )
 
 
 def _paper_block(n: int, theme: Theme, paper: DigestPaper) -> str:
@@ -97,13 +101,16 @@ def propose_name(writer: Writer, theme: Theme, taken: set[str]) -> None:
     phrases = ", ".join(theme.key_phrases[:5])
     room = writer.room("digest_name", NAME_TOKENS, titles="", phrases=fence(phrases))
     titles = "\n".join(f"- {fence(p.title)}" for p in central_order(theme)[:12])
-    reply = writer.chat(prompts.render("digest_name", titles=clip(titles, max(room, 24)),
-                                       phrases=fence(phrases)), NAME_TOKENS)
+    reply = writer.chat(
+        prompts.render("digest_name", titles=clip(titles, max(room, 24)), phrases=fence(phrases)),
+        NAME_TOKENS,
+    )
     accept_model_name(theme, reply, taken)
 
 
-def write_prose(writer: Writer, theme: Theme, window_titles: list[str],
-                earlier: list[set[str]]) -> None:
+def write_prose(
+    writer: Writer, theme: Theme, window_titles: list[str], earlier: list[set[str]]
+) -> None:
     """The model's comparison of the theme's central papers, checked sentence by sentence."""
     fixed = {"sentences": str(SECTION_SENTENCES)}
     room = writer.room("digest_section", writer.section_tokens, papers="", **fixed)
@@ -121,7 +128,8 @@ def write_prose(writer: Writer, theme: Theme, window_titles: list[str],
         local[len(local) + 1] = paper
         blocks.append(block)
         used += cost
-    raw = writer.chat(prompts.render("digest_section", papers="\n\n".join(blocks), **fixed),
-                      writer.section_tokens)
+    raw = writer.chat(
+        prompts.render("digest_section", papers="\n\n".join(blocks), **fixed), writer.section_tokens
+    )
     theme.raw_prose = raw
     theme.prose = check_prose(raw, local, window_titles, earlier)

@@ -36,7 +36,7 @@ def md_cell(text: str) -> str:
 
 
 def short_title(title: str) -> str:
-    """"Mamba: Linear-Time ..." -> "Mamba"; else the title cut at a word boundary."""
+    """ "Mamba: Linear-Time ..." -> "Mamba"; else the title cut at a word boundary."""
     head, sep, _ = title.partition(":")
     if sep and 1 <= len(head.split()) <= 4:
         return head.strip()
@@ -68,8 +68,12 @@ def summary_line(digest: Digest) -> str:
 
 
 def _change(theme: Theme) -> str:
-    return {"new": "new this window", "grew": f"up from {theme.previous}",
-            "shrank": f"down from {theme.previous}", "steady": "as many as before"}[theme.status]
+    return {
+        "new": "new this window",
+        "grew": f"up from {theme.previous}",
+        "shrank": f"down from {theme.previous}",
+        "steady": "as many as before",
+    }[theme.status]
 
 
 def _cites(digest: Digest, theme: Theme, limit: int = CITED_IN_TREND) -> str:
@@ -81,21 +85,26 @@ def _cites(digest: Digest, theme: Theme, limit: int = CITED_IN_TREND) -> str:
 def trend_parts(digest: Digest) -> tuple[str, list[tuple[str, str, Theme]]]:
     """The trend sentence's opening and (label, detail, theme) for each changed theme."""
     days = (digest.until - digest.since).days + 1
-    opening = (f"Compared with the previous {days} days ({digest.previous_since.isoformat()} "
-               f"to {digest.previous_until.isoformat()}, {digest.previous_total} papers)")
+    opening = (
+        f"Compared with the previous {days} days ({digest.previous_since.isoformat()} "
+        f"to {digest.previous_until.isoformat()}, {digest.previous_total} papers)"
+    )
     parts = []
     for theme in digest.named:
         if theme.status == "new":
             parts.append(("new", papers_count(len(theme.papers)), theme))
         elif theme.status in ("grew", "shrank"):
-            parts.append((theme.status, f"{papers_count(len(theme.papers))}, {_change(theme)}",
-                          theme))
+            parts.append(
+                (theme.status, f"{papers_count(len(theme.papers))}, {_change(theme)}", theme)
+            )
     return opening, parts
 
 
 def upvoted(digest: Digest) -> list:
-    ranked = sorted((p for p in digest.papers if p.upvotes > 0),
-                    key=lambda p: (-p.upvotes, digest.number(p.paper_id)))
+    ranked = sorted(
+        (p for p in digest.papers if p.upvotes > 0),
+        key=lambda p: (-p.upvotes, digest.number(p.paper_id)),
+    )
     return ranked[:TOP_UPVOTED]
 
 
@@ -107,17 +116,25 @@ def render_markdown(digest: Digest) -> str:
     lines += [summary_line(digest), "", "## Overview", ""]
     for i, theme in enumerate(digest.themes, start=1):
         if theme.other:
-            lines.append(f"{i}. Other papers: {papers_count(len(theme.papers))}, each far "
-                         "from every theme")
+            lines.append(
+                f"{i}. Other papers: {papers_count(len(theme.papers))}, each far from every theme"
+            )
         else:
-            lines.append(f"{i}. **{md(theme.name)}**: {papers_count(len(theme.papers))} "
-                         f"({_change(theme)})")
+            lines.append(
+                f"{i}. **{md(theme.name)}**: {papers_count(len(theme.papers))} ({_change(theme)})"
+            )
     lines += ["", "## Trends", "", _trend_markdown(digest), ""]
     top = upvoted(digest)
     if top:
-        lines += ["Most upvoted: " + "; ".join(
-            f"[{digest.number(p.paper_id)}] {md(short_title(p.title))} ({p.upvotes})"
-            for p in top) + ".", ""]
+        lines += [
+            "Most upvoted: "
+            + "; ".join(
+                f"[{digest.number(p.paper_id)}] {md(short_title(p.title))} ({p.upvotes})"
+                for p in top
+            )
+            + ".",
+            "",
+        ]
     for i, theme in enumerate(digest.themes, start=1):
         lines += _theme_markdown(digest, i, theme)
     lines += ["## References", ""]
@@ -148,17 +165,27 @@ def _trend_markdown(digest: Digest) -> str:
     groups = _trend_groups(digest)
     if not groups:
         return opening + ": every theme is about as large as before."
-    return opening + ": " + "; ".join(
-        f"{TREND_LABELS[label]}: " + ", ".join(
-            f"**{md(t.name)}** ({detail}) {_cites(digest, t)}" for detail, t in members)
-        for label, members in groups) + "."
+    return (
+        opening
+        + ": "
+        + "; ".join(
+            f"{TREND_LABELS[label]}: "
+            + ", ".join(f"**{md(t.name)}** ({detail}) {_cites(digest, t)}" for detail, t in members)
+            for label, members in groups
+        )
+        + "."
+    )
 
 
 def _theme_markdown(digest: Digest, i: int, theme: Theme) -> list[str]:
     numbers = digest._numbers()
     if theme.other:
-        lines = [f"## {i}. Other papers", "",
-                 "Papers far from every theme, each with its own row.", ""]
+        lines = [
+            f"## {i}. Other papers",
+            "",
+            "Papers far from every theme, each with its own row.",
+            "",
+        ]
     else:
         lines = [f"## {i}. {md(theme.name)}", ""]
         notes = [f"key phrases: {md(', '.join(theme.key_phrases[:4]))}"]
@@ -168,13 +195,13 @@ def _theme_markdown(digest: Digest, i: int, theme: Theme) -> list[str]:
         kept = theme.kept
         if kept:
             lines += [" ".join(_md_sentence(s, numbers) for s in kept), ""]
-    lines += ["| Paper | " + " | ".join(HEADINGS[r] for r in ROLES) + " |",
-              "|---|---|---|---|"]
+    lines += ["| Paper | " + " | ".join(HEADINGS[r] for r in ROLES) + " |", "|---|---|---|---|"]
     for row in theme.rows:
         n = numbers[row.paper.paper_id]
         cells = [md_cell(c.shown) if (c := row.cells.get(r)) else "—" for r in ROLES]
-        lines.append(f"| [{n}] {md_cell(short_title(row.paper.title))} | "
-                     + " | ".join(cells) + " |")
+        lines.append(
+            f"| [{n}] {md_cell(short_title(row.paper.title))} | " + " | ".join(cells) + " |"
+        )
     return lines + [""]
 
 
@@ -184,8 +211,10 @@ def _md_sentence(sentence: ProseSentence, numbers: dict[str, int]) -> str:
 
 
 def empty_message(digest: Digest) -> str:
-    text = (f"No papers in this window ({_when(digest)}, by {digest.by} date). The library "
-            f"has {digest.library_total} papers")
+    text = (
+        f"No papers in this window ({_when(digest)}, by {digest.by} date). The library "
+        f"has {digest.library_total} papers"
+    )
     if digest.library_range:
         first, last = digest.library_range
         text += f", published {first.isoformat()} to {last.isoformat()}"
@@ -225,11 +254,16 @@ def _ref(n: int) -> str:
 def render_html(digest: Digest) -> str:
     """The digest as one standalone page (inline CSS, no scripts, every string escaped)."""
     title = page_title(digest)
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
-           '<meta name="viewport" content="width=device-width, initial-scale=1">',
-           f"<title>{_e(title)}</title>", f"<style>{STYLE}</style>", "</head><body>",
-           f"<h1>{_e(title)}</h1>"]
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(title)}</title>",
+        f"<style>{STYLE}</style>",
+        "</head><body>",
+        f"<h1>{_e(title)}</h1>",
+    ]
     if not digest.themes:
         out += [f"<p>{_e(empty_message(digest))}</p>", "</body></html>"]
         return "\n".join(out) + "\n"
@@ -237,24 +271,35 @@ def render_html(digest: Digest) -> str:
     out += [f"<p>{_e(summary_line(digest))}</p>", "<h2>Overview</h2>", "<ol>"]
     for theme in digest.themes:
         if theme.other:
-            out.append(f"<li>Other papers: {papers_count(len(theme.papers))}, each far from "
-                       "every theme</li>")
+            out.append(
+                f"<li>Other papers: {papers_count(len(theme.papers))}, each far from "
+                "every theme</li>"
+            )
         else:
-            out.append(f"<li><strong>{_e(theme.name)}</strong>: {papers_count(len(theme.papers))} "
-                       f"({_e(_change(theme))})</li>")
+            out.append(
+                f"<li><strong>{_e(theme.name)}</strong>: {papers_count(len(theme.papers))} "
+                f"({_e(_change(theme))})</li>"
+            )
     out += ["</ol>", "<h2>Trends</h2>", f"<p>{_trend_html(digest)}</p>"]
     top = upvoted(digest)
     if top:
-        out.append("<p>Most upvoted: " + "; ".join(
-            f"{_ref(numbers[p.paper_id])} {_e(short_title(p.title))} ({p.upvotes})"
-            for p in top) + ".</p>")
+        out.append(
+            "<p>Most upvoted: "
+            + "; ".join(
+                f"{_ref(numbers[p.paper_id])} {_e(short_title(p.title))} ({p.upvotes})" for p in top
+            )
+            + ".</p>"
+        )
     for i, theme in enumerate(digest.themes, start=1):
         out += _theme_html(numbers, i, theme)
     out += ["<h2>References</h2>", "<ol>"]
     for n, paper in enumerate(digest.papers, start=1):
         when = paper.published.isoformat() if paper.published else "undated"
-        link = (f' <a href="{html.escape(paper.url or "", quote=True)}">'
-                f"{_e(paper.url or '')}</a>" if _safe_url(paper.url) else "")
+        link = (
+            f' <a href="{html.escape(paper.url or "", quote=True)}">{_e(paper.url or "")}</a>'
+            if _safe_url(paper.url)
+            else ""
+        )
         out.append(f'<li id="ref-{n}">{_e(paper.title)} ({when}).{link}</li>')
     out += ["</ol>", "</body></html>"]
     return "\n".join(out) + "\n"
@@ -279,32 +324,48 @@ def _trend_html(digest: Digest) -> str:
         marks = "".join(_ref(n) for n in refs[:CITED_IN_TREND])
         return marks + ("…" if len(refs) > CITED_IN_TREND else "")
 
-    return _e(opening) + ": " + "; ".join(
-        f"{TREND_LABELS[label]}: " + ", ".join(
-            f"<strong>{_e(t.name)}</strong> ({_e(detail)}) {cites(t)}" for detail, t in members)
-        for label, members in groups) + "."
+    return (
+        _e(opening)
+        + ": "
+        + "; ".join(
+            f"{TREND_LABELS[label]}: "
+            + ", ".join(
+                f"<strong>{_e(t.name)}</strong> ({_e(detail)}) {cites(t)}" for detail, t in members
+            )
+            for label, members in groups
+        )
+        + "."
+    )
 
 
 def _theme_html(numbers: dict[str, int], i: int, theme: Theme) -> list[str]:
     if theme.other:
-        out = [f"<h2>{i}. Other papers</h2>",
-               '<p class="note">Papers far from every theme, each with its own row.</p>']
+        out = [
+            f"<h2>{i}. Other papers</h2>",
+            '<p class="note">Papers far from every theme, each with its own row.</p>',
+        ]
     else:
         notes = [f"key phrases: {', '.join(theme.key_phrases[:4])}"]
         if theme.silhouette is not None:
             notes.append(f"coherence {theme.silhouette:.2f}")
         out = [f"<h2>{i}. {_e(theme.name)}</h2>", f'<p class="note">{_e("; ".join(notes))}</p>']
         if theme.kept:
-            out.append("<p>" + " ".join(_html_sentence(s, numbers) for s in theme.kept)
-                       + "</p>")
-    out += ['<table class="comparison">', "<thead><tr><th>Paper</th>"
-            + "".join(f"<th>{HEADINGS[r]}</th>" for r in ROLES) + "</tr></thead>", "<tbody>"]
+            out.append("<p>" + " ".join(_html_sentence(s, numbers) for s in theme.kept) + "</p>")
+    out += [
+        '<table class="comparison">',
+        "<thead><tr><th>Paper</th>"
+        + "".join(f"<th>{HEADINGS[r]}</th>" for r in ROLES)
+        + "</tr></thead>",
+        "<tbody>",
+    ]
     for row in theme.rows:
         n = numbers[row.paper.paper_id]
-        cells = "".join(f"<td>{_e(c.shown) if (c := row.cells.get(r)) else '—'}</td>"
-                        for r in ROLES)
-        out.append(f'<tr><td class="paper">{_ref(n)} {_e(short_title(row.paper.title))}</td>'
-                   f"{cells}</tr>")
+        cells = "".join(
+            f"<td>{_e(c.shown) if (c := row.cells.get(r)) else '—'}</td>" for r in ROLES
+        )
+        out.append(
+            f'<tr><td class="paper">{_ref(n)} {_e(short_title(row.paper.title))}</td>{cells}</tr>'
+        )
     return out + ["</tbody></table>"]
 
 

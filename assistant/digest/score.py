@@ -34,8 +34,14 @@ from .themes import FAR_SIMILARITY, centre_similarities, silhouette_samples
 if TYPE_CHECKING:
     from ..store import Library
 
-TARGETS = {"names_valid": 1.0, "prose_supported": 0.95, "invented_titles": 0,
-           "unsupported_marks": 0, "result_cells": 1.0, "rows_once": True}
+TARGETS = {
+    "names_valid": 1.0,
+    "prose_supported": 0.95,
+    "invented_titles": 0,
+    "unsupported_marks": 0,
+    "result_cells": 1.0,
+    "rows_once": True,
+}
 
 
 def _papers(data: dict[str, Any], library: Library | None) -> list[DigestPaper]:
@@ -45,8 +51,9 @@ def _papers(data: dict[str, Any], library: Library | None) -> list[DigestPaper]:
     if library is not None:
         ids = [r["paper_id"] for r in rows]
         for start in range(0, len(ids), 500):
-            got = library.papers().get(ids=ids[start:start + 500],
-                                       include=["documents", "embeddings"])
+            got = library.papers().get(
+                ids=ids[start : start + 500], include=["documents", "embeddings"]
+            )
             for pid, doc, emb in zip(got["ids"], got["documents"], got["embeddings"]):
                 stored[pid] = (doc or "", emb)
     out = []
@@ -56,10 +63,18 @@ def _papers(data: dict[str, Any], library: Library | None) -> list[DigestPaper]:
         if abstract is None:
             abstract = stored.get(pid, ("", None))[0]
         published = row.get("published")
-        out.append(DigestPaper(pid, row.get("title", ""), abstract,
-                               date.fromisoformat(published) if published else None, None,
-                               row.get("url"), int(row.get("upvotes") or 0),
-                               stored.get(pid, ("", None))[1]))
+        out.append(
+            DigestPaper(
+                pid,
+                row.get("title", ""),
+                abstract,
+                date.fromisoformat(published) if published else None,
+                None,
+                row.get("url"),
+                int(row.get("upvotes") or 0),
+                stored.get(pid, ("", None))[1],
+            )
+        )
     if missing and library is None:
         raise ValueError(f"{len(missing)} papers carry no abstract and no library was given")
     return out
@@ -102,7 +117,7 @@ def score_digest(data: dict[str, Any], library: Library | None = None) -> dict[s
         row = cells.get(paper.paper_id)
         for role in ("problem", "approach", "result"):
             cell = (row or {}).get(role)
-            if cell and paper.abstract[cell["start"]:cell["end"]] != cell["text"]:
+            if cell and paper.abstract[cell["start"] : cell["end"]] != cell["text"]:
                 offsets_ok = False
         if has_figure(paper.abstract):
             with_figure += 1
@@ -133,7 +148,8 @@ def score_digest(data: dict[str, Any], library: Library | None = None) -> dict[s
         "invented_titles": len(invented),
         "result_cells": with_result / with_figure if with_figure else None,
         "papers_with_figure": with_figure,
-        "rows_once": bool(papers) and all(rows.get(p.paper_id) == 1 for p in papers)
+        "rows_once": bool(papers)
+        and all(rows.get(p.paper_id) == 1 for p in papers)
         and len(rows) == len(papers),
         "cell_offsets_exact": offsets_ok,
         "silhouette": None if silhouette is None else round(float(silhouette), 4),

@@ -19,7 +19,7 @@ TOPIC_MIN_SIMILARITY = 0.30  # same scale as ask's abstention threshold
 
 
 def parse_week(text: str) -> tuple[date, date]:
-    """"2025-W45" -> Monday..Sunday of that ISO week."""
+    """ "2025-W45" -> Monday..Sunday of that ISO week."""
     match = re.fullmatch(r"(\d{4})-?W(\d{1,2})", text.strip(), re.IGNORECASE)
     if not match:
         raise UsageError(f"--week {text!r}: expected an ISO week such as 2025-W45")
@@ -30,8 +30,9 @@ def parse_week(text: str) -> tuple[date, date]:
     return monday, monday + timedelta(days=6)
 
 
-def resolve_window(week: str | None, since: date | None, until: date | None,
-                   today: date | None = None) -> tuple[date, date]:
+def resolve_window(
+    week: str | None, since: date | None, until: date | None, today: date | None = None
+) -> tuple[date, date]:
     """The window from --week or --since/--until; seven days ending today by default."""
     if week and (since or until):
         raise UsageError("use either --week or --since/--until, not both")
@@ -58,25 +59,41 @@ def select_papers(library: Library, since: date, until: date, by: str) -> list[D
 
     lo, hi = date_to_int(since), date_to_int(until)
     in_added = {"$and": [{"added_day": {"$gte": lo}}, {"added_day": {"$lte": hi}}]}
-    where = in_added if by == "added" else {"$or": [
-        {"$and": [{"published": {"$gte": lo}}, {"published": {"$lte": hi}}]}, in_added]}
+    where = (
+        in_added
+        if by == "added"
+        else {
+            "$or": [{"$and": [{"published": {"$gte": lo}}, {"published": {"$lte": hi}}]}, in_added]
+        }
+    )
     chosen: list[DigestPaper] = []
-    for pid, meta, extra in library.iter_papers(("metadatas", "documents", "embeddings"),
-                                                 where=where):
+    for pid, meta, extra in library.iter_papers(
+        ("metadatas", "documents", "embeddings"), where=where
+    ):
         published = int_to_date(meta.get("published"))
         added = int_to_date(meta.get("added_day"))
         if by == "published" and published is not None and not (since <= published <= until):
             continue  # added in the window, published outside it
         vector = np.asarray(extra["embedding"], dtype=np.float32)
-        chosen.append(DigestPaper(pid, str(meta.get("title", "")), extra.get("document") or "",
-                                  published, added, meta.get("url"),
-                                  int(meta.get("upvotes") or 0), vector))
+        chosen.append(
+            DigestPaper(
+                pid,
+                str(meta.get("title", "")),
+                extra.get("document") or "",
+                published,
+                added,
+                meta.get("url"),
+                int(meta.get("upvotes") or 0),
+                vector,
+            )
+        )
     chosen.sort(key=lambda p: (p.day or since, p.title))
     return chosen
 
 
-def filter_topic(papers: list[DigestPaper], topic: str, embedder: Embedder, library: Library
-                 ) -> list[DigestPaper]:
+def filter_topic(
+    papers: list[DigestPaper], topic: str, embedder: Embedder, library: Library
+) -> list[DigestPaper]:
     """Papers whose best chunk is about `topic` (cosine similarity, as in search)."""
     import numpy as np
 
@@ -87,16 +104,21 @@ def filter_topic(papers: list[DigestPaper], topic: str, embedder: Embedder, libr
     ids = [p.paper_id for p in papers]
     chunks = library.chunks()
     for start in range(0, len(ids), 500):
-        got = chunks.get(where={"paper_id": {"$in": ids[start:start + 500]}},
-                         include=["metadatas", "embeddings"])
+        got = chunks.get(
+            where={"paper_id": {"$in": ids[start : start + 500]}},
+            include=["metadatas", "embeddings"],
+        )
         for meta, emb in zip(got["metadatas"], got["embeddings"]):
             sim = float(np.dot(np.asarray(emb, dtype=np.float32), query))
             pid = str(meta["paper_id"])
             best[pid] = max(best.get(pid, -1.0), sim)
     keyword = content_words(topic)
-    return [p for p in papers
-            if best.get(p.paper_id, -1.0) >= TOPIC_MIN_SIMILARITY
-            or (keyword and keyword <= content_words(p.title))]
+    return [
+        p
+        for p in papers
+        if best.get(p.paper_id, -1.0) >= TOPIC_MIN_SIMILARITY
+        or (keyword and keyword <= content_words(p.title))
+    ]
 
 
 def cap(papers: list[DigestPaper], max_papers: int | None, since: date) -> list[DigestPaper]:

@@ -19,8 +19,9 @@ CELL_CHARS = {"problem": 150, "approach": 170, "result": 190}
 PROBLEM_MIN = 1.0  # a problem cue, or context words in the opening sentences
 APPROACH_MIN = 0.85  # a cue, or "we" in one of the first three sentences
 
-_ABBREV = re.compile(r"\b(?:e\.g|i\.e|et al|vs|cf|Fig|Figs|Eq|Sec|approx|resp|etc|No)\.$",
-                     re.IGNORECASE)
+_ABBREV = re.compile(
+    r"\b(?:e\.g|i\.e|et al|vs|cf|Fig|Figs|Eq|Sec|approx|resp|etc|No)\.$", re.IGNORECASE
+)
 _END = re.compile(r"[.!?](?=\s+[A-Z0-9\"'(\[])")
 # A figure as the support check reads one: two or more digits, or a decimal.
 FIGURE = re.compile(r"(?<![\w.])(?:\d{2,}(?:[.,]\d+)*|\d+[.,]\d+)(?:\s*%|x\b|×)?")
@@ -28,25 +29,36 @@ _PROBLEM = re.compile(
     r"\b(?:challeng\w*|problems?|limit(?:s|ed|ation|ations)|lacks?|lacking|suffers?|suffering|"
     r"difficult\w*|bottlenecks?|struggles?|costly|expensive|however|despite|hinders?|issues?|"
     r"gaps?|fails?|failing|prohibitive|unclear|under-?explored|little is known|inefficien\w*|"
-    r"unreliable|poorly)\b", re.IGNORECASE)
-_CONTEXT = re.compile(r"\b(?:crucial|critical|important|requires?|demand\w*|while|although|"
-                      r"remains?|growing|increasingly)\b", re.IGNORECASE)
+    r"unreliable|poorly)\b",
+    re.IGNORECASE,
+)
+_CONTEXT = re.compile(
+    r"\b(?:crucial|critical|important|requires?|demand\w*|while|although|"
+    r"remains?|growing|increasingly)\b",
+    re.IGNORECASE,
+)
 _APPROACH = re.compile(
     r"\b(?:we (?:first )?(?:propose|introduce|present|develop|design|describe|build|study|"
     r"investigate|explore|train|release|formulate|extend|apply|leverage|use|employ|show how|"
     r"devise|construct|curate|create)|this (?:paper|work|report) (?:proposes|introduces|presents|"
     r"describes)|our (?:method|approach|model|framework|system)|called|dubbed|named|termed|"
-    r"a novel|a new)\b", re.IGNORECASE)
+    r"a novel|a new)\b",
+    re.IGNORECASE,
+)
 _RESULT = re.compile(
     r"\b(?:outperform\w*|achiev\w*|improv\w*|reduc\w*|surpass\w*|state-of-the-art|sota|"
     r"results? (?:show|demonstrate|indicate|suggest)|experiments? (?:show|demonstrate|on)|"
     r"speed-?ups?|accuracy|faster|gains?|matches|matching|competitive|exceed\w*|boost\w*|"
-    r"we (?:find|found|observe|show|demonstrate)|yield\w*|attains?)\b", re.IGNORECASE)
+    r"we (?:find|found|observe|show|demonstrate)|yield\w*|attains?)\b",
+    re.IGNORECASE,
+)
 _LEAD_IN = re.compile(
     r"^(?:In this (?:paper|work|study|report|article)|Here|To (?:this end|address[^,]{0,60}|"
     r"tackle[^,]{0,60}|overcome[^,]{0,60}|solve[^,]{0,60})|In (?:response|contrast|addition)|"
     r"Specifically|Moreover|Furthermore|Additionally|Finally|Overall|However|Consequently|"
-    r"As a result|Concretely|Empirically|Experimentally)\s*,\s*", re.IGNORECASE)
+    r"As a result|Concretely|Empirically|Experimentally)\s*,\s*",
+    re.IGNORECASE,
+)
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
@@ -79,22 +91,30 @@ def _scores(text: str, spans: list[tuple[int, int]]) -> dict[str, list[float]]:
         s = text[a:b]
         figures = len(FIGURE.findall(s))
         position = i / max(1, n - 1)
-        out["result"].append(3.0 * min(figures, 2) + 1.5 * len(_RESULT.findall(s)[:2])
-                             + 0.8 * position)
-        out["approach"].append(2.5 * bool(_APPROACH.search(s)) + 0.6 * ("we " in s.lower())
-                               + (0.8 if i in (1, 2) else 0.3 if i == 0 else 0.0)
-                               - 1.0 * (figures > 0))
-        out["problem"].append(1.5 * min(2, len(_PROBLEM.findall(s)))
-                              + 0.7 * min(1, len(_CONTEXT.findall(s)))
-                              + (1.0 if i == 0 else 0.6 if i == 1 else 0.3 if i == 2 else 0.0)
-                              - 2.0 * bool(_APPROACH.search(s)) - 1.0 * (figures > 0)
-                              - 1.0 * bool(_RESULT.search(s))
-                              - 1.0 * bool(re.match(r"(?:\w+,\s*)?we\b", s, re.IGNORECASE)))
+        out["result"].append(
+            3.0 * min(figures, 2) + 1.5 * len(_RESULT.findall(s)[:2]) + 0.8 * position
+        )
+        out["approach"].append(
+            2.5 * bool(_APPROACH.search(s))
+            + 0.6 * ("we " in s.lower())
+            + (0.8 if i in (1, 2) else 0.3 if i == 0 else 0.0)
+            - 1.0 * (figures > 0)
+        )
+        out["problem"].append(
+            1.5 * min(2, len(_PROBLEM.findall(s)))
+            + 0.7 * min(1, len(_CONTEXT.findall(s)))
+            + (1.0 if i == 0 else 0.6 if i == 1 else 0.3 if i == 2 else 0.0)
+            - 2.0 * bool(_APPROACH.search(s))
+            - 1.0 * (figures > 0)
+            - 1.0 * bool(_RESULT.search(s))
+            - 1.0 * bool(re.match(r"(?:\w+,\s*)?we\b", s, re.IGNORECASE))
+        )
     return out
 
 
-def _trim(text: str, span: tuple[int, int], limit: int,
-          figure: tuple[int, int] | None = None) -> Cell:
+def _trim(
+    text: str, span: tuple[int, int], limit: int, figure: tuple[int, int] | None = None
+) -> Cell:
     """The sentence `span` of `text`, cut at word boundaries to about `limit` characters,
     keeping the figure at `figure` (start, end offsets) inside."""
     a, b = span
@@ -117,8 +137,9 @@ def _trim(text: str, span: tuple[int, int], limit: int,
             end = after if after != -1 else b
     while end > start and (text[end - 1] in ",;:([-–—\"'" or text[end - 1].isspace()):
         end -= 1
-    return Cell(text=text[start:end], start=start, end=end, sentence=(a, b),
-                lead=start > base, tail=end < b)
+    return Cell(
+        text=text[start:end], start=start, end=end, sentence=(a, b), lead=start > base, tail=end < b
+    )
 
 
 def row_for(paper: DigestPaper) -> Row:

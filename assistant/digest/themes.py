@@ -119,8 +119,9 @@ def centre_similarities(vectors: np.ndarray, labels: list[int]) -> np.ndarray:
     return sims
 
 
-def group(papers: list[DigestPaper], member_min: float = MEMBER_MIN
-          ) -> tuple[list[Theme], float | None]:
+def group(
+    papers: list[DigestPaper], member_min: float = MEMBER_MIN
+) -> tuple[list[Theme], float | None]:
     """Themes (largest first, then "Other papers" if any) and the window's silhouette.
 
     Ward's themes are pruned: while some member's mean similarity to the other
@@ -200,8 +201,15 @@ def compare_with_previous(themes: list[Theme], previous: list[DigestPaper]) -> N
             named[best].previous += 1
     for theme in named:
         now = len(theme.papers)
-        theme.status = ("new" if theme.previous == 0 else "grew" if now > theme.previous
-                        else "shrank" if now < theme.previous else "steady")
+        theme.status = (
+            "new"
+            if theme.previous == 0
+            else "grew"
+            if now > theme.previous
+            else "shrank"
+            if now < theme.previous
+            else "steady"
+        )
 
 
 def central_order(theme: Theme) -> list[DigestPaper]:

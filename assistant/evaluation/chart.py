@@ -47,8 +47,9 @@ def draw_chart(metrics: dict[str, m.Metric], path: Path, title: str = "") -> Pat
         if value is not None:
             good = m.metric_info(name)[1]
             colour = "#3b7dd8" if good else "#d8823b"  # orange: lower is better
-            draw.rectangle([x0, y + 4, x0 + round(bar_w * max(0.0, min(1.0, value))), y + ROW - 6],
-                           fill=colour)
+            draw.rectangle(
+                [x0, y + 4, x0 + round(bar_w * max(0.0, min(1.0, value))), y + ROW - 6], fill=colour
+            )
         text = f"{value:.3f}  n={metric['n']}" if value is not None else f"n/a  n={metric['n']}"
         draw.text((x0 + bar_w + 8, y + 7), text, fill="black", font=small)
     for tick in (0.0, 0.5, 1.0):

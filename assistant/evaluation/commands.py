@@ -35,9 +35,15 @@ def _progress(total_label: str):
         TimeRemainingColumn,
     )
 
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeRemainingColumn(), TextColumn("[dim]{task.fields[qid]}"),
-                   console=Console(stderr=True), transient=True)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("[dim]{task.fields[qid]}"),
+        console=Console(stderr=True),
+        transient=True,
+    )
     task = bar.add_task(total_label, total=None, qid="")
     bar.start()
 
@@ -48,33 +54,63 @@ def _progress(total_label: str):
 
 
 @eval_group.command("run", context_settings=CONTEXT)
-@click.option("--set", "set_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Question set (JSONL, schema in eval/README.md). [default: the bundled "
-              "eval/questions.jsonl]")
+@click.option(
+    "--set",
+    "set_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Question set (JSONL, schema in eval/README.md). [default: the bundled "
+    "eval/questions.jsonl]",
+)
 @click.option("--model", help="Chat model name [env: ASSISTANT_MODEL].")
-@click.option("--k", "k", default=4, show_default=True, type=click.IntRange(1, 50),
-              help="Papers retrieved and given to the model (as `assistant ask`); the "
-              "retrieval metrics are @k.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Run folder [default: eval/runs/<timestamp>-<model>/]. An existing one "
-              "is resumed: its cached answers are reused when the settings match.")
+@click.option(
+    "--k",
+    "k",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 50),
+    help="Papers retrieved and given to the model (as `assistant ask`); the "
+    "retrieval metrics are @k.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run folder [default: eval/runs/<timestamp>-<model>/]. An existing one "
+    "is resumed: its cached answers are reused when the settings match.",
+)
 @click.option("--limit", type=click.IntRange(1), help="Only the first N questions.")
-@click.option("--retrieval-only", is_flag=True,
-              help="Retrieval metrics only; needs no model.")
-@click.option("--fresh", is_flag=True,
-              help="Start a new run folder instead of resuming an unfinished one.")
+@click.option("--retrieval-only", is_flag=True, help="Retrieval metrics only; needs no model.")
+@click.option(
+    "--fresh", is_flag=True, help="Start a new run folder instead of resuming an unfinished one."
+)
 @click.option("--judge-model", help="Score faithfulness with this model. No judge without it.")
 @click.option("--judge-base-url", help="Judge endpoint [default: the answer endpoint].")
-@click.option("--judge-api-key-env", metavar="VAR",
-              help="Environment variable holding the judge endpoint's key.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print one JSON object: metrics (name to value), metric_n (name to n), "
-              "n (questions run), failed (question ids), run_dir.")
+@click.option(
+    "--judge-api-key-env",
+    metavar="VAR",
+    help="Environment variable holding the judge endpoint's key.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON object: metrics (name to value), metric_n (name to n), "
+    "n (questions run), failed (question ids), run_dir.",
+)
 @click.pass_context
-def run_command(ctx: click.Context, set_path: Path | None, model: str | None, k: int,
-                out: Path | None, limit: int | None, retrieval_only: bool, fresh: bool,
-                judge_model: str | None, judge_base_url: str | None,
-                judge_api_key_env: str | None, as_json: bool) -> None:
+def run_command(
+    ctx: click.Context,
+    set_path: Path | None,
+    model: str | None,
+    k: int,
+    out: Path | None,
+    limit: int | None,
+    retrieval_only: bool,
+    fresh: bool,
+    judge_model: str | None,
+    judge_base_url: str | None,
+    judge_api_key_env: str | None,
+    as_json: bool,
+) -> None:
     """Run every question through retrieval and the model and score the answers.
 
     Writes results.jsonl, metrics.json, report.md and metrics.png to the run
@@ -111,8 +147,21 @@ def run_command(ctx: click.Context, set_path: Path | None, model: str | None, k:
     if retrieval_only:
         result = _run_retrieval(settings, retriever, questions, k, out, set_path, limit)
     else:
-        result = _run_answers(ctx, settings, retriever, client, questions, k, out, set_path,
-                              limit, fresh, judge_model, judge_base_url, judge_api_key_env)
+        result = _run_answers(
+            ctx,
+            settings,
+            retriever,
+            client,
+            questions,
+            k,
+            out,
+            set_path,
+            limit,
+            fresh,
+            judge_model,
+            judge_base_url,
+            judge_api_key_env,
+        )
     if as_json:
         from ..cli import _emit_json
 
@@ -122,47 +171,83 @@ def run_command(ctx: click.Context, set_path: Path | None, model: str | None, k:
     ctx.exit(1 if result.failed else 0)
 
 
-def _run_retrieval(settings: Any, retriever: Any, questions: list, k: int, out: Path | None,
-                   set_path: Path, limit: int | None) -> Any:
+def _run_retrieval(
+    settings: Any,
+    retriever: Any,
+    questions: list,
+    k: int,
+    out: Path | None,
+    set_path: Path,
+    limit: int | None,
+) -> Any:
     from .runner import choose_run_dir, run_retrieval, runs_base
 
-    info = {"mode": "retrieval", "k": k, "embedder": retriever.embedder.name,
-            "set": str(set_path), "limit": limit}
+    info = {
+        "mode": "retrieval",
+        "k": k,
+        "embedder": retriever.embedder.name,
+        "set": str(set_path),
+        "limit": limit,
+    }
     run_dir, _ = choose_run_dir(runs_base(settings), out, "retrieval", "", set_path, fresh=True)
     update, stop = _progress("Retrieving")
     try:
-        return run_retrieval(questions, retriever, k=k, run_dir=run_dir, info=info,
-                             progress=update)
+        return run_retrieval(questions, retriever, k=k, run_dir=run_dir, info=info, progress=update)
     finally:
         stop()
 
 
-def _run_answers(ctx: click.Context, settings: Any, retriever: Any, client: Any,
-                 questions: list, k: int, out: Path | None, set_path: Path,
-                 limit: int | None, fresh: bool, judge_model: str | None,
-                 judge_base_url: str | None, judge_api_key_env: str | None) -> Any:
+def _run_answers(
+    ctx: click.Context,
+    settings: Any,
+    retriever: Any,
+    client: Any,
+    questions: list,
+    k: int,
+    out: Path | None,
+    set_path: Path,
+    limit: int | None,
+    fresh: bool,
+    judge_model: str | None,
+    judge_base_url: str | None,
+    judge_api_key_env: str | None,
+) -> Any:
     from .judge import model_judge
     from .runner import answer_settings, choose_run_dir, run_answers, runs_base, settings_hash
 
     info = answer_settings(settings, client.model, k, retriever.embedder.name)
     shash = settings_hash(info)
-    run_dir, resumed = choose_run_dir(runs_base(settings), out, client.model, shash, set_path,
-                                      fresh)
+    run_dir, resumed = choose_run_dir(
+        runs_base(settings), out, client.model, shash, set_path, fresh
+    )
     info.update(set=str(set_path), limit=limit)
-    judge = (model_judge(settings, judge_model, judge_base_url, judge_api_key_env)
-             if judge_model else None)
+    judge = (
+        model_judge(settings, judge_model, judge_base_url, judge_api_key_env)
+        if judge_model
+        else None
+    )
     if resumed:
         click.echo(f"resuming {run_dir} (cached answers are reused)", err=True)
     update, stop = _progress(f"Evaluating {client.model}")
     try:
-        return run_answers(questions, retriever, client, k=k,
-                           context_window=settings.context_window, run_dir=run_dir, info=info,
-                           judge=judge, progress=update)
+        return run_answers(
+            questions,
+            retriever,
+            client,
+            k=k,
+            context_window=settings.context_window,
+            run_dir=run_dir,
+            info=info,
+            judge=judge,
+            progress=update,
+        )
     except KeyboardInterrupt:
         stop()
         again = "the same command" if out is None else f"again with --out {out}"
-        click.echo(f"interrupted: completed answers are cached in {run_dir}; run {again} to "
-                   "resume", err=True)
+        click.echo(
+            f"interrupted: completed answers are cached in {run_dir}; run {again} to resume",
+            err=True,
+        )
         ctx.exit(130)
     finally:
         stop()
@@ -176,8 +261,9 @@ def _print_result(result: Any) -> None:
     from .report import format_value
 
     console = Console(highlight=False)
-    title = ("Retrieval" if result.mode == "retrieval" else "Evaluation") + \
-        f" — {len(result.records)} questions"
+    title = (
+        "Retrieval" if result.mode == "retrieval" else "Evaluation"
+    ) + f" — {len(result.records)} questions"
     table = Table(title=title, title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -186,14 +272,21 @@ def _print_result(result: Any) -> None:
         table.add_row(name, format_value(name, metric["value"]), str(metric["n"]))
     console.print(table)
     if result.mode == "answer":
-        console.print(f"answered now: {result.computed}, from the cache: {result.cached}; "
-                      f"{result.wall_s:.1f} s")
+        console.print(
+            f"answered now: {result.computed}, from the cache: {result.cached}; "
+            f"{result.wall_s:.1f} s"
+        )
     if result.failed:
-        console.print(f"[red]failed[/red] ({len(result.failed)}): {', '.join(result.failed)}",
-                      soft_wrap=True)
+        console.print(
+            f"[red]failed[/red] ({len(result.failed)}): {', '.join(result.failed)}", soft_wrap=True
+        )
     if result.unmapped_titles:
-        console.print("[yellow]expected titles not in the library:[/yellow] "
-                      + "; ".join(result.unmapped_titles), soft_wrap=True, markup=True)
+        console.print(
+            "[yellow]expected titles not in the library:[/yellow] "
+            + "; ".join(result.unmapped_titles),
+            soft_wrap=True,
+            markup=True,
+        )
     console.print(f"run folder: {result.run_dir}", soft_wrap=True)
 
 
@@ -221,8 +314,14 @@ def compare_command(run_a: Path, run_b: Path, as_json: bool) -> None:
 
     console = Console(highlight=False)
     table = Table(title=f"A = {run_a.name}   B = {run_b.name}", title_justify="left")
-    for column, justify in (("metric", "left"), ("A", "right"), ("n", "right"),
-                            ("B", "right"), ("n ", "right"), ("B − A", "right")):
+    for column, justify in (
+        ("metric", "left"),
+        ("A", "right"),
+        ("n", "right"),
+        ("B", "right"),
+        ("n ", "right"),
+        ("B − A", "right"),
+    ):
         table.add_column(column, justify=justify)
     for name, row in diff["metrics"].items():
         delta = row["delta"]
@@ -232,16 +331,27 @@ def compare_command(run_a: Path, run_b: Path, as_json: bool) -> None:
             shown = f"{delta:+.3f}" if isinstance(delta, float) else f"{delta:+d}"
             colour = {True: "green", False: "red", None: "dim"}[row["better"]]
             shown = f"[{colour}]{shown}[/{colour}]"
-        table.add_row(name, format_value(name, row["a"]), str(row["a_n"]),
-                      format_value(name, row["b"]), str(row["b_n"]), shown)
+        table.add_row(
+            name,
+            format_value(name, row["a"]),
+            str(row["a_n"]),
+            format_value(name, row["b"]),
+            str(row["b_n"]),
+            shown,
+        )
     console.print(table)
     for key, values in diff["settings_differ"].items():
-        console.print(f"setting {escape(key)}: A={escape(str(values['a']))}  "
-                      f"B={escape(str(values['b']))}", soft_wrap=True)
+        console.print(
+            f"setting {escape(key)}: A={escape(str(values['a']))}  B={escape(str(values['b']))}",
+            soft_wrap=True,
+        )
     questions = diff["questions"]
-    console.print(f"questions in both: {questions['common']}; fixed in B: "
-                  f"{', '.join(questions['fixed']) or 'none'}; broken in B: "
-                  f"{', '.join(questions['broken']) or 'none'}", soft_wrap=True)
+    console.print(
+        f"questions in both: {questions['common']}; fixed in B: "
+        f"{', '.join(questions['fixed']) or 'none'}; broken in B: "
+        f"{', '.join(questions['broken']) or 'none'}",
+        soft_wrap=True,
+    )
 
 
 @eval_group.command("digest", context_settings=CONTEXT)
@@ -270,10 +380,15 @@ def digest_command(ctx: click.Context, digest_json: Path, as_json: bool) -> None
         raise UsageError(f"{digest_json}: no such file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(f"{digest_json}: not a digest JSON file ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("themes"), list) \
-            or not isinstance(data.get("papers"), list):
-        raise UsageError(f"{digest_json}: not a digest JSON file (no 'themes' and 'papers'); "
-                         "write one with `assistant digest --format json`")
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("themes"), list)
+        or not isinstance(data.get("papers"), list)
+    ):
+        raise UsageError(
+            f"{digest_json}: not a digest JSON file (no 'themes' and 'papers'); "
+            "write one with `assistant digest --format json`"
+        )
     from ..cli import _settings
     from ..digest.score import TARGETS, score_digest
     from ..store import Library
@@ -312,24 +427,39 @@ def _print_digest_scores(scores: dict[str, Any], met: bool) -> None:
     from ..digest.score import TARGETS
 
     console = Console(highlight=False)
-    table = Table(title=f"Digest: {scores['papers']} papers, {scores['themes']} themes",
-                  title_justify="left")
+    table = Table(
+        title=f"Digest: {scores['papers']} papers, {scores['themes']} themes", title_justify="left"
+    )
     for column, justify in (("figure", "left"), ("value", "right"), ("target", "right")):
         table.add_column(column, justify=justify)
-    for key in ("names_valid", "prose_sentences", "prose_supported", "prose_removed",
-                "unsupported_marks", "invented_titles", "papers_with_figure", "result_cells",
-                "rows_once", "cell_offsets_exact", "silhouette", "far_papers"):
+    for key in (
+        "names_valid",
+        "prose_sentences",
+        "prose_supported",
+        "prose_removed",
+        "unsupported_marks",
+        "invented_titles",
+        "papers_with_figure",
+        "result_cells",
+        "rows_once",
+        "cell_offsets_exact",
+        "silhouette",
+        "far_papers",
+    ):
         value = scores.get(key)
-        shown = "—" if value is None else f"{value:.3f}" if isinstance(value, float) \
-            else str(value)
+        shown = "—" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
         want = TARGETS.get(key)
-        table.add_row(key, shown, "" if want is None else
-                      (f"≥ {want}" if isinstance(want, float) else str(want)))
+        table.add_row(
+            key,
+            shown,
+            "" if want is None else (f"≥ {want}" if isinstance(want, float) else str(want)),
+        )
     console.print(table)
     for name in scores["names"]:
         if not name["valid"]:
-            console.print(f"invalid name {escape(name['name'])!r}: {escape(name['reason'])}",
-                          soft_wrap=True)
+            console.print(
+                f"invalid name {escape(name['name'])!r}: {escape(name['reason'])}", soft_wrap=True
+            )
     for title in scores["invented"]:
         console.print(f"invented title: {escape(title)}", soft_wrap=True)
     console.print("targets met" if met else "[red]targets not met[/red]")

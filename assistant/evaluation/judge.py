@@ -96,11 +96,11 @@ def parse_verdict(text: str) -> Verdict:
         faithful = _as_bool(lowered.get("faithful"))
         score = _as_score(lowered.get("score"))
         if "faithful" in lowered and faithful is None:
-            return Verdict(False, raw=text, error=f"'faithful' is not a boolean: "
-                           f"{lowered['faithful']!r}")
+            return Verdict(
+                False, raw=text, error=f"'faithful' is not a boolean: {lowered['faithful']!r}"
+            )
         if "score" in lowered and score is None and faithful is None:
-            return Verdict(False, raw=text, error=f"'score' is not in [0, 1]: "
-                           f"{lowered['score']!r}")
+            return Verdict(False, raw=text, error=f"'score' is not in [0, 1]: {lowered['score']!r}")
         if score is None:
             score = 1.0 if faithful else 0.0
         if faithful is None:
@@ -130,8 +130,14 @@ class Judge:
             f"[{s.get('n')}] {s.get('title', '')}\n{' '.join(str(s.get('passage', '')).split())}"
             for s in sources
         )
-        return [{"role": "user", "content": prompts.render(
-            JUDGE_PROMPT, question=question, sources=blocks, answer=answer)}]
+        return [
+            {
+                "role": "user",
+                "content": prompts.render(
+                    JUDGE_PROMPT, question=question, sources=blocks, answer=answer
+                ),
+            }
+        ]
 
     def __call__(self, question: str, answer: str, sources: Sequence[dict[str, Any]]) -> Verdict:
         """One verdict; a failed model call is a failed verdict, not an exception."""
@@ -142,8 +148,9 @@ class Judge:
         return parse_verdict(text)
 
 
-def model_judge(settings: Any, model: str, base_url: str | None = None,
-                api_key_env: str | None = None) -> Judge:
+def model_judge(
+    settings: Any, model: str, base_url: str | None = None, api_key_env: str | None = None
+) -> Judge:
     """A judge on an OpenAI-compatible endpoint: by default the answer endpoint.
 
     The answer endpoint's key is sent only to the answer endpoint itself; a

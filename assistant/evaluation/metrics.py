@@ -23,36 +23,69 @@ Record = dict[str, Any]
 # name (with "@" for the k-suffixed ones) -> (what it means, higher is better?, unit)
 # unit "rate" is a share in [0, 1]; the chart draws only those.
 METRIC_INFO: dict[str, tuple[str, bool, str]] = {
-    "recall@": ("share of expected papers among the top k retrieved (answerable questions)",
-                True, "rate"),
-    "mrr": ("mean 1/rank of the first expected paper in the top k, 0 if none (answerable)",
-            True, "rate"),
-    "ndcg@": ("binary-relevance nDCG over the top k; ideal DCG over min(|expected|, k) hits",
-              True, "rate"),
-    "citation_validity": ("share of shown citations whose paper was among the retrieved sources "
-                          "(n = citations)", True, "rate"),
-    "citation_precision": ("per question, share of its citations that point at an expected "
-                           "paper (questions with citations)", True, "rate"),
-    "citation_recall": ("per question, share of expected papers it cites (answerable questions "
-                        "answered)", True, "rate"),
-    "supported_rate": ("share of citations the support check accepted (n = citations)", True,
-                       "rate"),
-    "answer_accuracy": ("answerable questions whose answer matches answer_contains", True,
-                        "rate"),
-    "evidence_accuracy": ("answerable questions whose prose plus evidence quotes match "
-                          "answer_contains", True, "rate"),
+    "recall@": (
+        "share of expected papers among the top k retrieved (answerable questions)",
+        True,
+        "rate",
+    ),
+    "mrr": (
+        "mean 1/rank of the first expected paper in the top k, 0 if none (answerable)",
+        True,
+        "rate",
+    ),
+    "ndcg@": (
+        "binary-relevance nDCG over the top k; ideal DCG over min(|expected|, k) hits",
+        True,
+        "rate",
+    ),
+    "citation_validity": (
+        "share of shown citations whose paper was among the retrieved sources (n = citations)",
+        True,
+        "rate",
+    ),
+    "citation_precision": (
+        "per question, share of its citations that point at an expected "
+        "paper (questions with citations)",
+        True,
+        "rate",
+    ),
+    "citation_recall": (
+        "per question, share of expected papers it cites (answerable questions answered)",
+        True,
+        "rate",
+    ),
+    "supported_rate": (
+        "share of citations the support check accepted (n = citations)",
+        True,
+        "rate",
+    ),
+    "answer_accuracy": ("answerable questions whose answer matches answer_contains", True, "rate"),
+    "evidence_accuracy": (
+        "answerable questions whose prose plus evidence quotes match answer_contains",
+        True,
+        "rate",
+    ),
     "named_cited": ("named questions whose answer cites the named paper", True, "rate"),
-    "prose_removed_share": ("share of the model's sentences removed by the review (n = "
-                            "sentences)", False, "rate"),
-    "accuracy": ("LitQA2-style: correct / all (a match, or an abstention on an unanswerable "
-                 "question)", True, "rate"),
+    "prose_removed_share": (
+        "share of the model's sentences removed by the review (n = sentences)",
+        False,
+        "rate",
+    ),
+    "accuracy": (
+        "LitQA2-style: correct / all (a match, or an abstention on an unanswerable question)",
+        True,
+        "rate",
+    ),
     "precision": ("LitQA2-style: correct / answered (not abstained)", True, "rate"),
     "abstention_accuracy": ("unanswerable questions abstained on", True, "rate"),
     "false_abstention_rate": ("answerable questions abstained on", False, "rate"),
     "false_abstention_": ("answerable questions of this kind abstained on", False, "rate"),
     "faithfulness": ("judge's mean faithfulness score over parsed verdicts", True, "rate"),
-    "judge_failures": ("judge verdicts that did not parse or failed (n = answers judged)", False,
-                       "count"),
+    "judge_failures": (
+        "judge verdicts that did not parse or failed (n = answers judged)",
+        False,
+        "count",
+    ),
     "latency_p50_s": ("median seconds per question, retrieval to checked answer", False, "s"),
     "latency_p95_s": ("95th percentile seconds per question", False, "s"),
     "first_token_p50_s": ("median seconds to the first answer token (model calls)", False, "s"),
@@ -119,8 +152,9 @@ def match_answer(text: str | None, answer_contains: Sequence[Sequence[str]]) -> 
 # -- retrieval ----------------------------------------------------------------------------
 
 
-def retrieval_scores(expected: Sequence[Iterable[str]], retrieved: Sequence[str],
-                     k: int) -> dict[str, float]:
+def retrieval_scores(
+    expected: Sequence[Iterable[str]], retrieved: Sequence[str], k: int
+) -> dict[str, float]:
     """Recall@k, reciprocal rank and nDCG@k of one ranked list, on paper ids.
 
     `expected` has one entry per expected paper: the set of ids that paper
@@ -178,8 +212,9 @@ def question_scores(record: Record, k: int) -> dict[str, Any]:
     scores["matches"] = matches
     scores["answer_match"] = match if answerable else None
     quoted = " ".join(q.get("text", "") for q in record.get("evidence") or [])
-    evidence_match, _ = match_answer(f"{record.get('answer') or ''} {quoted}",
-                                     record.get("answer_contains") or [])
+    evidence_match, _ = match_answer(
+        f"{record.get('answer') or ''} {quoted}", record.get("answer_contains") or []
+    )
     scores["evidence_match"] = (evidence_match and not abstained) if answerable else None
     scores["correct"] = match if answerable else abstained
 
@@ -192,11 +227,13 @@ def question_scores(record: Record, k: int) -> dict[str, Any]:
     scores["citations_supported"] = sum(bool(c.get("supported")) for c in citations)
     scores["citation_precision"] = (
         sum(c["paper_id"] in expected_ids for c in citations) / len(citations)
-        if citations else None
+        if citations
+        else None
     )
     scores["citation_recall"] = (
         sum(bool(set(ids) & cited) for ids in expected) / len(expected)
-        if answerable and expected and not abstained else None
+        if answerable and expected and not abstained
+        else None
     )
     verdict = record.get("judge")
     scores["faithfulness"] = verdict.get("score") if verdict and verdict.get("ok") else None
@@ -217,8 +254,9 @@ def retrieval_metrics(records: Sequence[Record], k: int) -> dict[str, Metric]:
     }
 
 
-def aggregate(records: Sequence[Record], k: int, *, retrieval_only: bool = False,
-              judged: bool = False) -> dict[str, Metric]:
+def aggregate(
+    records: Sequence[Record], k: int, *, retrieval_only: bool = False, judged: bool = False
+) -> dict[str, Metric]:
     """All metrics of a run, each with its n, in the order the report lists them.
 
     Failed questions count in no answer, citation or cost metric (their ids
@@ -235,36 +273,45 @@ def aggregate(records: Sequence[Record], k: int, *, retrieval_only: bool = False
     answered = [(r, s) for r, s in scored if not r.get("abstained")]
 
     n_citations = sum(s["citations"] for _, s in scored)
-    metrics["citation_validity"] = _share(sum(s["citations_valid"] for _, s in scored),
-                                          n_citations)
-    metrics["citation_precision"] = _mean([s["citation_precision"] for _, s in scored
-                                           if s["citation_precision"] is not None])
-    metrics["citation_recall"] = _mean([s["citation_recall"] for _, s in scored
-                                        if s["citation_recall"] is not None])
-    metrics["supported_rate"] = _share(sum(s["citations_supported"] for _, s in scored),
-                                       n_citations)
+    metrics["citation_validity"] = _share(sum(s["citations_valid"] for _, s in scored), n_citations)
+    metrics["citation_precision"] = _mean(
+        [s["citation_precision"] for _, s in scored if s["citation_precision"] is not None]
+    )
+    metrics["citation_recall"] = _mean(
+        [s["citation_recall"] for _, s in scored if s["citation_recall"] is not None]
+    )
+    metrics["supported_rate"] = _share(
+        sum(s["citations_supported"] for _, s in scored), n_citations
+    )
 
-    metrics["answer_accuracy"] = _share(sum(s["answer_match"] for _, s in answerable),
-                                        len(answerable))
-    metrics["evidence_accuracy"] = _share(sum(bool(s["evidence_match"]) for _, s in answerable),
-                                          len(answerable))
+    metrics["answer_accuracy"] = _share(
+        sum(s["answer_match"] for _, s in answerable), len(answerable)
+    )
+    metrics["evidence_accuracy"] = _share(
+        sum(bool(s["evidence_match"]) for _, s in answerable), len(answerable)
+    )
     named = [(r, s) for r, s in answerable if r.get("kind") == "named"]
     if named:
         metrics["named_cited"] = _share(
-            sum(bool(s["citation_recall"]) for _, s in named), len(named))
+            sum(bool(s["citation_recall"]) for _, s in named), len(named)
+        )
     reviewed = sum(int(r.get("prose_sentences") or 0) for r in done)
-    metrics["prose_removed_share"] = _share(sum(len(r.get("removed") or []) for r in done),
-                                            reviewed)
+    metrics["prose_removed_share"] = _share(
+        sum(len(r.get("removed") or []) for r in done), reviewed
+    )
     metrics["accuracy"] = _share(sum(s["correct"] for _, s in scored), len(scored))
     metrics["precision"] = _share(sum(s["correct"] for _, s in answered), len(answered))
-    metrics["abstention_accuracy"] = _share(sum(bool(r.get("abstained")) for r, _ in unanswerable),
-                                            len(unanswerable))
-    metrics["false_abstention_rate"] = _share(sum(bool(r.get("abstained")) for r, _ in answerable),
-                                              len(answerable))
+    metrics["abstention_accuracy"] = _share(
+        sum(bool(r.get("abstained")) for r, _ in unanswerable), len(unanswerable)
+    )
+    metrics["false_abstention_rate"] = _share(
+        sum(bool(r.get("abstained")) for r, _ in answerable), len(answerable)
+    )
     for kind in sorted({str(r.get("kind")) for r, _ in answerable if r.get("kind")}):
         rows = [r for r, _ in answerable if r.get("kind") == kind]
-        metrics[f"false_abstention_{kind}"] = _share(sum(bool(r.get("abstained")) for r in rows),
-                                                     len(rows))
+        metrics[f"false_abstention_{kind}"] = _share(
+            sum(bool(r.get("abstained")) for r in rows), len(rows)
+        )
 
     if judged:
         verdicts = [r["judge"] for r in done if r.get("judge")]

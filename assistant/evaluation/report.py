@@ -43,23 +43,36 @@ def _clip(text: str, n: int) -> str:
 def metrics_table(metrics: dict[str, m.Metric]) -> list[str]:
     lines = ["| metric | value | n | meaning |", "|---|---:|---:|---|"]
     for name, metric in metrics.items():
-        lines.append(f"| {name} | {format_value(name, metric['value'])} | {metric['n']} | "
-                     f"{_cell(m.metric_info(name)[0])} |")
+        lines.append(
+            f"| {name} | {format_value(name, metric['value'])} | {metric['n']} | "
+            f"{_cell(m.metric_info(name)[0])} |"
+        )
     return lines
 
 
 def _question_section(record: dict[str, Any], k: int, retrieval_only: bool) -> list[str]:
     s = m.question_scores(record, k)
-    verdict = "failed" if m.failed(record) else (
-        "correct" if s.get("correct") else "wrong") if not retrieval_only else ""
+    verdict = (
+        "failed"
+        if m.failed(record)
+        else ("correct" if s.get("correct") else "wrong")
+        if not retrieval_only
+        else ""
+    )
     bits = [verdict] if verdict else []
     if s["recall"] is not None:
         bits.append(f"recall@{k} {s['recall']:.2f}, ndcg@{k} {s['ndcg']:.2f}")
-    lines = [f"### {record['id']} ({record.get('kind', '')}): {', '.join(bits)}", "",
-             f"**Question:** {record['question']}", ""]
+    lines = [
+        f"### {record['id']} ({record.get('kind', '')}): {', '.join(bits)}",
+        "",
+        f"**Question:** {record['question']}",
+        "",
+    ]
     expected = record.get("expected_titles") or []
-    lines.append("**Expected:** " + ("; ".join(expected) if expected else
-                                     "nothing (unanswerable: should abstain)"))
+    lines.append(
+        "**Expected:** "
+        + ("; ".join(expected) if expected else "nothing (unanswerable: should abstain)")
+    )
     if record.get("unmapped_titles"):
         lines.append(f"(not in the library: {'; '.join(record['unmapped_titles'])})")
     lines.append("")
@@ -67,14 +80,20 @@ def _question_section(record: dict[str, Any], k: int, retrieval_only: bool) -> l
         lines += [f"**Error:** `{_clip(record['error'], 400)}`", ""]
     if not retrieval_only and record.get("answer") is not None:
         how = f" (abstained: {record.get('abstain_reason')})" if record.get("abstained") else ""
-        lines += [f"**Answer{how}:**", "",
-                  "> " + (_clip(record["answer"], ANSWER_CLIP) or "(empty)"), ""]
+        lines += [
+            f"**Answer{how}:**",
+            "",
+            "> " + (_clip(record["answer"], ANSWER_CLIP) or "(empty)"),
+            "",
+        ]
         if record.get("raw") and record.get("raw") != record.get("answer"):
             lines += ["**Model wrote:**", "", "> " + _clip(record["raw"], ANSWER_CLIP), ""]
         facts = record.get("answer_contains") or []
         if facts:
-            shown = [f"{'/'.join(alts)}: " + (f"found \"{hit}\"" if hit else "missing")
-                     for alts, hit in zip(facts, s.get("matches") or [None] * len(facts))]
+            shown = [
+                f"{'/'.join(alts)}: " + (f'found "{hit}"' if hit else "missing")
+                for alts, hit in zip(facts, s.get("matches") or [None] * len(facts))
+            ]
             lines += ["**Facts:** " + "; ".join(shown), ""]
     expected_ids = {pid for ids in record.get("expected_ids") or [] for pid in ids}
     retrieved = record.get("retrieved")
@@ -89,27 +108,38 @@ def _question_section(record: dict[str, Any], k: int, retrieval_only: bool) -> l
     citations = record.get("citations") or []
     if not retrieval_only and record.get("answer") is not None and not record.get("abstained"):
         if citations:
-            lines.append("**Citations:** " + "; ".join(
-                f"[{c['n']}] {c['title']} ({'supported' if c.get('supported') else 'unsupported'}"
-                f"{', expected' if c['paper_id'] in expected_ids else ''})" for c in citations))
+            lines.append(
+                "**Citations:** "
+                + "; ".join(
+                    f"[{c['n']}] {c['title']} ({'supported' if c.get('supported') else 'unsupported'}"
+                    f"{', expected' if c['paper_id'] in expected_ids else ''})"
+                    for c in citations
+                )
+            )
         else:
             lines.append("**Citations:** none")
         lines.append("")
     judge = record.get("judge")
     if judge:
-        lines += [("**Judge:** " + (f"score {judge['score']}, {_clip(judge.get('reason', ''), 200)}"
-                                    if judge.get("ok") else
-                                    f"failed ({_clip(judge.get('error') or '', 200)})"
-                                    + (f"; it wrote: {_clip(judge['raw'], 200)}"
-                                       if judge.get("raw") else ""))), ""]
+        lines += [
+            (
+                "**Judge:** "
+                + (
+                    f"score {judge['score']}, {_clip(judge.get('reason', ''), 200)}"
+                    if judge.get("ok")
+                    else f"failed ({_clip(judge.get('error') or '', 200)})"
+                    + (f"; it wrote: {_clip(judge['raw'], 200)}" if judge.get("raw") else "")
+                )
+            ),
+            "",
+        ]
     return lines
 
 
 def _passed_fully(record: dict[str, Any], k: int) -> bool:
     """Nothing to explain: not failed, not wrong, every expected paper retrieved."""
     s = m.question_scores(record, k)
-    return (not m.failed(record) and s.get("correct") is not False
-            and s["recall"] in (None, 1.0))
+    return not m.failed(record) and s.get("correct") is not False and s["recall"] in (None, 1.0)
 
 
 def render_report(result: RunResult) -> str:
@@ -119,30 +149,40 @@ def render_report(result: RunResult) -> str:
     failed = result.failed
     lines = [f"# Evaluation run `{result.run_dir.name}`", ""]
     lines.append(f"- mode: {'retrieval only' if retrieval_only else 'retrieval and answers'}")
-    lines.append(f"- questions: {len(records)} ({sum(1 for r in records if r.get('answerable'))} "
-                 f"answerable), failed: {len(failed)}")
+    lines.append(
+        f"- questions: {len(records)} ({sum(1 for r in records if r.get('answerable'))} "
+        f"answerable), failed: {len(failed)}"
+    )
     if not retrieval_only:
         lines.append(f"- answered now: {result.computed}, from the cache: {result.cached}")
     lines.append(f"- wall time: {result.wall_s:.1f} s")
     lines += ["", "## Metrics", "", *metrics_table(result.metrics), ""]
-    lines.append("Each n is the number of questions the metric was computed on (citations for "
-                 "citation_validity and supported_rate; answers judged for judge_failures). "
-                 "Failed questions count in no answer metric.")
+    lines.append(
+        "Each n is the number of questions the metric was computed on (citations for "
+        "citation_validity and supported_rate; answers judged for judge_failures). "
+        "Failed questions count in no answer metric."
+    )
     lines.append("")
     if result.unmapped_titles:
-        lines += ["**Warning:** these expected titles are not in the library, so they count as "
-                  "misses: " + "; ".join(result.unmapped_titles), ""]
+        lines += [
+            "**Warning:** these expected titles are not in the library, so they count as "
+            "misses: " + "; ".join(result.unmapped_titles),
+            "",
+        ]
     if failed:
         lines += ["## Failed questions", "", "| id | error |", "|---|---|"]
-        lines += [f"| {r['id']} | {_cell(_clip(r['error'], 300))} |"
-                  for r in records if m.failed(r)]
+        lines += [
+            f"| {r['id']} | {_cell(_clip(r['error'], 300))} |" for r in records if m.failed(r)
+        ]
         lines.append("")
-    worst = [r for r in sorted(records, key=lambda r: m.badness(r, result.k))
-             if not _passed_fully(r, result.k)][:WORST]
+    worst = [
+        r
+        for r in sorted(records, key=lambda r: m.badness(r, result.k))
+        if not _passed_fully(r, result.k)
+    ][:WORST]
     lines += ["## Worst questions", ""]
     if not worst:
-        lines += ["None: every question was answered correctly and retrieved all its papers.",
-                  ""]
+        lines += ["None: every question was answered correctly and retrieved all its papers.", ""]
     for record in worst:
         lines += _question_section(record, result.k, retrieval_only)
     lines += ["## Settings", "", "| setting | value |", "|---|---|"]
@@ -195,26 +235,37 @@ def compare_runs(a: Path, b: Path) -> dict[str, Any]:
     """Metric deltas B - A (with both n), differing settings, and questions that flipped."""
     sa, ra = load_run(a)
     sb, rb = load_run(b)
-    names = list(sa.get("metrics", {})) + [n for n in sb.get("metrics", {})
-                                           if n not in sa.get("metrics", {})]
+    names = list(sa.get("metrics", {})) + [
+        n for n in sb.get("metrics", {}) if n not in sa.get("metrics", {})
+    ]
     rows: dict[str, dict[str, Any]] = {}
     for name in names:
         ma = sa.get("metrics", {}).get(name) or {"value": None, "n": 0}
         mb = sb.get("metrics", {}).get(name) or {"value": None, "n": 0}
-        delta = (None if ma["value"] is None or mb["value"] is None
-                 else round(mb["value"] - ma["value"], 4))
+        delta = (
+            None
+            if ma["value"] is None or mb["value"] is None
+            else round(mb["value"] - ma["value"], 4)
+        )
         higher_better = m.metric_info(name)[1]
         better = None if not delta else (delta > 0) == higher_better
-        rows[name] = {"a": ma["value"], "a_n": ma["n"], "b": mb["value"], "b_n": mb["n"],
-                      "delta": delta, "better": better}
+        rows[name] = {
+            "a": ma["value"],
+            "a_n": ma["n"],
+            "b": mb["value"],
+            "b_n": mb["n"],
+            "delta": delta,
+            "better": better,
+        }
     set_a, set_b = sa.get("settings", {}), sb.get("settings", {})
-    differing = {key: {"a": set_a.get(key), "b": set_b.get(key)}
-                 for key in list(set_a) + [k for k in set_b if k not in set_a]
-                 if set_a.get(key) != set_b.get(key) and key not in ("settings_hash",)}
+    differing = {
+        key: {"a": set_a.get(key), "b": set_b.get(key)}
+        for key in list(set_a) + [k for k in set_b if k not in set_a]
+        if set_a.get(key) != set_b.get(key) and key not in ("settings_hash",)
+    }
     before = {r["id"]: _passed(r, int(sa.get("k") or 4)) for r in ra}
     after = {r["id"]: _passed(r, int(sb.get("k") or 4)) for r in rb}
-    common = [q for q in before if q in after
-              and before[q] is not None and after[q] is not None]
+    common = [q for q in before if q in after and before[q] is not None and after[q] is not None]
     return {
         "runs": {"a": str(a), "b": str(b)},
         "metrics": rows,

@@ -132,8 +132,16 @@ def answer_settings(settings: Settings, model: str, k: int, embedder: str) -> di
     }
 
 
-_HASHED = ("model", "k", "base_url", "context_window", "embedder", "prompts",
-           "abstain_similarity", "answer_max_tokens")
+_HASHED = (
+    "model",
+    "k",
+    "base_url",
+    "context_window",
+    "embedder",
+    "prompts",
+    "abstain_similarity",
+    "answer_max_tokens",
+)
 
 
 def settings_hash(info: dict[str, Any]) -> str:
@@ -205,8 +213,9 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:60] or "model"
 
 
-def choose_run_dir(base: Path, out: Path | None, label: str, shash: str, set_path: Path,
-                   fresh: bool = False) -> tuple[Path, bool]:
+def choose_run_dir(
+    base: Path, out: Path | None, label: str, shash: str, set_path: Path, fresh: bool = False
+) -> tuple[Path, bool]:
     """The run folder and whether it resumes an earlier, unfinished run.
 
     With `out` that folder is used (its cached answers are reused when the
@@ -217,15 +226,17 @@ def choose_run_dir(base: Path, out: Path | None, label: str, shash: str, set_pat
     if out is not None:
         return out, (out / CACHE_FILE).is_file()
     if not fresh and base.is_dir():
-        states = sorted(base.glob(f"*/{STATE_FILE}"), key=lambda p: p.stat().st_mtime,
-                        reverse=True)
+        states = sorted(base.glob(f"*/{STATE_FILE}"), key=lambda p: p.stat().st_mtime, reverse=True)
         for state_path in states:
             try:
                 state = json.loads(state_path.read_text())
             except (OSError, json.JSONDecodeError):
                 continue
-            if (not state.get("complete") and state.get("settings_hash") == shash
-                    and state.get("set") == str(set_path.resolve())):
+            if (
+                not state.get("complete")
+                and state.get("settings_hash") == shash
+                and state.get("set") == str(set_path.resolve())
+            ):
                 return state_path.parent, True
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = base / f"{stamp}-{_slug(label)}"
@@ -305,14 +316,22 @@ class _RecordingRetriever:
 def _retrieved(hits: Sequence[Any] | None) -> list[dict[str, Any]] | None:
     if hits is None:
         return None
-    return [{"rank": i, "paper_id": h.paper_id, "title": h.title,
-             "similarity": None if getattr(h, "similarity", None) is None
-             else round(h.similarity, 4)}
-            for i, h in enumerate(hits, start=1)]
+    return [
+        {
+            "rank": i,
+            "paper_id": h.paper_id,
+            "title": h.title,
+            "similarity": None
+            if getattr(h, "similarity", None) is None
+            else round(h.similarity, 4),
+        }
+        for i, h in enumerate(hits, start=1)
+    ]
 
 
-def _record(question: dict[str, Any], index: dict[str, list[str]],
-            outcome: dict[str, Any], k: int) -> dict[str, Any]:
+def _record(
+    question: dict[str, Any], index: dict[str, list[str]], outcome: dict[str, Any], k: int
+) -> dict[str, Any]:
     ids, unmapped = expected_ids(question, index)
     record = {**question, "expected_ids": ids, "unmapped_titles": unmapped, **outcome}
     record["scores"] = m.question_scores(record, k)
@@ -337,10 +356,20 @@ def _preflight(client: Any) -> None:
         pass
 
 
-def run_answers(questions: Sequence[dict[str, Any]], retriever: Any, client: Any, *,
-                k: int, context_window: int, run_dir: Path, info: dict[str, Any],
-                ask_fn: Callable[..., Any] | None = None, judge: Judge | None = None,
-                progress: Progress | None = None, stream: bool = True) -> RunResult:
+def run_answers(
+    questions: Sequence[dict[str, Any]],
+    retriever: Any,
+    client: Any,
+    *,
+    k: int,
+    context_window: int,
+    run_dir: Path,
+    info: dict[str, Any],
+    ask_fn: Callable[..., Any] | None = None,
+    judge: Judge | None = None,
+    progress: Progress | None = None,
+    stream: bool = True,
+) -> RunResult:
     """Answer every question (or take it from the cache), score, and write the run folder.
 
     `ask_fn` defaults to `answer.ask`; tests wrap it to count calls or to
@@ -352,8 +381,14 @@ def run_answers(questions: Sequence[dict[str, Any]], retriever: Any, client: Any
 
     started = time.perf_counter()
     shash = settings_hash(info)
-    _write_state(run_dir, mode="answer", settings_hash=shash, complete=False,
-                 set=info.get("set"), started=_now())
+    _write_state(
+        run_dir,
+        mode="answer",
+        settings_hash=shash,
+        complete=False,
+        set=info.get("set"),
+        started=_now(),
+    )
     cache = AnswerCache(run_dir / CACHE_FILE)
     index = title_index(retriever.papers)
     recording = _RecordingRetriever(retriever)
@@ -372,8 +407,9 @@ def run_answers(questions: Sequence[dict[str, Any]], retriever: Any, client: Any
             if not checked:
                 _preflight(client)
                 checked = True
-            outcome = _answer(question["question"], recording, client, ask_fn, k,
-                              context_window, stream)
+            outcome = _answer(
+                question["question"], recording, client, ask_fn, k, context_window, stream
+            )
             computed += 1
             if not outcome["error"]:
                 cache.put_answer(key, question["id"], outcome)
@@ -383,56 +419,99 @@ def run_answers(questions: Sequence[dict[str, Any]], retriever: Any, client: Any
         records.append(_record(question, index, outcome, k))
     if progress:
         progress(len(questions), len(questions), "")
-    result = RunResult(run_dir, "answer", k, records,
-                       m.aggregate(records, k, judged=judge is not None),
-                       info={**info, "settings_hash": shash,
-                             "judge": judge.name if judge else None},
-                       computed=computed, cached=cached,
-                       wall_s=time.perf_counter() - started)
+    result = RunResult(
+        run_dir,
+        "answer",
+        k,
+        records,
+        m.aggregate(records, k, judged=judge is not None),
+        info={**info, "settings_hash": shash, "judge": judge.name if judge else None},
+        computed=computed,
+        cached=cached,
+        wall_s=time.perf_counter() - started,
+    )
     write_run(result)
     return result
 
 
-def _answer(text: str, retriever: _RecordingRetriever, client: Any, ask_fn: Callable[..., Any],
-            k: int, context_window: int, stream: bool) -> dict[str, Any]:
+def _answer(
+    text: str,
+    retriever: _RecordingRetriever,
+    client: Any,
+    ask_fn: Callable[..., Any],
+    k: int,
+    context_window: int,
+    stream: bool,
+) -> dict[str, Any]:
     """One question's outcome; an exception becomes the recorded error, Ctrl-C does not."""
     try:
-        answer = ask_fn(text, retriever, client, k=k, context_window=context_window,
-                        stream=stream)
+        answer = ask_fn(text, retriever, client, k=k, context_window=context_window, stream=stream)
     except Exception as exc:  # recorded per question; the run goes on
-        return {"retrieved": _retrieved(retriever.last), "answer": None, "raw": None,
-                "abstained": None, "abstain_reason": None, "citations": [], "sources": [],
-                "usage": None, "model": None, "error": f"{type(exc).__name__}: {exc}"}
+        return {
+            "retrieved": _retrieved(retriever.last),
+            "answer": None,
+            "raw": None,
+            "abstained": None,
+            "abstain_reason": None,
+            "citations": [],
+            "sources": [],
+            "usage": None,
+            "model": None,
+            "error": f"{type(exc).__name__}: {exc}",
+        }
     d = answer.to_dict()
     return {
-        "retrieved": _retrieved(retriever.last) or [
-            {"rank": s["n"], "paper_id": s["paper_id"], "title": s["title"],
-             "similarity": s["similarity"]} for s in d["sources"]],
-        "answer": d["answer"], "raw": answer.raw, "abstained": d["abstained"],
-        "abstain_reason": d["abstain_reason"], "citations": d["citations"],
-        "sources": d["sources"], "dropped_citations": d["dropped_citations"],
-        "unknown_numbers": d["unknown_numbers"], "usage": d["usage"], "model": d["model"],
-        "evidence": d.get("evidence") or [], "removed": d.get("removed") or [],
-        "prose_sentences": d.get("prose_sentences") or 0, "error": None,
+        "retrieved": _retrieved(retriever.last)
+        or [
+            {
+                "rank": s["n"],
+                "paper_id": s["paper_id"],
+                "title": s["title"],
+                "similarity": s["similarity"],
+            }
+            for s in d["sources"]
+        ],
+        "answer": d["answer"],
+        "raw": answer.raw,
+        "abstained": d["abstained"],
+        "abstain_reason": d["abstain_reason"],
+        "citations": d["citations"],
+        "sources": d["sources"],
+        "dropped_citations": d["dropped_citations"],
+        "unknown_numbers": d["unknown_numbers"],
+        "usage": d["usage"],
+        "model": d["model"],
+        "evidence": d.get("evidence") or [],
+        "removed": d.get("removed") or [],
+        "prose_sentences": d.get("prose_sentences") or 0,
+        "error": None,
     }
 
 
-def _judge(judge: Judge, cache: AnswerCache, key: str, question: dict[str, Any],
-           outcome: dict[str, Any]) -> dict[str, Any]:
+def _judge(
+    judge: Judge, cache: AnswerCache, key: str, question: dict[str, Any], outcome: dict[str, Any]
+) -> dict[str, Any]:
     """The verdict for one answer, cached per judge; a failed call is retried next run."""
     jkey = f"{key}|{judge.key}"
     verdict = cache.verdicts.get(jkey)
     if verdict is None:
-        verdict = judge(question["question"], outcome["answer"] or "",
-                        outcome.get("sources") or []).to_dict()
+        verdict = judge(
+            question["question"], outcome["answer"] or "", outcome.get("sources") or []
+        ).to_dict()
         if verdict["ok"] or verdict["raw"]:
             cache.put_verdict(jkey, verdict)
     return verdict
 
 
-def run_retrieval(questions: Sequence[dict[str, Any]], retriever: Any, *, k: int,
-                  run_dir: Path | None = None, info: dict[str, Any] | None = None,
-                  progress: Progress | None = None) -> RunResult:
+def run_retrieval(
+    questions: Sequence[dict[str, Any]],
+    retriever: Any,
+    *,
+    k: int,
+    run_dir: Path | None = None,
+    info: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
     """Retrieval metrics only: no model, no cache (a search takes milliseconds).
 
     With `run_dir` None nothing is written (the CI floor test uses this).
@@ -444,19 +523,29 @@ def run_retrieval(questions: Sequence[dict[str, Any]], retriever: Any, *, k: int
         if progress:
             progress(done, len(questions), question["id"])
         try:
-            outcome = {"retrieved": _retrieved(retriever.search(question["question"], k=k)),
-                       "error": None}
+            outcome = {
+                "retrieved": _retrieved(retriever.search(question["question"], k=k)),
+                "error": None,
+            }
         except Exception as exc:  # recorded per question; the run goes on
             outcome = {"retrieved": None, "error": f"{type(exc).__name__}: {exc}"}
         records.append(_record(question, index, outcome, k))
     if progress:
         progress(len(questions), len(questions), "")
-    result = RunResult(run_dir or Path("."), "retrieval", k, records,
-                       m.aggregate(records, k, retrieval_only=True), info=dict(info or {}),
-                       computed=len(records), wall_s=time.perf_counter() - started)
+    result = RunResult(
+        run_dir or Path("."),
+        "retrieval",
+        k,
+        records,
+        m.aggregate(records, k, retrieval_only=True),
+        info=dict(info or {}),
+        computed=len(records),
+        wall_s=time.perf_counter() - started,
+    )
     if run_dir is not None:
-        _write_state(run_dir, mode="retrieval", complete=False, set=result.info.get("set"),
-                     started=_now())
+        _write_state(
+            run_dir, mode="retrieval", complete=False, set=result.info.get("set"), started=_now()
+        )
         write_run(result)
     return result
 
@@ -495,6 +584,7 @@ def write_run(result: RunResult) -> None:
     }
     (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     (run_dir / "report.md").write_text(render_report(result), encoding="utf-8")
-    draw_chart(result.metrics, run_dir / "metrics.png",
-               title=f"{run_dir.name} (n={len(result.records)})")
+    draw_chart(
+        result.metrics, run_dir / "metrics.png", title=f"{run_dir.name} (n={len(result.records)})"
+    )
     _write_state(run_dir, complete=True, finished=summary["finished"])

@@ -146,8 +146,7 @@ def _drop_damaged(result: ReadResult, bad_lines: dict[int, str], source: str) ->
     """
     if not bad_lines:
         return
-    starts = sorted({p.line for p in result.papers}
-                    | {e.line for e in result.errors if e.line})
+    starts = sorted({p.line for p in result.papers} | {e.line for e in result.errors if e.line})
     kept = []
     claimed: set[int] = set()
     dropped: list[tuple[int, int]] = []
@@ -158,9 +157,13 @@ def _drop_damaged(result: ReadResult, bad_lines: dict[int, str], source: str) ->
         if bad:
             claimed.update(bad)
             dropped.append((paper.line, end))
-            result.errors.append(RecordError(
-                source, bad[0], f"{bad_lines[bad[0]]}; the paper at line {paper.line} "
-                "was skipped"))
+            result.errors.append(
+                RecordError(
+                    source,
+                    bad[0],
+                    f"{bad_lines[bad[0]]}; the paper at line {paper.line} was skipped",
+                )
+            )
         else:
             kept.append(paper)
     result.papers = kept
@@ -174,8 +177,9 @@ def _drop_damaged(result: ReadResult, bad_lines: dict[int, str], source: str) ->
         result.errors.append(RecordError(source, number, f"{reason}; line skipped"))
     result.errors.sort(key=lambda e: e.line or 0)
     # A warning about a paper that is no longer kept would only confuse.
-    result.warnings = [w for w in result.warnings
-                       if not any(a <= (w.line or 0) <= b for a, b in dropped)]
+    result.warnings = [
+        w for w in result.warnings if not any(a <= (w.line or 0) <= b for a, b in dropped)
+    ]
 
 
 def _open_regular(path: Path, source: str) -> bytes | RecordError:
@@ -189,11 +193,20 @@ def _open_regular(path: Path, source: str) -> bytes | RecordError:
     except OSError as exc:
         return RecordError(source, None, f"cannot read file: {exc.strerror or exc}")
     if not stat.S_ISREG(info.st_mode):
-        kind = ("a FIFO" if stat.S_ISFIFO(info.st_mode)
-                else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
-                else "a socket" if stat.S_ISSOCK(info.st_mode) else "not a file")
-        return RecordError(source, None, f"not a regular file ({kind}); only files and "
-                           "folders of files can be ingested")
+        kind = (
+            "a FIFO"
+            if stat.S_ISFIFO(info.st_mode)
+            else "a device"
+            if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
+            else "a socket"
+            if stat.S_ISSOCK(info.st_mode)
+            else "not a file"
+        )
+        return RecordError(
+            source,
+            None,
+            f"not a regular file ({kind}); only files and folders of files can be ingested",
+        )
     try:
         with open(path, "rb") as handle:
             return handle.read()
@@ -233,14 +246,19 @@ def read_file(
     result = _parse(fmt, text, source, page_year, today, decoded.cut_short)
     _drop_damaged(result, decoded.bad_lines, source)
     if decoded.cut_short:
-        result.warnings.append(RecordError(
-            source, text.count("\n") + 1,
-            "the file ends inside a UTF-8 character: it was cut short"))
+        result.warnings.append(
+            RecordError(
+                source,
+                text.count("\n") + 1,
+                "the file ends inside a UTF-8 character: it was cut short",
+            )
+        )
     return result
 
 
-def _parse(fmt: str, text: str, source: str, page_year: int | None, today: date | None,
-           cut_short: bool) -> ReadResult:
+def _parse(
+    fmt: str, text: str, source: str, page_year: int | None, today: date | None, cut_short: bool
+) -> ReadResult:
     if fmt == "hf-page":
         return read_hf_page(text, source, page_year=page_year, today=today, cut_short=cut_short)
     if fmt == "jsonl":

@@ -81,8 +81,9 @@ def read_atom(text: str, source: str) -> ReadResult:
     return result
 
 
-def _entry_to_paper(entry: ET.Element, source: str, line: int,
-                    warnings: list[RecordError]) -> Paper | RecordError:
+def _entry_to_paper(
+    entry: ET.Element, source: str, line: int, warnings: list[RecordError]
+) -> Paper | RecordError:
     entry_id = clean(entry.findtext(f"{ATOM}id"))
     title = clean(entry.findtext(f"{ATOM}title"))
     abstract = clean(entry.findtext(f"{ATOM}summary"))
@@ -170,8 +171,9 @@ def _snapshot_authors(record: dict[str, Any]) -> list[str]:
     return split_authors(record.get("authors"))
 
 
-def _snapshot_to_paper(record: dict[str, Any], source: str, line: int,
-                       warnings: list[RecordError]) -> Paper | RecordError:
+def _snapshot_to_paper(
+    record: dict[str, Any], source: str, line: int, warnings: list[RecordError]
+) -> Paper | RecordError:
     title = clean(record.get("title"))
     abstract = clean(record.get("abstract"))
     problem = check_title_abstract(title, abstract, source, line)

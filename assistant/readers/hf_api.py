@@ -90,8 +90,9 @@ def read_hf_api(text: str, source: str) -> ReadResult:
         return result
 
 
-def _entry_to_paper(entry: Any, source: str, line: int,
-                    warnings: list[RecordError]) -> Paper | RecordError:
+def _entry_to_paper(
+    entry: Any, source: str, line: int, warnings: list[RecordError]
+) -> Paper | RecordError:
     if not isinstance(entry, dict):
         return RecordError(source, line, f"not a JSON object (got {type(entry).__name__})")
     paper = entry.get("paper")

@@ -117,8 +117,9 @@ def _is_meta(text: str) -> bool:
 
 
 class _PageParser:
-    def __init__(self, text: str, source: str, page_year: int | None, today: date,
-                 cut_short: bool = False):
+    def __init__(
+        self, text: str, source: str, page_year: int | None, today: date, cut_short: bool = False
+    ):
         self.cut_short = cut_short
         self.source = source
         self.page_year = page_year
@@ -176,20 +177,28 @@ class _PageParser:
         papers = self.result.papers
         for paper in papers:
             if paper.abstract.endswith(_ELLIPSIS):
-                self.result.warnings.append(RecordError(
-                    self.source, paper.line,
-                    f"abstract of {shorten(paper.title)} ends in an ellipsis: it looks "
-                    "truncated; stored as it is"))
+                self.result.warnings.append(
+                    RecordError(
+                        self.source,
+                        paper.line,
+                        f"abstract of {shorten(paper.title)} ends in an ellipsis: it looks "
+                        "truncated; stored as it is",
+                    )
+                )
         if not papers or last_abstract != len(self.items) - 1:
             return
         paper = papers[-1]
         if paper.abstract.endswith(_ELLIPSIS):
             return
         if self.cut_short or not _COMPLETE_END.search(paper.abstract):
-            self.result.warnings.append(RecordError(
-                self.source, paper.line,
-                f"abstract of {shorten(paper.title)} stops mid-sentence at the end of the "
-                "file: the page looks truncated; stored as it is"))
+            self.result.warnings.append(
+                RecordError(
+                    self.source,
+                    paper.line,
+                    f"abstract of {shorten(paper.title)} stops mid-sentence at the end of the "
+                    "file: the page looks truncated; stored as it is",
+                )
+            )
 
     def read_header(self) -> int:
         index = 0
@@ -253,7 +262,8 @@ class _PageParser:
         index += 1
         if len(title.text) + len(abstract.text) > MAX_RECORD_CHARS:
             self.result.errors.append(
-                RecordTooLarge(self.source, title.number, len(title.text) + len(abstract.text)))
+                RecordTooLarge(self.source, title.number, len(title.text) + len(abstract.text))
+            )
             return index + self.block_length(index)
 
         block = self.block_length(index)
@@ -268,7 +278,8 @@ class _PageParser:
         """An unparseable date costs the date, not the paper."""
         paper.published = None
         self.result.warnings.append(
-            date_warning(self.source, date_line.number, "date", date_line.text))
+            date_warning(self.source, date_line.number, "date", date_line.text)
+        )
         return paper
 
     def make_paper(self, title: _Line, abstract: _Line, block: list[_Line]) -> Paper | RecordError:
@@ -287,8 +298,9 @@ class _PageParser:
             else:
                 paper.organisation = clean(meta.text)
         if block[-1].text == _SEPARATOR:
-            self.result.warnings.append(RecordError(
-                self.source, title.number, "no date after '·'; stored without a date"))
+            self.result.warnings.append(
+                RecordError(self.source, title.number, "no date after '·'; stored without a date")
+            )
             return paper
         date_line = block[-1]
         match = DATE_LINE.match(date_line.text)
@@ -312,7 +324,11 @@ class _PageParser:
 
 
 def read_hf_page(
-    text: str, source: str, *, page_year: int | None = None, today: date | None = None,
+    text: str,
+    source: str,
+    *,
+    page_year: int | None = None,
+    today: date | None = None,
     cut_short: bool = False,
 ) -> ReadResult:
     """Read a saved Daily Papers page.

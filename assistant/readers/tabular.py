@@ -42,8 +42,9 @@ def _get(record: dict[str, Any], *names: str) -> Any:
     return None
 
 
-def record_to_paper(record: dict[str, Any], source: str, line: int,
-                    warnings: list[RecordError] | None = None) -> Paper | RecordError:
+def record_to_paper(
+    record: dict[str, Any], source: str, line: int, warnings: list[RecordError] | None = None
+) -> Paper | RecordError:
     """Map one JSONL object or CSV row onto a Paper, or say what is wrong with it.
 
     Keys are lower-cased first so "Title" and "title" both work. An

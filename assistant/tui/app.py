@@ -44,8 +44,10 @@ if TYPE_CHECKING:
 RECENT_MESSAGES = 50  # mounted when a session opens
 EARLIER_PAGE = 50  # mounted per "load earlier"
 DOCTOR_HINT = "Run `assistant doctor` to check the endpoint, the model and the library."
-WELCOME = ("Ask a question about the papers in the library. Follow-up questions use the "
-           "conversation. /help lists the commands, F1 the keys.")
+WELCOME = (
+    "Ask a question about the papers in the library. Follow-up questions use the "
+    "conversation. /help lists the commands, F1 the keys."
+)
 
 
 class ChatApp(App[None]):
@@ -62,25 +64,32 @@ class ChatApp(App[None]):
     ENABLE_COMMAND_PALETTE = False
     BINDINGS = [
         Binding("ctrl+n", "new_session", "New session", id="new-session"),
-        Binding("escape", "cancel_reply", "Cancel the reply (keeps what was written)",
-                id="cancel-reply"),
+        Binding(
+            "escape", "cancel_reply", "Cancel the reply (keeps what was written)", id="cancel-reply"
+        ),
         Binding("ctrl+r", "regenerate", "Regenerate the last answer", id="regenerate"),
         Binding("ctrl+y", "copy_answer", "Copy the last answer", id="copy-answer"),
         Binding("ctrl+l", "focus_input", "Focus the input", id="focus-input"),
         Binding("ctrl+s", "focus_sessions", "Focus the sessions", id="focus-sessions"),
         Binding("ctrl+o", "focus_sources", "Focus the sources", id="focus-sources"),
-        Binding("ctrl+up", "select_answer(-1)", "Show an earlier answer's sources",
-                id="previous-answer"),
-        Binding("ctrl+down", "select_answer(1)", "Show a later answer's sources",
-                id="next-answer"),
+        Binding(
+            "ctrl+up", "select_answer(-1)", "Show an earlier answer's sources", id="previous-answer"
+        ),
+        Binding("ctrl+down", "select_answer(1)", "Show a later answer's sources", id="next-answer"),
         Binding("ctrl+g", "load_earlier", "Load earlier messages", id="load-earlier"),
         Binding("f1", "help", "Keys and commands", id="help"),
         Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
     ]
 
-    def __init__(self, settings: Settings, *, session_id: int | None = None, new: bool = False,
-                 clock: Callable[[], datetime] | None = None,
-                 store: SessionStore | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        session_id: int | None = None,
+        new: bool = False,
+        clock: Callable[[], datetime] | None = None,
+        store: SessionStore | None = None,
+    ) -> None:
         super().__init__()
         self.settings = settings
         self.frozen = clock is not None
@@ -130,8 +139,9 @@ class ChatApp(App[None]):
         self.update_status()
         # After the first frame: importing chromadb in a thread still holds the GIL
         # for long stretches, and would delay the frame that makes the input usable.
-        self.call_after_refresh(self.run_worker, self._load_library, thread=True, group="load",
-                                name="load library")
+        self.call_after_refresh(
+            self.run_worker, self._load_library, thread=True, group="load", name="load library"
+        )
 
     def _load_library(self) -> None:
         self.service.load()
@@ -140,8 +150,10 @@ class ChatApp(App[None]):
     async def _library_loaded(self) -> None:
         self.update_status()
         if self.service.load_error is not None:
-            await self.notice(f"**Cannot open the library:** {self.service.load_error}\n\n"
-                              f"{DOCTOR_HINT}", kind="error")
+            await self.notice(
+                f"**Cannot open the library:** {self.service.load_error}\n\n{DOCTOR_HINT}",
+                kind="error",
+            )
 
     def _from_thread(self, callback: Callable[..., Any], *args: Any) -> None:
         """call_from_thread that does nothing once the app has exited."""
@@ -190,19 +202,25 @@ class ChatApp(App[None]):
             library = "library unavailable"
         else:
             library = f"{service.library_size} papers"
-        parts = [display_url(self.settings.base_url),
-                 f"model {service.model or '(server default)'}", library,
-                 service.describe_filters(), "F1 help"]
+        parts = [
+            display_url(self.settings.base_url),
+            f"model {service.model or '(server default)'}",
+            library,
+            service.describe_filters(),
+            "F1 help",
+        ]
         return " · ".join(p for p in parts if p)
 
     def update_status(self) -> None:
-        self.query_one(StatusBar).update(Text(self.status_text(), no_wrap=True,
-                                              overflow="ellipsis"))
+        self.query_one(StatusBar).update(
+            Text(self.status_text(), no_wrap=True, overflow="ellipsis")
+        )
 
     def refresh_sessions(self) -> None:
         search = self.query_one("#session-search", Input).value
-        self.query_one(SessionList).show(self.store.list_sessions(search=search or None),
-                                         self.session_id)
+        self.query_one(SessionList).show(
+            self.store.list_sessions(search=search or None), self.session_id
+        )
 
     # -- sessions ------------------------------------------------------------------------
 
@@ -268,8 +286,11 @@ class ChatApp(App[None]):
 
     def _earlier_marker(self) -> Static:
         n = self._earlier_count()
-        return Static(f"↑ {n} earlier message{'s' if n != 1 else ''}: scroll up or press "
-                      "ctrl+g", id="earlier", classes="earlier")
+        return Static(
+            f"↑ {n} earlier message{'s' if n != 1 else ''}: scroll up or press ctrl+g",
+            id="earlier",
+            classes="earlier",
+        )
 
     def _scrolled(self, old: float, new: float) -> None:
         if new <= 0 < old and self._earlier_count():
@@ -279,8 +300,9 @@ class ChatApp(App[None]):
         """Mount the previous page of messages above the ones shown."""
         if self.session_id is None or self._oldest_id is None:
             return
-        earlier = self.store.messages(self.session_id, limit=EARLIER_PAGE,
-                                      before_id=self._oldest_id)
+        earlier = self.store.messages(
+            self.session_id, limit=EARLIER_PAGE, before_id=self._oldest_id
+        )
         if not earlier:
             return
         conversation = self.query_one(Conversation)
@@ -338,6 +360,7 @@ class ChatApp(App[None]):
             return
         session = self.store.get_session(session_id)
         if event.action == "rename":
+
             def renamed(title: str | None) -> None:
                 if title:
                     self.store.rename_session(session_id, title)
@@ -358,8 +381,7 @@ class ChatApp(App[None]):
                 else:
                     self.refresh_sessions()
 
-            self.push_screen(ConfirmScreen(f"Delete the session “{session.title}”?"),
-                             confirmed)
+            self.push_screen(ConfirmScreen(f"Delete the session “{session.title}”?"), confirmed)
 
     # -- sources -------------------------------------------------------------------------
 
@@ -370,8 +392,12 @@ class ChatApp(App[None]):
             return
         screen = AbstractScreen(source)
         self.push_screen(screen)
-        self.run_worker(partial(self._load_abstract, screen, str(source.get("paper_id"))),
-                        thread=True, group="abstract", exclusive=True)
+        self.run_worker(
+            partial(self._load_abstract, screen, str(source.get("paper_id"))),
+            thread=True,
+            group="abstract",
+            exclusive=True,
+        )
 
     def _load_abstract(self, screen: AbstractScreen, paper_id: str) -> None:
         try:
@@ -398,8 +424,9 @@ class ChatApp(App[None]):
             return
         command = parse_command(text)
         if self.replying and (command is None or command.name in ("digest",)):
-            self.notify("A reply is being written: wait for it, or Esc cancels it.",
-                        severity="warning")
+            self.notify(
+                "A reply is being written: wait for it, or Esc cancels it.", severity="warning"
+            )
             return
         event.input.value = ""
         if command is not None:
@@ -409,13 +436,13 @@ class ChatApp(App[None]):
 
     def _ensure_session(self) -> int:
         if self.session_id is None:
-            session = self.store.create_session(model=self.service.model,
-                                                filters=self.service.filters_dict())
+            session = self.store.create_session(
+                model=self.service.model, filters=self.service.filters_dict()
+            )
             self.session_id = self._fresh_session = session.id
         return self.session_id
 
-    async def ask(self, question: str, replacing: tuple[Message, Message] | None = None
-                  ) -> None:
+    async def ask(self, question: str, replacing: tuple[Message, Message] | None = None) -> None:
         """Store the question, then answer it in a thread worker, streaming.
 
         `replacing` is a stored (question, answer) being regenerated: the
@@ -446,13 +473,33 @@ class ChatApp(App[None]):
         cancel = threading.Event()
         self._cancel, self._stream = cancel, stream
         self.refresh_sessions()
-        self.run_worker(partial(self._answer_in_thread, session_id, question, history, user.id,
-                                stream, cancel, old_id),
-                        thread=True, exclusive=True, group="answer", name="answer")
+        self.run_worker(
+            partial(
+                self._answer_in_thread,
+                session_id,
+                question,
+                history,
+                user.id,
+                stream,
+                cancel,
+                old_id,
+            ),
+            thread=True,
+            exclusive=True,
+            group="answer",
+            name="answer",
+        )
 
-    def _answer_in_thread(self, session_id: int, question: str, history: list, user_id: int,
-                          stream: StreamingMessage, cancel: threading.Event,
-                          old_id: int | None = None) -> None:
+    def _answer_in_thread(
+        self,
+        session_id: int,
+        question: str,
+        history: list,
+        user_id: int,
+        stream: StreamingMessage,
+        cancel: threading.Event,
+        old_id: int | None = None,
+    ) -> None:
         def on_token(piece: str) -> None:
             self._from_thread(stream.append, piece)
 
@@ -460,23 +507,32 @@ class ChatApp(App[None]):
             self._from_thread(stream.set_waiting, "searching the library…")
 
         try:
-            answer = self.service.answer(question, history, on_token=on_token, cancel=cancel,
-                                         on_ready=on_ready)
+            answer = self.service.answer(
+                question, history, on_token=on_token, cancel=cancel, on_ready=on_ready
+            )
         except Exception as exc:  # noqa: BLE001 - any failure, bug or not, is shown in the chat
             # and the app keeps running; a bug's class and text are shown and logged.
             self._from_thread(self._reply_failed, question, user_id, stream, exc, old_id)
             return
-        self._from_thread(self._reply_done, session_id, question, user_id, stream, answer,
-                          cancel.is_set(), old_id)
+        self._from_thread(
+            self._reply_done, session_id, question, user_id, stream, answer, cancel.is_set(), old_id
+        )
 
     async def _end_stream(self, stream: StreamingMessage) -> str:
         await stream.finish()
         self._stream, self._cancel = None, None
         return stream.text
 
-    async def _reply_done(self, session_id: int, question: str, user_id: int,
-                          stream: StreamingMessage, answer: Answer, cancelled: bool,
-                          old_id: int | None = None) -> None:
+    async def _reply_done(
+        self,
+        session_id: int,
+        question: str,
+        user_id: int,
+        stream: StreamingMessage,
+        answer: Answer,
+        cancelled: bool,
+        old_id: int | None = None,
+    ) -> None:
         streamed = await self._end_stream(stream)
         data = answer.to_dict()
         text, status = answer.full_text(), "done"  # prose, then each paper's verbatim quotes
@@ -492,17 +548,20 @@ class ChatApp(App[None]):
                 await stream.remove()
                 self._forget(user_id)
                 await self._put_back(question)
-                await self.notice("Cancelled before the model wrote anything. Your question "
-                                  "is back in the input.")
+                await self.notice(
+                    "Cancelled before the model wrote anything. Your question is back in the input."
+                )
                 self.refresh_sessions()
                 return
             data["answer"], status = text, "cancelled"
         if old_id is None:
-            message = self.store.add_message(session_id, "assistant", text, answer=data,
-                                             status=status)
+            message = self.store.add_message(
+                session_id, "assistant", text, answer=data, status=status
+            )
         else:
-            message = self.store.replace_answer(session_id, old_id, text, answer=data,
-                                                status=status)
+            message = self.store.replace_answer(
+                session_id, old_id, text, answer=data, status=status
+            )
         self._fresh_session = None
         view = self._view(message)
         conversation = self.query_one(Conversation)
@@ -520,8 +579,14 @@ class ChatApp(App[None]):
         for view in self._views_of(old_id):
             view.remove_class("-replaced")
 
-    async def _reply_failed(self, question: str, user_id: int, stream: StreamingMessage,
-                            exc: Exception, old_id: int | None = None) -> None:
+    async def _reply_failed(
+        self,
+        question: str,
+        user_id: int,
+        stream: StreamingMessage,
+        exc: Exception,
+        old_id: int | None = None,
+    ) -> None:
         from ..llm import StreamInterrupted
 
         streamed = await self._end_stream(stream)
@@ -575,8 +640,9 @@ class ChatApp(App[None]):
                 await self.notice(f"**/{command.name}:** {exc}", kind="error")
                 return
             if self.session_id is not None:
-                self.store.update_session(self.session_id, model=self.service.model,
-                                          filters=self.service.filters_dict())
+                self.store.update_session(
+                    self.session_id, model=self.service.model, filters=self.service.filters_dict()
+                )
             self.update_status()
             await self.notice(said)
 
@@ -593,8 +659,9 @@ class ChatApp(App[None]):
 
     async def _digest(self) -> None:
         view = await self.notice("Writing this week's digest…")
-        self.run_worker(partial(self._digest_in_thread, view), thread=True, group="digest",
-                        exclusive=True)
+        self.run_worker(
+            partial(self._digest_in_thread, view), thread=True, group="digest", exclusive=True
+        )
 
     def _digest_in_thread(self, placeholder: MessageView) -> None:
         try:
@@ -605,8 +672,9 @@ class ChatApp(App[None]):
             return
         self._from_thread(self._digest_done, placeholder, text, None)
 
-    async def _digest_done(self, placeholder: MessageView, text: str | None,
-                           exc: Exception | None) -> None:
+    async def _digest_done(
+        self, placeholder: MessageView, text: str | None, exc: Exception | None
+    ) -> None:
         await placeholder.remove()
         if exc is not None or not text:
             detail = str(exc) if exc is not None else "the digest came back empty"

@@ -36,8 +36,13 @@ def _store(ctx: click.Context):
 
 
 @click.command(context_settings=CONTEXT)
-@click.option("--session", "session_id", type=int, metavar="ID",
-              help="Resume this session (see `assistant sessions list`).")
+@click.option(
+    "--session",
+    "session_id",
+    type=int,
+    metavar="ID",
+    help="Resume this session (see `assistant sessions list`).",
+)
 @click.option("--new", "new", is_flag=True, help="Start a new session.")
 @click.option("--model", help="Chat model name [env: ASSISTANT_MODEL].")
 @click.pass_context
@@ -74,8 +79,11 @@ def sessions() -> None:
 
 
 @sessions.command("list", context_settings=CONTEXT)
-@click.option("--search", metavar="TEXT", help="Only sessions whose title or messages contain "
-              "every word of TEXT.")
+@click.option(
+    "--search",
+    metavar="TEXT",
+    help="Only sessions whose title or messages contain every word of TEXT.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def list_sessions(ctx: click.Context, search: str | None, as_json: bool) -> None:
@@ -90,8 +98,9 @@ def list_sessions(ctx: click.Context, search: str | None, as_json: bool) -> None
         return
     click.echo(f"{'id':>4}  {'last used':16}  {'msgs':>4}  title")
     for s in found:
-        click.echo(f"{s.id:>4}  {s.updated[:16].replace('T', ' '):16}  "
-                   f"{s.message_count:>4}  {s.title}")
+        click.echo(
+            f"{s.id:>4}  {s.updated[:16].replace('T', ' '):16}  {s.message_count:>4}  {s.title}"
+        )
 
 
 @sessions.command("show", context_settings=CONTEXT)
@@ -112,12 +121,15 @@ def show_session(ctx: click.Context, session_id: int, as_json: bool) -> None:
 
 @sessions.command("export", context_settings=CONTEXT)
 @click.argument("session_id", type=int, metavar="ID")
-@click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Write here instead of ASSISTANT_HOME/exports/.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Write here instead of ASSISTANT_HOME/exports/.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
-def export_session(ctx: click.Context, session_id: int, output: Path | None,
-                   as_json: bool) -> None:
+def export_session(ctx: click.Context, session_id: int, output: Path | None, as_json: bool) -> None:
     """Write session ID as Markdown with its references; prints the file's path."""
     settings = _settings(ctx)
     with _store(ctx) as store:
@@ -175,8 +187,9 @@ def repair_sessions(ctx: click.Context, as_json: bool) -> None:
         return
     click.echo(f"{report.path} was damaged ({report.problem})")
     click.echo(f"moved it to {report.moved_to}")
-    click.echo(f"started a fresh {report.path.name} with {report.sessions} session(s) and "
-               f"{report.messages} message(s) recovered from it")
+    click.echo(
+        f"started a fresh {report.path.name} with {report.sessions} session(s) and "
+        f"{report.messages} message(s) recovered from it"
+    )
     if not report.complete:
-        click.echo(f"some rows could not be read; whatever is left of them is in "
-                   f"{report.moved_to}")
+        click.echo(f"some rows could not be read; whatever is left of them is in {report.moved_to}")

@@ -99,8 +99,10 @@ class ConfirmScreen(ModalScreen[bool]):
     """A yes/no question (y or Enter: yes; n or Esc: no)."""
 
     AUTO_FOCUS = ""  # nothing to focus: the screen's own keys answer
-    BINDINGS = [Binding("y,enter", "answer(True)", "Yes", show=False),
-                Binding("n,escape", "answer(False)", "No", show=False)]
+    BINDINGS = [
+        Binding("y,enter", "answer(True)", "Yes", show=False),
+        Binding("n,escape", "answer(False)", "No", show=False),
+    ]
 
     def __init__(self, question: str) -> None:
         super().__init__(id="confirm")

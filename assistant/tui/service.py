@@ -83,8 +83,9 @@ def display_url(url: str | None) -> str:
 class ChatService:
     """The chat's state and actions, for one app (one process)."""
 
-    def __init__(self, settings: Settings, store: SessionStore,
-                 clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, store: SessionStore, clock: Callable[[], datetime] | None = None
+    ) -> None:
         self.settings = settings
         self.store = store
         self.clock = clock or store.clock
@@ -156,8 +157,11 @@ class ChatService:
 
     def filters_dict(self) -> dict[str, Any]:
         """What a session stores: since/until as ISO dates, and k."""
-        return {"since": self.since.isoformat() if self.since else None,
-                "until": self.until.isoformat() if self.until else None, "k": self.k}
+        return {
+            "since": self.since.isoformat() if self.since else None,
+            "until": self.until.isoformat() if self.until else None,
+            "k": self.k,
+        }
 
     def describe_filters(self) -> str:
         return describe_filters(self.filters_dict())
@@ -191,14 +195,16 @@ class ChatService:
             setattr(self, name, value)
             if self.since and self.until and self.since > self.until:
                 raise UsageError(f"since {self.since} is after until {self.until}")
-            return (f"{name} {value.isoformat()}" if value else f"{name} cleared") + \
-                f"; filters: {self.describe_filters()}"
+            return (
+                f"{name} {value.isoformat()}" if value else f"{name} cleared"
+            ) + f"; filters: {self.describe_filters()}"
         if name == "k":
             try:
                 k = int(arg)
             except ValueError:
-                raise UsageError(f"/k wants a whole number from 1 to {MAX_K}, not {arg!r}") \
-                    from None
+                raise UsageError(
+                    f"/k wants a whole number from 1 to {MAX_K}, not {arg!r}"
+                ) from None
             if not 1 <= k <= MAX_K:
                 raise UsageError(f"/k wants a whole number from 1 to {MAX_K}, not {k}")
             self.k = k
@@ -217,13 +223,19 @@ class ChatService:
         (only those before message `before_id` when it is given)."""
         if session_id is None:
             return []
-        return [Turn(question, answer_from_dict(data))
-                for question, data in self.store.history(session_id, before_id=before_id)]
+        return [
+            Turn(question, answer_from_dict(data))
+            for question, data in self.store.history(session_id, before_id=before_id)
+        ]
 
-    def answer(self, question: str, history: list[Turn],
-               on_token: Callable[[str], None] | None = None,
-               cancel: threading.Event | None = None,
-               on_ready: Callable[[], None] | None = None) -> Answer:
+    def answer(
+        self,
+        question: str,
+        history: list[Turn],
+        on_token: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
+        on_ready: Callable[[], None] | None = None,
+    ) -> Answer:
         """Condense a follow-up against `history`, then retrieve, stream and check.
 
         Blocks (a thread worker's job): waits for the library, then the model.
@@ -234,10 +246,18 @@ class ChatService:
             on_ready()
         client = self.client()
         standalone = condense(history, question, client, cancel=cancel) if history else question
-        return ask(question, retriever, client, k=self.k, filters=self.filters,
-                   context_window=self.settings.context_window, on_token=on_token,
-                   stream=True, cancel=cancel,
-                   standalone_question=standalone if standalone != question else None)
+        return ask(
+            question,
+            retriever,
+            client,
+            k=self.k,
+            filters=self.filters,
+            context_window=self.settings.context_window,
+            on_token=on_token,
+            stream=True,
+            cancel=cancel,
+            standalone_question=standalone if standalone != question else None,
+        )
 
     def abstract(self, paper_id: str) -> dict[str, Any]:
         """A paper's stored record: title, date, url and its whole abstract."""
@@ -260,8 +280,9 @@ class ChatService:
         retriever = self.wait_ready()
         until = self.clock().date()
         since = until - timedelta(days=DIGEST_DAYS - 1)
-        return digest_markdown(self.settings, retriever, self.client(), since, until,
-                               max_papers=CHAT_DIGEST_MAX_PAPERS)
+        return digest_markdown(
+            self.settings, retriever, self.client(), since, until, max_papers=CHAT_DIGEST_MAX_PAPERS
+        )
 
 
 def _maybe_date(value: Any) -> date | None:

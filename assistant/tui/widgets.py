@@ -24,8 +24,13 @@ from textual.widgets.option_list import Option
 
 from ..sessions import Message, Session
 
-ROLE_LABELS = {"user": "You", "assistant": "Assistant", "digest": "Digest",
-               "error": "Error", "notice": "Note"}
+ROLE_LABELS = {
+    "user": "You",
+    "assistant": "Assistant",
+    "digest": "Digest",
+    "error": "Error",
+    "notice": "Note",
+}
 
 
 def citation_line(answer: dict[str, Any] | None) -> Text | None:
@@ -62,9 +67,16 @@ class MessageView(Static, can_focus=False):
             super().__init__()
             self.view = view
 
-    def __init__(self, role: str, content: str, *, message: Message | None = None,
-                 answer: dict[str, Any] | None = None, status: str = "done",
-                 model: str | None = None) -> None:
+    def __init__(
+        self,
+        role: str,
+        content: str,
+        *,
+        message: Message | None = None,
+        answer: dict[str, Any] | None = None,
+        status: str = "done",
+        model: str | None = None,
+    ) -> None:
         self.role = role
         self.body = content
         self.message = message
@@ -148,8 +160,10 @@ class StreamingMessage(Vertical):
 class Conversation(VerticalScroll, can_focus=True):
     """The scrolling list of messages (`layout: stream` in the stylesheet)."""
 
-    BINDINGS = [Binding("home", "scroll_home", "Top", show=False),
-                Binding("end", "scroll_end", "Bottom", show=False)]
+    BINDINGS = [
+        Binding("home", "scroll_home", "Top", show=False),
+        Binding("end", "scroll_end", "Bottom", show=False),
+    ]
 
 
 class SessionList(OptionList):
@@ -180,7 +194,7 @@ class SessionList(OptionList):
         self.set_options(options)
         ids = [s.id for s in sessions]
         # While the user works in the list, the highlight stays where they put it.
-        for wanted in ((keep, current) if self.has_focus else (current,)):
+        for wanted in (keep, current) if self.has_focus else (current,):
             if wanted in ids:
                 self.highlighted = ids.index(wanted)
                 break
