@@ -257,7 +257,7 @@ def test_a_second_client_catches_up_from_the_change_log(tmp_path, embedder, quie
 
 
 def test_clients_of_a_chroma_server_stay_consistent(
-    chroma_url,
+    chroma_url,  # noqa: F811
     tmp_path,
     embedder,  # noqa: F811
     quiet,

@@ -57,8 +57,8 @@ QUESTIONS = [
     ),
     (
         "finding copied text with a focal loss and evolutionary optimisation",
-        "A Novel Plagiarism Detection Approach Combining BERT-based Word Embedding, Attention-based "
-        "LSTMs and an Improved Differential Evolution Algorithm",
+        "A Novel Plagiarism Detection Approach Combining BERT-based Word Embedding, "
+        "Attention-based LSTMs and an Improved Differential Evolution Algorithm",
     ),
     (
         "adjusting the CFG scale per prompt in text-to-image models, scored by CLIP and a "

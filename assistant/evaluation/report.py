@@ -111,7 +111,8 @@ def _question_section(record: dict[str, Any], k: int, retrieval_only: bool) -> l
             lines.append(
                 "**Citations:** "
                 + "; ".join(
-                    f"[{c['n']}] {c['title']} ({'supported' if c.get('supported') else 'unsupported'}"
+                    f"[{c['n']}] {c['title']} "
+                    f"({'supported' if c.get('supported') else 'unsupported'}"
                     f"{', expected' if c['paper_id'] in expected_ids else ''})"
                     for c in citations
                 )
