@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from rich.text import Text
 
 from assistant import sessions as sessions_module
 from assistant.answer import CONDENSE_TURNS
@@ -601,3 +602,39 @@ def test_export_puts_each_answers_sources_and_quotes_under_it(store: SessionStor
     store.add_message(session.id, "assistant", shown, answer=first)
     last = store.export_markdown(session.id).split("## Answer")[3].split("## All references")[0]
     assert last.count("We introduce Q-GaLore") == 1
+
+
+def test_session_list_shows_a_search_snippet_under_the_title(store: SessionStore):
+    """The chat's sidebar, given a search result, shows each session's best match."""
+    import asyncio
+
+    from textual.app import App
+
+    from assistant.tui.widgets import SessionList
+
+    unrelated(store, 3)
+    session = fill(store, "Which method quantizes the projection to INT4?")
+    found = store.list_sessions(search="matrices")
+    plain = store.list_sessions()
+
+    class Sidebar(App):
+        def compose(self):
+            yield SessionList()
+
+    async def scenario() -> tuple[Text, Text]:
+        app = Sidebar()
+        async with app.run_test(size=(40, 20)) as pilot:
+            widget = app.query_one(SessionList)
+            widget.show(found, current=session)
+            await pilot.pause()
+            searched = widget.get_option_at_index(0).prompt
+            widget.show(plain, current=session)
+            await pilot.pause()
+            return searched, widget.get_option_at_index(0).prompt
+
+    searched, listed = asyncio.run(scenario())
+    lines = searched.plain.split("\n")
+    assert lines[0].startswith("Which method") and "matrices" in lines[1]
+    start = searched.plain.index("matrices")
+    assert any(s.start == start and "bold" in str(s.style) for s in searched.spans)
+    assert len(listed.plain.split("\n")) == 2  # no search, no snippet line
