@@ -255,7 +255,13 @@ def test_sessions_cli_json(tmp_path: Path):
     assert listed[0]["messages"] == 2
 
     proc = run("sessions", "list", "--search", "metashift", "--json", home=home)
-    assert [s["id"] for s in json.loads(proc.stdout)["sessions"]] == [second]
+    found = json.loads(proc.stdout)["sessions"]
+    assert [s["id"] for s in found] == [second] and "«MetaShift»" in found[0]["snippet"]
+    proc = run("sessions", "list", "--search", 'int4 "', home=home)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[2].strip() == (
+        "Which method quantizes the projection to INT4?"
+    )  # the snippet line, under the session's row (no markers: not a terminal)
 
     proc = run("sessions", "show", str(first), "--json", home=home)
     assert proc.returncode == 0, proc.stderr
