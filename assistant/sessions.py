@@ -118,6 +118,7 @@ _FTS_TRIGGERS = {
 # for one. `Session.to_dict` writes them as « and » for JSON readers.
 MARK = ("\x02", "\x03")
 SNIPPET_TOKENS = 10  # words around the match in a session list's snippet
+SNIPPET_SESSIONS = 30  # a search's best sessions that get one (see `_search_sessions`)
 NO_FTS_NOTICE = (
     "this Python's sqlite has no FTS5: session search falls back to plain substring "
     "matching (slower, unranked, no snippets)"
@@ -322,11 +323,6 @@ class Message:
 
 def _like(word: str) -> str:
     return "%" + re.sub(r"([\\%_])", r"\\\1", word) + "%"
-
-
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 def _substring_snippet(
@@ -560,8 +556,9 @@ class SessionStore:
         With `search`, only sessions whose title or one message holds every
         word of it (each word also as the start of a longer one, any case),
         best match first (FTS5's bm25 of the session's best message or title),
-        each with a `snippet` of that match. Without FTS5, the LIKE fallback
-        keeps sessions holding every word anywhere, newest first, no snippet.
+        the best `SNIPPET_SESSIONS` each with a `snippet` of that match.
+        Without FTS5, the LIKE fallback keeps sessions holding every word
+        anywhere, newest first, no snippet.
         """
         if search and search.strip() and self.fts:
             return self._search_sessions(search, limit)
@@ -603,17 +600,19 @@ class SessionStore:
         with self._lock:
             rows = list(self._db.execute(sql, {"q": query}))
             found = [self._session(r) for r in rows]
-            by_message = {r["hit_id"]: f for r, f in zip(rows, found) if r["hit_id"] is not None}
-            by_title = {f.id: f for r, f in zip(rows, found) if r["hit_id"] is None}
-            for table, wanted in (("messages_fts", by_message), ("titles_fts", by_title)):
-                for chunk in _chunks(list(wanted), 500):
-                    marks = ",".join("?" * len(chunk))
-                    for rowid, snippet in self._db.execute(
-                        f"SELECT rowid, snippet({table}, 0, ?, ?, '…', {SNIPPET_TOKENS}) "  # noqa: S608
-                        f"FROM {table} WHERE {table} MATCH ? AND rowid IN ({marks})",
-                        [*MARK, query, *chunk],
-                    ):
-                        wanted[rowid].snippet = " ".join(snippet.split())
+            # snippet() costs a look-up in the term's whole doclist per row (about a
+            # millisecond for a word in most messages), so only the best sessions,
+            # those a sidebar shows first, get one.
+            for row, session in zip(rows[:SNIPPET_SESSIONS], found):
+                table = "titles_fts" if row["hit_id"] is None else "messages_fts"
+                rowid = session.id if row["hit_id"] is None else row["hit_id"]
+                got = self._db.execute(
+                    f"SELECT snippet({table}, 0, ?, ?, '…', {SNIPPET_TOKENS}) "  # noqa: S608
+                    f"FROM {table} WHERE {table} MATCH ? AND rowid = ?",
+                    [*MARK, query, rowid],
+                ).fetchone()
+                if got is not None:
+                    session.snippet = " ".join(got[0].split())
         return found
 
     @_guarded
