@@ -86,8 +86,9 @@ STATUSES = ("done", "cancelled")
 # because FTS5 is an optional part of sqlite). External-content tables: the text
 # lives once, in `messages` and `sessions`; the triggers keep the index in step
 # with every write, whichever method (or another terminal's assistant) makes it.
-# prefix='2 3' makes the prefix queries of as-you-type search cheap.
-_FTS_TOKENIZE = "tokenize='unicode61 remove_diacritics 2', prefix='2 3'"
+# prefix='1 2 3' keeps as-you-type prefix queries (and their snippets) cheap from the
+# first letter: without it a snippet for "t"* merges every term starting with t.
+_FTS_TOKENIZE = "tokenize='unicode61 remove_diacritics 2', prefix='1 2 3'"
 _FTS_TABLES = f"""
 CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(
     content, content='messages', content_rowid='id', {_FTS_TOKENIZE});
