@@ -14,6 +14,10 @@ through `MIGRATIONS`, one script per version, each applied in its own
 transaction, so an old `sessions.db` is upgraded in place the first time a
 newer assistant opens it.
 
+Search is full-text (SQLite FTS5 over every message and title, kept in step
+by triggers, ranked by bm25, with snippets); where this Python's sqlite lacks
+FTS5 it falls back to substring matching (see `_sync_search_index`).
+
 A damaged file (not a database, or a corrupt page) surfaces from any method
 as `SessionsDamaged`, one line naming the file; `repair()` moves it aside
 under a timestamped name and starts a fresh one holding every row sqlite can
@@ -450,10 +454,13 @@ class SessionStore:
         """
         with self._lock:
             state = self._db.execute("SELECT value FROM search_state WHERE key = 'fts'").fetchone()
+            names = list(_FTS_TRIGGERS)
             triggers = {
                 r[0]
                 for r in self._db.execute(
-                    "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE '%_fts_%'"
+                    "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name IN "
+                    f"({','.join('?' * len(names))})",
+                    names,
                 )
             }
             if self.fts:
@@ -601,7 +608,7 @@ class SessionStore:
         with self._lock:
             rows = list(self._db.execute(sql, {"q": query}))
             found = [self._session(r) for r in rows]
-            # snippet() costs a look-up in the term's whole doclist per row (about a
+            # snippet() costs a look-up in the term's whole doclist per row (up to a
             # millisecond for a word in most messages), so only the best sessions,
             # those a sidebar shows first, get one.
             for row, session in zip(rows[:SNIPPET_SESSIONS], found):
