@@ -48,6 +48,8 @@ SHOWN_QUOTES_PER_SOURCE = 2  # evidence sentences the reader sees per paper
 MAX_EVIDENCE_SOURCES = 4
 EVIDENCE_RELATIVE = 0.85  # a paper's evidence is shown when it scores this share of the best
 EVIDENCE_RELATIVE_PLURAL = 0.6  # ... a lower bar when the question asks for several papers
+# Earlier turns a follow-up is condensed against: all that is loaded from a session for a question.
+CONDENSE_TURNS = 3
 ABSTAIN_TEXT = (
     "The library has nothing on this: none of the papers retrieved for the question answers it."
 )
@@ -613,7 +615,7 @@ def condense(
     from .llm import LLMError, ModelTimeout
 
     lines = []
-    for turn in history[-3:]:
+    for turn in history[-CONDENSE_TURNS:]:
         lines.append(f"User: {turn.question}")
         if turn.answer_text:
             titles = "; ".join(c.title for c in (turn.answer.citations if turn.answer else []))

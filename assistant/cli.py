@@ -474,7 +474,7 @@ def ask(
     with store:
         # Start the bundled server (if it comes to that) first: it loads while chromadb does.
         settings, endpoint = _model_settings(ctx, wait=False)
-        from .answer import Turn, answer_from_dict, condense
+        from .answer import CONDENSE_TURNS, Turn, answer_from_dict, condense
         from .answer import ask as run_ask
         from .llm import ModelClient, StreamInterrupted
         from .retrieve import Filters, open_retriever
@@ -486,7 +486,10 @@ def ask(
         )
         history: list[Turn] = []
         if session is not None:
-            history = [Turn(q, answer_from_dict(data)) for q, data in store.history(session.id)]
+            history = [
+                Turn(q, answer_from_dict(data))
+                for q, data in store.history(session.id, last=CONDENSE_TURNS)
+            ]
         standalone = condense(history, question, client) if history else question
         filters = Filters(since, until, author, title_kw)
         options = dict(

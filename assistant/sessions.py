@@ -14,6 +14,10 @@ through `MIGRATIONS`, one script per version, each applied in its own
 transaction, so an old `sessions.db` is upgraded in place the first time a
 newer assistant opens it.
 
+Search is full-text (SQLite FTS5 over every message and title, kept in step
+by triggers, ranked by bm25, with snippets); where this Python's sqlite lacks
+FTS5 it falls back to substring matching (see `_sync_search_index`).
+
 A damaged file (not a database, or a corrupt page) surfaces from any method
 as `SessionsDamaged`, one line naming the file; `repair()` moves it aside
 under a timestamped name and starts a fresh one holding every row sqlite can
@@ -69,11 +73,126 @@ MIGRATIONS: list[str] = [
     CREATE INDEX messages_by_session ON messages(session_id, id);
     CREATE INDEX sessions_by_updated ON sessions(updated, id);
     """,
+    # v2 -> v3: full-text search. The FTS5 index itself depends on how sqlite was
+    # built, so this only records that it is still to be built; `_sync_search_index`
+    # builds it (backfilling every stored message and title) where FTS5 exists.
+    """
+    CREATE TABLE search_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    INSERT INTO search_state VALUES ('fts', 'stale');
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 ROLES = ("user", "assistant", "digest")
 STATUSES = ("done", "cancelled")
+
+# The full-text index (built by `_sync_search_index`, not by a migration script,
+# because FTS5 is an optional part of sqlite). External-content tables: the text
+# lives once, in `messages` and `sessions`; the triggers keep the index in step
+# with every write, whichever method (or another terminal's assistant) makes it.
+# prefix='1 2 3' keeps as-you-type prefix queries (and their snippets) cheap from the
+# first letter: without it a snippet for "t"* merges every term starting with t.
+_FTS_TOKENIZE = "tokenize='unicode61 remove_diacritics 2', prefix='1 2 3'"
+_FTS_TABLES = f"""
+CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(
+    content, content='messages', content_rowid='id', {_FTS_TOKENIZE});
+CREATE VIRTUAL TABLE IF NOT EXISTS titles_fts USING fts5(
+    title, content='sessions', content_rowid='id', {_FTS_TOKENIZE});
+"""
+_FTS_TRIGGERS = {
+    "messages_fts_insert": """AFTER INSERT ON messages BEGIN
+        INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content); END""",
+    "messages_fts_delete": """AFTER DELETE ON messages BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, content)
+        VALUES ('delete', old.id, old.content); END""",
+    "messages_fts_update": """AFTER UPDATE OF content ON messages BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, content)
+        VALUES ('delete', old.id, old.content);
+        INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content); END""",
+    "titles_fts_insert": """AFTER INSERT ON sessions BEGIN
+        INSERT INTO titles_fts(rowid, title) VALUES (new.id, new.title); END""",
+    "titles_fts_delete": """AFTER DELETE ON sessions BEGIN
+        INSERT INTO titles_fts(titles_fts, rowid, title)
+        VALUES ('delete', old.id, old.title); END""",
+    "titles_fts_update": """AFTER UPDATE OF title ON sessions BEGIN
+        INSERT INTO titles_fts(titles_fts, rowid, title) VALUES ('delete', old.id, old.title);
+        INSERT INTO titles_fts(rowid, title) VALUES (new.id, new.title); END""",
+}
+# What a snippet puts around each matched term: control characters no one types,
+# so a widget can style them (`highlight_parts`) and nothing in a message is mistaken
+# for one. `Session.to_dict` writes them as « and » for JSON readers.
+MARK = ("\x02", "\x03")
+SNIPPET_TOKENS = 10  # words around the match in a session list's snippet
+SNIPPET_SESSIONS = 30  # a search's best sessions that get one (see `_search_sessions`)
+NO_FTS_NOTICE = (
+    "this Python's sqlite has no FTS5: session search falls back to plain substring "
+    "matching (slower, unranked, no snippets)"
+)
+
+
+@functools.cache
+def fts5_available() -> bool:
+    """Whether this process's sqlite was built with FTS5 (most are; some distros' are not)."""
+    try:
+        sqlite3.connect(":memory:").execute("CREATE VIRTUAL TABLE t USING fts5(x)")
+    except sqlite3.Error:
+        return False
+    return True
+
+
+def fts_query(text: str) -> str | None:
+    """The user's search text as an FTS5 query that cannot be a syntax error.
+
+    Each whitespace-separated word becomes a quoted string with a prefix star
+    (`"galore"*`), so what the user typed is only ever text: `OR`, `NEAR(`, `-x`,
+    `*` and stray quotes are matched as words, not read as operators, and a word
+    still being typed matches as a prefix. Words are ANDed (every one must occur
+    in the same message or title). A word like `Q-GaLore` or `12,868` becomes a
+    phrase of its tokens. None when nothing searchable is left.
+    """
+    terms = [
+        '"' + word.replace('"', '""') + '"*'
+        for word in text.split()
+        if any(ch.isalnum() for ch in word)
+    ]
+    return " ".join(terms) or None
+
+
+def highlight_parts(snippet: str) -> list[tuple[str, bool]]:
+    """A snippet split into (text, is_a_match) runs, for a widget to style."""
+    parts: list[tuple[str, bool]] = []
+    for i, piece in enumerate(re.split("[\x02\x03]", snippet)):
+        if piece:
+            parts.append((piece, i % 2 == 1))
+    return parts
+
+
+@dataclass
+class SearchHit:
+    """One message (or session title, `message_id` None) matching a search."""
+
+    session_id: int
+    message_id: int | None
+    role: str  # a message's role, or "title"
+    snippet: str  # the matched terms between MARK[0] and MARK[1]
+    rank: float  # FTS5 bm25: lower is better (0.0 for the LIKE fallback)
+    session_title: str
+    created: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "message_id": self.message_id,
+            "role": self.role,
+            "snippet": _readable_marks(self.snippet),
+            "rank": self.rank,
+            "session_title": self.session_title,
+            "created": self.created,
+        }
+
+
+def _readable_marks(snippet: str) -> str:
+    return snippet.replace(MARK[0], "«").replace(MARK[1], "»")
 
 
 class SessionNotFound(AssistantError):
@@ -142,9 +261,11 @@ class Session:
     model: str | None = None
     filters: dict[str, Any] = field(default_factory=dict)
     message_count: int = 0
+    # Set by a search: the best match in the session, its terms between MARK[0] and MARK[1].
+    snippet: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        found = {
             "id": self.id,
             "title": self.title,
             "created": self.created,
@@ -153,6 +274,9 @@ class Session:
             "filters": self.filters,
             "messages": self.message_count,
         }
+        if self.snippet is not None:
+            found["snippet"] = _readable_marks(self.snippet)
+        return found
 
 
 @dataclass
@@ -174,6 +298,11 @@ class Message:
     @property
     def sources(self) -> list[dict[str, Any]]:
         return list((self.answer or {}).get("sources") or [])
+
+    @property
+    def evidence(self) -> list[dict[str, Any]]:
+        """The verbatim quotes the answer rests on (`n` names their source)."""
+        return list((self.answer or {}).get("evidence") or [])
 
     @property
     def cited_sources(self) -> list[dict[str, Any]]:
@@ -201,6 +330,20 @@ def _like(word: str) -> str:
     return "%" + re.sub(r"([\\%_])", r"\\\1", word) + "%"
 
 
+def _substring_snippet(
+    content: str, words: list[str], mark: tuple[str, str], room: int = 60
+) -> str:
+    """A snippet for the LIKE fallback: the text around the first word found, words marked."""
+    text = " ".join(content.split())
+    lower = text.lower()
+    at = min((i for i in (lower.find(w.lower()) for w in words) if i >= 0), default=0)
+    start, end = max(0, at - room // 2), min(len(text), at + room)
+    piece = text[start:end]
+    pattern = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    piece = re.sub(f"({pattern})", lambda m: mark[0] + m.group(1) + mark[1], piece, flags=re.I)
+    return ("…" if start else "") + piece + ("…" if end < len(text) else "")
+
+
 class SessionStore:
     """Every read and write of chat sessions.
 
@@ -209,10 +352,20 @@ class SessionStore:
     `sessions list` in another terminal read while a chat writes.
     """
 
-    def __init__(self, path: Path, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        clock: Callable[[], datetime] | None = None,
+        *,
+        fts: bool | None = None,
+    ) -> None:
+        """`fts` None uses FTS5 where this sqlite has it; False forces the LIKE fallback."""
         self.path = Path(path)
         self.clock = clock or utc_now
         self._lock = threading.RLock()
+        self.fts = fts5_available() if fts is None else bool(fts and fts5_available())
+        # Set when search runs without FTS5: one line for the UI or CLI to show once.
+        self.search_notice: str | None = None if self.fts else NO_FTS_NOTICE
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -235,11 +388,14 @@ class SessionStore:
         except sqlite3.OperationalError:
             pass  # a read-only or network filesystem: the default journal still works
         self.migrate()
+        self._sync_search_index()
 
     @classmethod
-    def open(cls, home: Path, clock: Callable[[], datetime] | None = None) -> SessionStore:
+    def open(
+        cls, home: Path, clock: Callable[[], datetime] | None = None, *, fts: bool | None = None
+    ) -> SessionStore:
         """The store under ASSISTANT_HOME."""
-        return cls(Path(home) / DB_NAME, clock=clock)
+        return cls(Path(home) / DB_NAME, clock=clock, fts=fts)
 
     def close(self) -> None:
         with self._lock:
@@ -285,6 +441,58 @@ class SessionStore:
                         f"{version + 1}: {exc}"
                     ) from None
             return found
+
+    def _sync_search_index(self) -> None:
+        """Make the full-text index match what this sqlite can do.
+
+        With FTS5, an index marked stale (just upgraded to v3, or last written
+        by a sqlite without FTS5) is rebuilt from every stored message and
+        title, and the triggers that keep it in step are (re)created, all in
+        one transaction. Without FTS5 the triggers are dropped (they could not
+        run, so every write would fail) and the index is marked stale, so the
+        next assistant that has FTS5 rebuilds it rather than trusting it.
+        """
+        with self._lock:
+            state = self._db.execute("SELECT value FROM search_state WHERE key = 'fts'").fetchone()
+            names = list(_FTS_TRIGGERS)
+            triggers = {
+                r[0]
+                for r in self._db.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name IN "
+                    f"({','.join('?' * len(names))})",
+                    names,
+                )
+            }
+            if self.fts:
+                if state is not None and state[0] == "ok" and triggers == set(_FTS_TRIGGERS):
+                    return
+                script = "BEGIN;\n" + _FTS_TABLES
+                script += "INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');\n"
+                script += "INSERT INTO titles_fts(titles_fts) VALUES ('rebuild');\n"
+                for name, body in _FTS_TRIGGERS.items():
+                    script += f"DROP TRIGGER IF EXISTS {name};\nCREATE TRIGGER {name} {body};\n"
+            elif triggers:
+                script = "BEGIN;\n" + "".join(f"DROP TRIGGER IF EXISTS {t};\n" for t in triggers)
+            else:
+                return
+            state_now = "ok" if self.fts else "stale"
+            script += f"INSERT OR REPLACE INTO search_state VALUES ('fts', '{state_now}');\nCOMMIT;"
+            try:
+                self._db.executescript(script)
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                if is_damage(exc):
+                    raise damaged(self.path, exc) from None
+                if not self.fts:
+                    raise StoreError(
+                        f"cannot remove the search triggers from {self.path}: {exc}"
+                    ) from None
+                # Search degrades to LIKE; storing and reading sessions still work.
+                self.fts = False
+                self.search_notice = f"the session search index could not be built ({exc}): " + (
+                    "search falls back to plain substring matching"
+                )
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -351,8 +559,17 @@ class SessionStore:
 
     @_guarded
     def list_sessions(self, search: str | None = None, limit: int | None = None) -> list[Session]:
-        """Sessions, most recently used first; `search` keeps those whose title
-        or any message contains every word of it (case-insensitive)."""
+        """Sessions, most recently used first.
+
+        With `search`, only sessions whose title or one message holds every
+        word of it (each word also as the start of a longer one, any case),
+        best match first (FTS5's bm25 of the session's best message or title),
+        the best `SNIPPET_SESSIONS` each with a `snippet` of that match.
+        Without FTS5, the LIKE fallback keeps sessions holding every word
+        anywhere, newest first, no snippet.
+        """
+        if search and search.strip() and self.fts:
+            return self._search_sessions(search, limit)
         where, params = [], []
         for word in (search or "").split():
             where.append(
@@ -368,6 +585,116 @@ class SessionStore:
             sql += f" LIMIT {int(limit)}"
         with self._lock:
             return [self._session(r) for r in self._db.execute(sql, params)]
+
+    def _search_sessions(self, search: str, limit: int | None) -> list[Session]:
+        query = fts_query(search)
+        if query is None:  # only punctuation: nothing can match a word
+            return []
+        # Each session's best hit: SQLite takes the bare `mid` from the row with MIN(r).
+        sql = (
+            "WITH hits(sid, mid, r) AS ("
+            " SELECT m.session_id, m.id, messages_fts.rank FROM messages_fts"
+            " JOIN messages m ON m.id = messages_fts.rowid WHERE messages_fts MATCH :q"
+            " UNION ALL"
+            " SELECT titles_fts.rowid, NULL, titles_fts.rank FROM titles_fts"
+            " WHERE titles_fts MATCH :q),"
+            " best AS (SELECT sid, mid, MIN(r) AS r FROM hits GROUP BY sid)"
+            " SELECT s.*, (SELECT COUNT(*) FROM messages c WHERE c.session_id = s.id) AS n,"
+            " best.mid AS hit_id FROM best JOIN sessions s ON s.id = best.sid"
+            " ORDER BY best.r, s.updated DESC, s.id DESC"
+        )
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._lock:
+            rows = list(self._db.execute(sql, {"q": query}))
+            found = [self._session(r) for r in rows]
+            # snippet() costs a look-up in the term's whole doclist per row (up to a
+            # millisecond for a word in most messages), so only the best sessions,
+            # those a sidebar shows first, get one.
+            for row, session in zip(rows[:SNIPPET_SESSIONS], found):
+                table = "titles_fts" if row["hit_id"] is None else "messages_fts"
+                rowid = session.id if row["hit_id"] is None else row["hit_id"]
+                got = self._db.execute(
+                    f"SELECT snippet({table}, 0, ?, ?, '…', {SNIPPET_TOKENS}) "  # noqa: S608
+                    f"FROM {table} WHERE {table} MATCH ? AND rowid = ?",
+                    [*MARK, query, rowid],
+                ).fetchone()
+                if got is not None:
+                    session.snippet = " ".join(got[0].split())
+        return found
+
+    @_guarded
+    def search_messages(
+        self, text: str, *, limit: int = 50, tokens: int = 16, mark: tuple[str, str] = MARK
+    ) -> list[SearchHit]:
+        """The messages and session titles matching `text`, best first, each with a snippet.
+
+        The matched terms are wrapped in `mark` (`highlight_parts` splits the
+        default ones for styling); `tokens` is the snippet's length in words.
+        Without FTS5 the LIKE fallback finds the same words, newest first,
+        rank 0, with a snippet cut around the first word found.
+        """
+        if not self.fts:
+            return self._like_hits(text, limit, mark)
+        query = fts_query(text)
+        if query is None:
+            return []
+        tokens = max(1, min(int(tokens), 64))  # FTS5's own bound on a snippet
+        sql = (
+            "SELECT * FROM ("
+            " SELECT m.session_id, m.id AS message_id, m.role, m.created, s.title, f.snip,"
+            " f.r FROM (SELECT rowid, rank AS r,"
+            f" snippet(messages_fts, 0, :a, :b, '…', {tokens}) AS snip FROM messages_fts"
+            " WHERE messages_fts MATCH :q ORDER BY rank LIMIT :n) f"
+            " JOIN messages m ON m.id = f.rowid JOIN sessions s ON s.id = m.session_id"
+            " UNION ALL"
+            " SELECT s.id, NULL, 'title', s.created, s.title, f.snip, f.r FROM ("
+            f" SELECT rowid, rank AS r, snippet(titles_fts, 0, :a, :b, '…', {tokens}) AS snip"
+            " FROM titles_fts WHERE titles_fts MATCH :q ORDER BY rank LIMIT :n) f"
+            " JOIN sessions s ON s.id = f.rowid"
+            ") ORDER BY r, created DESC LIMIT :n"
+        )
+        params = {"a": mark[0], "b": mark[1], "q": query, "n": int(limit)}
+        with self._lock:
+            rows = list(self._db.execute(sql, params))
+        return [
+            SearchHit(
+                session_id=r["session_id"],
+                message_id=r["message_id"],
+                role=r["role"],
+                snippet=" ".join(r["snip"].split()),
+                rank=float(r["r"]),
+                session_title=r["title"],
+                created=r["created"],
+            )
+            for r in rows
+        ]
+
+    def _like_hits(self, text: str, limit: int, mark: tuple[str, str]) -> list[SearchHit]:
+        """`search_messages` without FTS5: every word as a substring, newest first."""
+        words = text.split()
+        if not words:
+            return []
+        where = " AND ".join("m.content LIKE ? ESCAPE '\\'" for _ in words)
+        sql = (
+            "SELECT m.id, m.session_id, m.role, m.created, m.content, s.title FROM messages m "
+            f"JOIN sessions s ON s.id = m.session_id WHERE {where} "  # noqa: S608
+            "ORDER BY m.id DESC LIMIT ?"
+        )
+        with self._lock:
+            rows = list(self._db.execute(sql, [*map(_like, words), int(limit)]))
+        return [
+            SearchHit(
+                session_id=r["session_id"],
+                message_id=r["id"],
+                role=r["role"],
+                snippet=_substring_snippet(r["content"], words, mark),
+                rank=0.0,
+                session_title=r["title"],
+                created=r["created"],
+            )
+            for r in rows
+        ]
 
     def search(self, text: str) -> list[Session]:
         """Sessions whose title or content matches `text` (see `list_sessions`)."""
@@ -567,27 +894,34 @@ class SessionStore:
 
     @_guarded
     def history(
-        self, session_id: int, before_id: int | None = None
+        self, session_id: int, before_id: int | None = None, *, last: int | None = None
     ) -> list[tuple[str, dict[str, Any]]]:
         """(question, stored answer) for each answered question, oldest first.
 
         The chat turns these back into `answer.Turn`s so a resumed session's
         follow-ups are condensed against what was really said. `before_id`
         stops before that message (a regenerated question's own old answer is
-        not its history).
+        not its history). `last` keeps only the last `last` turns, read from
+        the end of the session a page at a time, so a question in a long
+        session does not load every message (`answer.CONDENSE_TURNS` is what
+        a follow-up uses).
         """
-        pairs: list[tuple[str, dict[str, Any]]] = []
-        pending: str | None = None
-        messages = self.messages(session_id)
-        if before_id is not None:
-            messages = [m for m in messages if m.id < before_id]
-        for message in messages:
-            if message.role == "user":
-                pending = message.content
-            elif message.role == "assistant" and pending is not None:
-                pairs.append((pending, message.answer or {"answer": message.content}))
-                pending = None
-        return pairs
+        if last is None:
+            return _pairs(self.messages(session_id, before_id=before_id))
+        if last <= 0:
+            return []
+        # Pairs formed after the window's first question are the ones the whole
+        # session would give; so a window holding `last` pairs has the right tail.
+        page = 2 * last + 4
+        window: list[Message] = []
+        cursor = before_id
+        while True:
+            got = self.messages(session_id, limit=page, before_id=cursor)
+            window = got + window
+            pairs = _pairs(window)
+            if len(pairs) >= last or len(got) < page:
+                return pairs[-last:]
+            cursor = got[0].id
 
     @_guarded
     def bulk_add(self, session_id: int, rows: Iterable[tuple[str, str, dict | None]]) -> int:
@@ -708,6 +1042,19 @@ class SessionStore:
         return path
 
 
+def _pairs(messages: list[Message]) -> list[tuple[str, dict[str, Any]]]:
+    """Each answer with the question just before it (unanswered questions, digests skipped)."""
+    pairs: list[tuple[str, dict[str, Any]]] = []
+    pending: str | None = None
+    for message in messages:
+        if message.role == "user":
+            pending = message.content
+        elif message.role == "assistant" and pending is not None:
+            pairs.append((pending, message.answer or {"answer": message.content}))
+            pending = None
+    return pairs
+
+
 def _title_from(question: str) -> str:
     title = " ".join(question.split())
     return title if len(title) <= TITLE_MAX else title[: TITLE_MAX - 1].rstrip() + "…"
@@ -760,9 +1107,18 @@ def render_markdown(session: Session, messages: list[Message]) -> str:
         if message.status == "cancelled":
             lines += ["*(cancelled before the model finished)*", ""]
         refs = message.cited_sources
+        # The chat stores an answer's evidence in its text; `ask` stores the prose alone,
+        # so there the quotes go under the paper they come from.
+        quotes = [] if "**Evidence**" in message.content else message.evidence
         if refs:
             lines += ["References:", ""]
-            lines += [f"- {source_line(s)}" for s in refs]
+            for source in refs:
+                lines.append(f"- {source_line(source)}")
+                lines += [
+                    f"    - “{' '.join(str(q.get('text', '')).split())}”"
+                    for q in quotes
+                    if q.get("n") == source.get("n")
+                ]
             lines.append("")
         for source in refs:
             cited.setdefault(str(source.get("paper_id")), source)

@@ -295,6 +295,20 @@ def overwrite_table_root(db: Path, table: str) -> None:
     db.write_bytes(bytes(data))
 
 
+def table_leaves(data: bytes, size: int, page: int) -> list[int]:
+    """The leaf pages of the table b-tree rooted at `page`, in key order (sqlite's file format:
+    an interior page, type 0x05, holds a child page number at the start of each cell and a
+    right-most child at byte 8; a leaf's type is 0x0D)."""
+    body = data[(page - 1) * size : page * size]
+    if body[0] == 0x0D:
+        return [page]
+    cells = int.from_bytes(body[3:5], "big")
+    offsets = [int.from_bytes(body[12 + 2 * i : 14 + 2 * i], "big") for i in range(cells)]
+    children = [int.from_bytes(body[o : o + 4], "big") for o in offsets]
+    children.append(int.from_bytes(body[8:12], "big"))
+    return [leaf for child in children for leaf in table_leaves(data, size, child)]
+
+
 def damage(home: Path, how: str) -> Path:
     db = home / DB_NAME
     if how == "garbage":
@@ -389,18 +403,14 @@ def test_repair_salvages_rows_past_a_damaged_messages_page(tmp_path: Path):
     db = home / DB_NAME
     with sqlite3.connect(db) as con:
         size = con.execute("PRAGMA page_size").fetchone()[0]
-        sessions_root = con.execute(
-            "SELECT rootpage FROM sqlite_master WHERE name = 'sessions'"
+        messages_root = con.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'messages'"
         ).fetchone()[0]
     con.close()
     data = bytearray(db.read_bytes())
-    # Table leaf pages start with 0x0D; past the one-page sessions table they are the
-    # messages table's. Damage the fourth: its rows are lost, the others stay readable.
-    leaves = [
-        n
-        for n in range(2, len(data) // size + 1)
-        if data[(n - 1) * size] == 0x0D and n != sessions_root
-    ]
+    # The messages table's leaf pages (the search index's tables have leaves too).
+    # Damage the fourth: its rows are lost, the others stay readable.
+    leaves = table_leaves(data, size, messages_root)
     assert len(leaves) > 5
     leaf = leaves[3]
     data[(leaf - 1) * size : leaf * size] = b"\xff" * size

@@ -82,7 +82,8 @@ def sessions() -> None:
 @click.option(
     "--search",
     metavar="TEXT",
-    help="Only sessions whose title or messages contain every word of TEXT.",
+    help="Only sessions whose title or one message holds every word of TEXT (or words "
+    "starting with it), best match first, each with its matching passage.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
@@ -90,6 +91,8 @@ def list_sessions(ctx: click.Context, search: str | None, as_json: bool) -> None
     """Sessions, most recently used first."""
     with _store(ctx) as store:
         found = store.list_sessions(search=search)
+        if search and store.search_notice:
+            click.echo(store.search_notice, err=True)
     if as_json:
         _emit_json({"sessions": [s.to_dict() for s in found]})
         return
@@ -101,6 +104,11 @@ def list_sessions(ctx: click.Context, search: str | None, as_json: bool) -> None
         click.echo(
             f"{s.id:>4}  {s.updated[:16].replace('T', ' '):16}  {s.message_count:>4}  {s.title}"
         )
+        if s.snippet:  # a search's best match, its words in bold on a terminal
+            from ..sessions import highlight_parts
+
+            parts = highlight_parts(s.snippet)
+            click.echo(" " * 30 + "".join(click.style(t, bold=True) if h else t for t, h in parts))
 
 
 @sessions.command("show", context_settings=CONTEXT)

@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..answer import Answer, Turn, answer_from_dict, ask, condense
+from ..answer import CONDENSE_TURNS, Answer, Turn, answer_from_dict, ask, condense
 from ..errors import AssistantError, StoreError, UsageError
 from ..sessions import Session, SessionStore, describe_filters
 
@@ -219,13 +219,16 @@ class ChatService:
     # -- answering -----------------------------------------------------------------------
 
     def history(self, session_id: int | None, before_id: int | None = None) -> list[Turn]:
-        """The session's answered questions as `Turn`s, rebuilt from the store
-        (only those before message `before_id` when it is given)."""
+        """The session's last answered questions (as many as a follow-up is condensed
+        against) as `Turn`s, rebuilt from the store (only those before message
+        `before_id` when it is given)."""
         if session_id is None:
             return []
         return [
             Turn(question, answer_from_dict(data))
-            for question, data in self.store.history(session_id, before_id=before_id)
+            for question, data in self.store.history(
+                session_id, before_id=before_id, last=CONDENSE_TURNS
+            )
         ]
 
     def answer(

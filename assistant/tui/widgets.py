@@ -22,7 +22,7 @@ from textual.message import Message as TextualMessage
 from textual.widgets import Label, Markdown, OptionList, Static
 from textual.widgets.option_list import Option
 
-from ..sessions import Message, Session
+from ..sessions import Message, Session, highlight_parts
 
 ROLE_LABELS = {
     "user": "You",
@@ -166,6 +166,23 @@ class Conversation(VerticalScroll, can_focus=True):
     ]
 
 
+def snippet_text(snippet: str, room: int, lines: int = 2) -> Text:
+    """A search snippet in at most `lines` rows of `room` cells, starting just before
+    its first match so the match is in view; matched words bold."""
+    parts = highlight_parts(" ".join(snippet.split()))
+    first = next((i for i, (_, hit) in enumerate(parts) if hit), 0)
+    before = sum(len(t) for t, _ in parts[:first])
+    skip = max(0, before - room // 3)
+    text = Text("…" if skip else "", style="italic")
+    for piece, hit in parts:
+        cut = min(skip, len(piece))
+        skip -= cut
+        if piece[cut:]:
+            text.append(piece[cut:], style="bold" if hit else "dim")
+    text.truncate(room * lines - 1, overflow="ellipsis")
+    return text
+
+
 class SessionList(OptionList):
     """The sessions, newest first; delete and rename act on the highlighted one."""
 
@@ -180,15 +197,29 @@ class SessionList(OptionList):
             self.action = action
             self.session_id = session_id
 
-    def show(self, sessions: list[Session], current: int | None) -> None:
+    def show(
+        self,
+        sessions: list[Session],
+        current: int | None,
+        snippets: dict[int, str] | None = None,
+    ) -> None:
         """Replace the list; the current session is highlighted (or, while the
-        list has focus, the one the user had highlighted)."""
+        list has focus, the one the user had highlighted).
+
+        A search result's sessions carry a `snippet` of their best match (from
+        `SessionStore.list_sessions(search=...)`; `snippets`, by session id,
+        overrides it): it shows under the title, matched words in bold.
+        """
         keep = self.highlighted_session()
         options = []
         room = max(10, (self.size.width or 26) - 3)
         for s in sessions:
             prompt = Text(s.title)
             prompt.truncate(room, overflow="ellipsis")
+            snippet = (snippets or {}).get(s.id, s.snippet)
+            if snippet:
+                prompt.append("\n")
+                prompt.append_text(snippet_text(snippet, room))
             prompt.append(f"\n{short_time(s.updated)} · {s.message_count} msgs", style="dim")
             options.append(Option(prompt, id=f"session-{s.id}"))
         self.set_options(options)
