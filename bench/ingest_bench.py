@@ -222,6 +222,7 @@ def compare_endpoint(args, model_dir) -> None:
     print(machine_line())
     papers = [m.paper for m in load_sample()]
     flat = [t for c in chunk_all(papers, MiniLMEmbedder(model_dir)) for t in c]
+    flat = flat[: args.endpoint_texts or None]
     settings = Settings(
         base_url=args.endpoint.rstrip("/"),
         embed_model=args.endpoint_model,
@@ -282,6 +283,12 @@ def main() -> None:
     parser.add_argument("--endpoint-model", default="embed", help="its model name")
     parser.add_argument("--endpoint-batch", type=int, default=64)
     parser.add_argument("--endpoint-concurrency", type=int, default=4)
+    parser.add_argument(
+        "--endpoint-texts",
+        type=int,
+        default=0,
+        help="time only the first N chunk texts (a CPU server is slow) [default: all]",
+    )
     args = parser.parse_args()
     model_dir = check_model_dir(args.model_dir)
     if args.int8:

@@ -1,12 +1,12 @@
 """CI floor for retrieval: the whole bundled question set and the name queries, no model.
 
-Measured 2026-12-01 with the `sample_retriever` fixture (paper-level fusion of
-dense, BM25F and names; all-MiniLM-L6-v2, bundled sample): recall@5 = 0.992,
-mrr = 1.000, ndcg@5 = 0.988 on the 41 answerable questions (the one miss:
-q39-data-pruning finds 2 of its 3 papers). recall@5 is the mean of
-per-question recall, so one more single-paper question missed costs
-1/41 = 0.024 and fails the floor 0.98: a real regression, while a harmless
-reordering inside the top 5 does not move it at all.
+Measured 2026-12-01 (`assistant eval run --retrieval-only --k 5`; paper-level
+fusion of dense, BM25F and names; all-MiniLM-L6-v2, bundled sample):
+recall@5 = 0.995, mrr = 1.000, ndcg@5 = 0.992 on the 61 answerable questions
+(the one miss: q39-data-pruning finds 2 of its 3 papers). recall@5 is the mean
+of per-question recall, so one more single-paper question missed costs
+1/61 = 0.016 and takes it to 0.979, under the floor 0.98: a real regression,
+while a harmless reordering inside the top 5 does not move it at all.
 
 Name queries (eval/name_queries.jsonl: the 98 sample titles of the form
 "X: ...", searched as the bare "X"): hit@1 = 1.000 and top-3 = 1.000, also
@@ -24,7 +24,7 @@ from assistant.evaluation.runner import bundled_set, load_questions, run_retriev
 
 from .conftest import ROOT
 
-RECALL_AT_5_MEASURED = 0.992
+RECALL_AT_5_MEASURED = 0.995
 RECALL_AT_5_FLOOR = 0.98
 NAME_QUERIES = ROOT / "eval" / "name_queries.jsonl"
 
@@ -35,7 +35,7 @@ def test_recall_at_5_stays_above_the_floor(sample_retriever):
     assert result.failed == []
     assert result.unmapped_titles == [] and not any(r["unmapped_titles"] for r in result.records)
     recall = result.metrics["recall@5"]
-    assert recall["n"] == sum(q["answerable"] for q in questions) >= 41
+    assert recall["n"] == sum(q["answerable"] for q in questions) >= 61
     assert recall["value"] >= RECALL_AT_5_FLOOR, (
         f"recall@5 fell to {recall['value']} (measured {RECALL_AT_5_MEASURED}); misses: "
         + ", ".join(r["id"] for r in result.records if r["scores"]["recall"] not in (None, 1.0))
