@@ -47,6 +47,13 @@ _CITE = re.compile(
 )
 _WORD = re.compile(r"[a-z][a-z0-9\-]*[a-z0-9]|[a-z]")
 _NUMBER = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)*)(\s*%|x\b|×)?")
+# Sizes said in words are figures too: a small model's favourite invention is "by
+# orders of magnitude" or "tenfold" where the source gives 80%.
+_WORD_FIGURE = re.compile(
+    r"\b(?:an?\s+)?(orders?\s+of\s+magnitude|(?:\w+|\d+(?:\.\d+)?)[- ]fold"
+    r"|(?:two|three|four|five|six|seven|eight|nine|ten|twenty|hundred|thousand)fold)\b",
+    re.IGNORECASE,
+)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
 _ABBREV = re.compile(r"\b(?:e\.g|i\.e|et al|vs|cf|Fig|Eq|approx)\.$", re.IGNORECASE)
 
@@ -63,13 +70,22 @@ def content_words(text: str) -> set[str]:
 
 
 def numbers(text: str) -> set[str]:
-    """Figures in a text, normalised ("12,868" -> "12868"); years and 1-digit counts skipped."""
+    """Figures in a text, normalised ("12,868" -> "12868"); years and 1-digit counts skipped.
+
+    "Orders of magnitude" and "N-fold" count as figures (one spelling each), so a
+    sentence that claims them must find them in its source."""
     found = set()
     for digits, _unit in _NUMBER.findall(text):
         plain = digits.replace(",", "")
         if len(plain) == 1:
             continue
         found.add(plain.rstrip(".").rstrip("0").rstrip(".") if "." in plain else plain)
+    for phrase in _WORD_FIGURE.findall(text):
+        words = phrase.lower().replace("-", " ").split()
+        if "magnitude" in words:
+            found.add("order of magnitude")
+        else:
+            found.add(f"{words[0].removesuffix('fold')}-fold")
     return found
 
 

@@ -136,3 +136,23 @@ def test_markers_only_answer_becomes_the_evidence_of_the_papers_it_points_at():
     answer = finish(question, "[1]", sources, sources, quotes)
     assert any("410 classes" in q.text for q in answer.evidence if q.n == 1)
     assert "[1?]" not in answer.full_text()
+
+
+def test_a_size_said_in_words_must_be_in_the_source_too():
+    # CSKV's abstract says 80%; SmolLM2 wrote "by orders of magnitude" and it was kept.
+    sources = [
+        SourceText(
+            1,
+            "CSKV: Training-Efficient Channel Shrinking for KV Cache",
+            "CSKV can reduce the memory overhead of the KV cache by 80% while maintaining the "
+            "model's long-context capability.",
+        )
+    ]
+    inflated = check(
+        "CSKV reduces the memory overhead of the KV cache by orders of magnitude [1].", sources
+    )
+    assert inflated.sentences[0].supported == {1: False}
+    assert inflated.unknown_numbers == ["order of magnitude"]
+    faithful = check("CSKV reduces the memory overhead of the KV cache by 80% [1].", sources)
+    assert faithful.sentences[0].supported == {1: True}
+    assert numbers("a tenfold speed-up, then 3-fold, never manifold") == {"ten-fold", "3-fold"}
