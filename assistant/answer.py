@@ -365,7 +365,7 @@ def ask(
         )
 
     if client is None:
-        from .llm import NotConfigured
+        from .errors import NotConfigured
 
         raise NotConfigured("no model endpoint configured: set OPENAI_BASE_URL")
     quotes = select_evidence(
@@ -610,7 +610,7 @@ def condense(
     fallback = f"{question} (following: {previous.question})"
     if client is None:
         return fallback
-    from .llm import LLMError, ModelTimeout
+    from .errors import LLMError, ModelTimeout
 
     lines = []
     for turn in history[-3:]:

@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import AssistantError, SessionsDamaged, StoreError
+from .errors import SessionNotFound, SessionsDamaged, StoreError
 
 DB_NAME = "sessions.db"
 DEFAULT_TITLE = "New chat"
@@ -74,10 +74,6 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 ROLES = ("user", "assistant", "digest")
 STATUSES = ("done", "cancelled")
-
-
-class SessionNotFound(AssistantError):
-    """No session has the id the user gave."""
 
 
 # sqlite's primary result codes for "this file is damaged": SQLITE_CORRUPT, SQLITE_NOTADB.
