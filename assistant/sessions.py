@@ -151,6 +151,19 @@ class Session:
         }
 
 
+def cited_sources(answer: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The sources a stored answer (`Answer.to_dict`) cites, in source order, each with its
+    `supported` verdict added: what the export's references and the chat's sources panel
+    list (`Answer.cited_sources` is the same rule on a live answer)."""
+    answer = answer or {}
+    supported = {c.get("n"): bool(c.get("supported")) for c in answer.get("citations") or []}
+    return [
+        dict(s, supported=supported[s.get("n")])
+        for s in answer.get("sources") or []
+        if s.get("n") in supported
+    ]
+
+
 @dataclass
 class Message:
     """One message. `answer` is the stored `Answer.to_dict()` of an assistant reply."""
@@ -174,12 +187,7 @@ class Message:
     @property
     def cited_sources(self) -> list[dict[str, Any]]:
         """The sources the answer cites, each with its `supported` verdict added."""
-        supported = {c.get("n"): bool(c.get("supported")) for c in self.citations}
-        return [
-            dict(s, supported=supported[s.get("n")])
-            for s in self.sources
-            if s.get("n") in supported
-        ]
+        return cited_sources(self.answer)
 
     def to_dict(self) -> dict[str, Any]:
         return {
