@@ -70,7 +70,7 @@ def cli(ctx: click.Context, home, chroma_url, embed_model_dir, base_url, env_fil
     }
 
 
-for command in (
+for _command in (
     ingest.ingest,
     search.search,
     search.papers,
@@ -82,7 +82,7 @@ for command in (
     sessions.chat,
     sessions.sessions,
 ):
-    cli.add_command(command)
+    cli.add_command(_command)
 cli.add_command(evaluate.eval_group, name="eval")
 
 
