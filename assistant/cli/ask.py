@@ -128,7 +128,7 @@ def ask(
                 answer = run_ask(question, retriever, client, stream=not no_stream, **options)
         except StreamInterrupted as exc:
             _print_partial(console, question, exc, as_json)
-            raise  # its one line goes to stderr from main(), exit 1
+            raise  # its one line goes to stderr from the root group, exit 1
         saved = _save_turn(
             store,
             session,
