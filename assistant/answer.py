@@ -143,6 +143,8 @@ class Answer:
 
     @property
     def cited_sources(self) -> list[Source]:
+        """The sources some citation points at, in source order (`sessions.cited_sources`
+        is the same rule on a stored answer, with each one's `supported` verdict)."""
         numbers = {c.n for c in self.citations}
         return [s for s in self.sources if s.n in numbers]
 
@@ -367,7 +369,7 @@ def ask(
         )
 
     if client is None:
-        from .llm import NotConfigured
+        from .errors import NotConfigured
 
         raise NotConfigured("no model endpoint configured: set OPENAI_BASE_URL")
     quotes = select_evidence(
@@ -612,7 +614,7 @@ def condense(
     fallback = f"{question} (following: {previous.question})"
     if client is None:
         return fallback
-    from .llm import LLMError, ModelTimeout
+    from .errors import LLMError, ModelTimeout
 
     lines = []
     for turn in history[-CONDENSE_TURNS:]:

@@ -23,10 +23,20 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
-from .errors import AssistantError
+from .errors import (
+    AuthenticationRefused,
+    ConnectionBroken,
+    EndpointUnreachable,
+    LLMError,
+    ModelNotFound,
+    ModelTimeout,
+    NotConfigured,
+    ServerError,
+    StreamInterrupted,
+)
 from .settings import Settings
+from .settings import display_url as _display_url
 from .tokens import count_message_tokens, count_tokens
 
 if TYPE_CHECKING:
@@ -66,61 +76,6 @@ class ChatResult:
     finish_reason: str | None
     # True when the token counts are our tiktoken estimate, not the server's usage report.
     usage_estimated: bool = False
-
-
-class LLMError(AssistantError):
-    """A model call failed in a way the user can act on (one line, no secrets)."""
-
-
-class EndpointUnreachable(LLMError):
-    """Nothing answered at the configured URL."""
-
-
-class ModelNotFound(LLMError):
-    """The endpoint does not serve the requested model (or none was chosen)."""
-
-
-class AuthenticationRefused(LLMError):
-    """The endpoint answered 401/403."""
-
-
-class ModelTimeout(LLMError):
-    """The model took longer than ASSISTANT_TIMEOUT."""
-
-
-class ConnectionBroken(LLMError):
-    """The server accepted the request, then the connection broke before the reply was whole.
-
-    Not `EndpointUnreachable`: the server is running (it answered), so "is the
-    server running?" would send the user to the wrong place; a crash or an
-    out-of-memory kill in the server is the usual cause.
-    """
-
-
-class StreamInterrupted(LLMError):
-    """A streamed answer broke after part of it arrived.
-
-    It is not retried: the caller may already have shown `partial` to the user,
-    and a second generation would not continue the first one.
-    """
-
-    def __init__(self, message: str, partial: str = "") -> None:
-        super().__init__(message)
-        self.partial = partial
-
-
-class ServerError(LLMError):
-    """The server refused or failed the request; the message is the server's own."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class NotConfigured(LLMError):
-    """No endpoint is configured. There is deliberately no hosted default."""
-
-    exit_code = 2
 
 
 class _EarlyBreak(Exception):
@@ -728,20 +683,6 @@ def _model_matches(model: str, available: Iterable[str]) -> bool:
     if ":" not in model and f"{model}:latest" in names:
         return True
     return model.endswith(":latest") and model[: -len(":latest")] in names
-
-
-def _display_url(url: str) -> str:
-    """The URL without any user:password part, for messages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def _chain(exc: BaseException) -> BaseException | None:

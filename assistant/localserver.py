@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from .errors import AssistantError
+from .errors import LocalServerError
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -60,10 +60,6 @@ _SERVER_MODULES = (
     "starlette_context",
     "pydantic_settings",
 )
-
-
-class LocalServerError(AssistantError):
-    """The bundled server could not be started; the message says why (plus its log tail)."""
 
 
 def free_port() -> int:
@@ -379,7 +375,7 @@ def resolve_endpoint(
 
 def start_bundled(settings: Settings, stack: contextlib.ExitStack) -> BundledServer:
     """Start the bundled server (not waiting) and register its stop with `stack`."""
-    from .llm import NotConfigured
+    from .errors import NotConfigured
 
     if settings.local_model == "off":
         raise NotConfigured(

@@ -13,6 +13,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
 
+# The record errors live in the one error tree; imported here, where readers used to find them.
+from .errors import RecordError as RecordError
+from .errors import RecordTooLarge as RecordTooLarge
+
 _ARXIV_NEW = re.compile(r"(?<![\d.])(\d{4}\.\d{4,5})(?:v\d+)?(?![\d])")
 _ARXIV_OLD = re.compile(r"\b([a-z\-]+(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?\b")
 
@@ -80,35 +84,3 @@ class Paper:
         data["published"] = self.published.isoformat() if self.published else None
         data["paper_id"] = self.paper_id
         return data
-
-
-class RecordError(Exception):
-    """A record (or a whole file) that cannot be read.
-
-    Carries the file and line so the ingest report can say where, and is
-    collected rather than raised to the user: the good records still go in.
-    """
-
-    def __init__(self, source: str, line: int | None, reason: str):
-        super().__init__(f"{source}:{line or 0}: {reason}")
-        self.source = source
-        self.line = line
-        self.reason = reason
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "line": self.line, "reason": self.reason}
-
-
-class RecordTooLarge(RecordError):
-    """One record over the size a paper can have: refused before it is embedded."""
-
-    def __init__(self, source: str, line: int | None, size: int, unit: str = "characters"):
-        from assistant.readers._common import MAX_RECORD_CHARS
-
-        super().__init__(
-            source,
-            line,
-            f"record too large: {size:,} {unit}, over the limit of {MAX_RECORD_CHARS:,} "
-            "characters for one paper",
-        )
-        self.size = size

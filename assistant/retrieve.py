@@ -49,6 +49,21 @@ PASSAGE_KEYWORD_SHARE = 0.25  # weight of the query's rare words when choosing a
 ALLOWED_CACHE_SIZE = 32  # distinct filters whose admitted papers are kept per generation
 
 
+def parse_filter_date(text: str) -> date:
+    """YYYY-MM-DD, YYYY-MM (its first day) or YYYY (1 January): what `--since`/`--until`
+    and the chat's `/since`/`/until` accept, so both read a date the same way."""
+    from datetime import datetime
+
+    from .errors import UsageError
+
+    for fmt in ("%Y-%m-%d", "%Y-%m", "%Y"):
+        try:
+            return datetime.strptime(text.strip(), fmt).date()
+        except ValueError:
+            continue
+    raise UsageError(f"{text.strip()!r} is not a date (use YYYY-MM-DD)")
+
+
 @dataclass(frozen=True)
 class Filters:
     since: date | None = None
@@ -136,7 +151,7 @@ class Hit:
 
 def weak_threshold() -> float:
     """The cosine below which a match is weak: `ask`'s abstention cut, one source of truth."""
-    from .answer import ABSTAIN_SIMILARITY
+    from .evidence import ABSTAIN_SIMILARITY
 
     return ABSTAIN_SIMILARITY
 

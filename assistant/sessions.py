@@ -39,7 +39,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import AssistantError, SessionsDamaged, StoreError
+from .errors import SessionNotFound, SessionsDamaged, StoreError
 
 DB_NAME = "sessions.db"
 DEFAULT_TITLE = "New chat"
@@ -195,10 +195,6 @@ def _readable_marks(snippet: str) -> str:
     return snippet.replace(MARK[0], "«").replace(MARK[1], "»")
 
 
-class SessionNotFound(AssistantError):
-    """No session has the id the user gave."""
-
-
 # sqlite's primary result codes for "this file is damaged": SQLITE_CORRUPT, SQLITE_NOTADB.
 _DAMAGE_CODES = (11, 26)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -279,6 +275,19 @@ class Session:
         return found
 
 
+def cited_sources(answer: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The sources a stored answer (`Answer.to_dict`) cites, in source order, each with its
+    `supported` verdict added: what the export's references and the chat's sources panel
+    list (`Answer.cited_sources` is the same rule on a live answer)."""
+    answer = answer or {}
+    supported = {c.get("n"): bool(c.get("supported")) for c in answer.get("citations") or []}
+    return [
+        dict(s, supported=supported[s.get("n")])
+        for s in answer.get("sources") or []
+        if s.get("n") in supported
+    ]
+
+
 @dataclass
 class Message:
     """One message. `answer` is the stored `Answer.to_dict()` of an assistant reply."""
@@ -307,12 +316,7 @@ class Message:
     @property
     def cited_sources(self) -> list[dict[str, Any]]:
         """The sources the answer cites, each with its `supported` verdict added."""
-        supported = {c.get("n"): bool(c.get("supported")) for c in self.citations}
-        return [
-            dict(s, supported=supported[s.get("n")])
-            for s in self.sources
-            if s.get("n") in supported
-        ]
+        return cited_sources(self.answer)
 
     def to_dict(self) -> dict[str, Any]:
         return {

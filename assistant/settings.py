@@ -151,6 +151,23 @@ def mask_secret(value: str | None) -> str:
     return "set (" + "*" * 4 + value[-2:] + ")" if len(value) > 12 else "set (****)"
 
 
+def display_url(url: str) -> str:
+    """The URL without any user:password part: the one form of an endpoint that messages,
+    the chat's status bar and the evaluation's run settings show (a key never leaks)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
 def _read_dotenv(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}

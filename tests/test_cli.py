@@ -59,6 +59,159 @@ def test_every_command_has_help(command: str, tmp_path: Path):
     assert "--json" in proc.stdout
 
 
+LIGHT_PROBE = (
+    "import sys, contextlib, io; from assistant.cli import main\n"
+    "out = io.StringIO()\n"
+    "with contextlib.redirect_stdout(out):\n    rc = main(sys.argv[1:])\n"
+    "heavy = [m for m in ('chromadb', 'llama_index', 'onnxruntime', 'textual')"
+    " if m in sys.modules]\nprint('RC', rc, 'HEAVY', heavy, 'OUT', len(out.getvalue()))"
+)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sessions", "list"],
+        *(
+            [*command.split(), "--help"]
+            for command in (
+                "ingest",
+                "search",
+                "papers",
+                "ask",
+                "digest",
+                "doctor",
+                "serve",
+                "reindex",
+                "chat",
+                "sessions",
+                "sessions list",
+                "sessions repair",
+                "eval",
+                "eval run",
+                "eval compare",
+                "eval digest",
+            )
+        ),
+    ],
+    ids=" ".join,
+)
+def test_help_and_session_listing_stay_light(args: list[str], tmp_path: Path):
+    """Every `--help`, and listing sessions, imports neither chromadb nor llama-index
+    (nor the embedder's onnxruntime or Textual): start-up is part of the product."""
+    env = {**os.environ, "ASSISTANT_HOME": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-c", LIGHT_PROBE, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert "RC 0 HEAVY [] OUT" in proc.stdout, proc.stdout + proc.stderr
+    assert "OUT 0" not in proc.stdout  # it printed its help (or "No sessions.")
+
+
+def test_python_m_assistant_and_the_root_group_map_errors_alike(tmp_path: Path):
+    """`python -m assistant`, `assistant.cli.main` and calling the group itself (a console
+    script pointing at `assistant.cli:cli`) give the same exit code and one line."""
+    via_m = run("search", "x", "--k", "0", home=tmp_path)
+    via_group = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from assistant.cli import cli\n"
+            "cli(['search', 'x', '--k', '0'], prog_name='assistant')",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "ASSISTANT_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
+    assert via_m.returncode == via_group.returncode == 2
+    assert via_m.stderr == via_group.stderr and "--k" in via_m.stderr
+
+
+def _group_raising(exc: BaseException):
+    """A root group like `assistant`'s whose one command raises `exc`."""
+    import click
+
+    from assistant.cli.common import CONTEXT, AssistantGroup
+
+    @click.group(cls=AssistantGroup, context_settings=CONTEXT)
+    def root() -> None:
+        pass
+
+    @root.command()
+    def boom() -> None:
+        raise exc
+
+    return root
+
+
+@pytest.mark.parametrize(
+    "make,code,line",
+    [
+        (lambda e: e.UsageError("--k wants a number"), 2, "Error: --k wants a number"),
+        (lambda e: e.NotConfigured("no endpoint"), 2, "Error: no endpoint"),
+        (lambda e: e.EndpointUnreachable("nothing at :9"), 1, "Error: nothing at :9"),
+        (lambda e: e.SessionNotFound("no session 7"), 1, "Error: no session 7"),
+        (lambda e: e.RecordError("a.jsonl", 3, "not JSON"), 1, "Error: a.jsonl:3: not JSON"),
+        (lambda e: e.StoreFull("disk full"), 1, "Error: disk full"),
+        (lambda e: e.Interrupted("interrupted: 3 stored"), 130, "interrupted: 3 stored"),
+        (lambda e: KeyboardInterrupt(), 130, "interrupted"),
+    ],
+    ids=[
+        "usage",
+        "not-configured",
+        "unreachable",
+        "no-session",
+        "record",
+        "full",
+        "kept",
+        "ctrl-c",
+    ],
+)
+def test_exceptions_map_to_exit_codes_in_one_place(make, code: int, line: str, capsys):
+    from assistant import errors
+
+    rc = _group_raising(make(errors)).main(["boom"], prog_name="assistant", standalone_mode=False)
+    err = capsys.readouterr().err
+    assert rc == code
+    assert [ln for ln in err.splitlines() if ln.strip()] == [line]
+
+
+def test_every_error_class_lives_in_errors_with_an_exit_code():
+    """One error tree: outside errors.py no module defines a public exception class, and
+    every class in errors.py is an AssistantError whose exit code is in the README's table."""
+    import ast
+    import inspect
+
+    from assistant import errors
+
+    tree = {
+        name: cls
+        for name, cls in vars(errors).items()
+        if inspect.isclass(cls) and issubclass(cls, BaseException)
+    }
+    assert all(issubclass(cls, errors.AssistantError) for cls in tree.values()), tree
+    assert {cls.exit_code for cls in tree.values()} == {1, 2, 130}
+    assert errors.UsageError.exit_code == errors.NotConfigured.exit_code == 2
+    exception_names = {"Exception", "BaseException", *tree}
+    strays = []
+    for path in (ROOT / "assistant").rglob("*.py"):
+        if path.name == "errors.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                bases = {getattr(b, "id", getattr(b, "attr", "")) for b in node.bases}
+                if bases & exception_names:
+                    strays.append(f"{path.relative_to(ROOT)}: {node.name}")
+    assert not strays, strays
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for code in (1, 2, 130):
+        assert f"| {code} |" in readme
+
+
 def test_ingest_search_papers_json(sample_home: Path, tmp_path: Path):
     home = tmp_path / "home"
     shutil.copytree(sample_home / "chroma", home / "chroma")

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from markdown_it import MarkdownIt
 
-from assistant.digest import Digest, DigestPaper, ProseSentence, Theme, render_html
+from assistant.digest import Digest, DigestPaper, ProseSentence, Theme, render_html, render_markdown
 from assistant.digest.render import page_title
 from assistant.digest.table import build_tables
 
@@ -94,7 +94,7 @@ def test_every_title_and_model_string_is_escaped_in_the_html():
 
 
 def test_markdown_escapes_titles_so_a_renderer_keeps_them_as_text():
-    markdown = hostile_digest().markdown
+    markdown = render_markdown(hostile_digest())
     assert not re.search(r"(?<!\\)<(?:script|img|/script)", markdown)  # only as \<script
     assert "| Paper | Problem | Approach | Key result |" in markdown
     rendered = MarkdownIt("commonmark").enable("table").render(markdown)  # raw HTML allowed

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from .build import build_digest, digest_markdown
 from .data import Cell, Digest, DigestPaper, ProseSentence, Row, Theme
-from .render import default_output, empty_message, render_html, render_markdown
+from .render import default_output, digest_json, empty_message, render_html, render_markdown
 from .select import filter_topic, parse_week, resolve_window, select_papers
 from .themes import cluster
 
@@ -31,6 +31,7 @@ __all__ = [
     "build_digest",
     "cluster",
     "default_output",
+    "digest_json",
     "digest_markdown",
     "empty_message",
     "filter_topic",

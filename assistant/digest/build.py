@@ -59,7 +59,7 @@ def build_digest(
             digest.library_range = (int_to_date(min(dates)), int_to_date(max(dates)))
         return digest
     if client is None:
-        from ..llm import NotConfigured
+        from ..errors import NotConfigured
 
         raise NotConfigured("no model endpoint configured: set OPENAI_BASE_URL")
 
@@ -108,4 +108,6 @@ def digest_markdown(
         until=until,
         max_papers=max_papers,
     )
-    return digest.markdown
+    from .render import render_markdown
+
+    return render_markdown(digest)

@@ -190,12 +190,6 @@ class Digest:
     def named(self) -> list[Theme]:
         return [t for t in self.themes if not t.other]
 
-    @property
-    def markdown(self) -> str:
-        from .render import render_markdown
-
-        return render_markdown(self)
-
     def number(self, paper_id: str) -> int:
         """The paper's reference number (1-based)."""
         return self._numbers()[paper_id]
@@ -221,5 +215,4 @@ class Digest:
             "model_calls": self.model_calls,
             "prompt_tokens": self.prompt_tokens,
             "max_prompt_tokens": self.max_prompt_tokens,
-            "markdown": self.markdown,
         }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .data import ROLES, Digest, ProseSentence, Theme
 
@@ -106,6 +106,14 @@ def upvoted(digest: Digest) -> list:
         key=lambda p: (-p.upvotes, digest.number(p.paper_id)),
     )
     return ranked[:TOP_UPVOTED]
+
+
+def digest_json(digest: Digest) -> dict[str, Any]:
+    """The `--json` / `--format json` object: the digest's records and its Markdown.
+
+    Here, not on `Digest`, so that the records module imports none of the steps.
+    """
+    return {**digest.to_dict(), "markdown": render_markdown(digest)}
 
 
 def render_markdown(digest: Digest) -> str:

@@ -1,4 +1,4 @@
-"""The evaluation runner: `assistant eval run` and `assistant eval compare`.
+"""The evaluation behind `assistant eval run` and `assistant eval compare`.
 
 It runs `eval/questions.jsonl` through the real retrieval and answer path and
 scores retrieval, citations, answers and cost. Every metric is reported with
@@ -10,5 +10,5 @@ Modules:
 - `judge`: the optional LLM faithfulness judge and its defensive verdict parser;
 - `runner`: runs the questions, caches answers for resumption, writes the run folder;
 - `report` and `chart`: `report.md` and the Pillow bar chart;
-- `commands`: the click commands (heavy imports stay inside the functions).
+- the click commands are `assistant/cli/evaluate.py` (heavy imports stay inside them).
 """

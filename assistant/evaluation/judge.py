@@ -175,6 +175,6 @@ def model_judge(
     def complete(messages: list[dict]) -> str:
         return client.chat(messages, max_tokens=JUDGE_MAX_TOKENS, temperature=0.0).text
 
-    from ..llm import _display_url
+    from ..settings import display_url
 
-    return Judge(complete, f"{model}@{_display_url(url)}")
+    return Judge(complete, f"{model}@{display_url(url)}")

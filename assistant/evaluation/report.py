@@ -1,4 +1,5 @@
-"""`report.md`: the metrics with their n, the worst questions with why, the settings used.
+"""A finished run (`RunResult`) and `report.md`: the metrics with their n, the worst
+questions with why, the settings used; reading a run folder back and comparing two.
 
 The worst questions come with their answer, the facts that matched or not,
 the retrieved papers (expected ones marked) and the citations, so a reader
@@ -7,16 +8,48 @@ can tell a retrieval miss from a model mistake without opening results.jsonl.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import metrics as m
 
-if TYPE_CHECKING:
-    from .runner import RunResult
-
 WORST = 8
 ANSWER_CLIP = 700
+
+
+@dataclass
+class RunResult:
+    """A finished run: its records, metrics and where they were written."""
+
+    run_dir: Path
+    mode: str  # "answer" or "retrieval"
+    k: int
+    records: list[dict[str, Any]]
+    metrics: dict[str, m.Metric]
+    info: dict[str, Any] = field(default_factory=dict)
+    computed: int = 0  # questions answered in this invocation
+    cached: int = 0  # questions whose answers came from the cache
+    wall_s: float = 0.0
+
+    @property
+    def failed(self) -> list[str]:
+        return [r["id"] for r in self.records if m.failed(r)]
+
+    @property
+    def unmapped_titles(self) -> list[str]:
+        """Expected titles the library does not hold (they count as retrieval misses)."""
+        return sorted({t for r in self.records for t in r.get("unmapped_titles", [])})
+
+    def to_json(self) -> dict[str, Any]:
+        """What `eval run --json` prints: one object."""
+        return {
+            "metrics": {name: v["value"] for name, v in self.metrics.items()},
+            "metric_n": {name: v["n"] for name, v in self.metrics.items()},
+            "n": len(self.records),
+            "failed": self.failed,
+            "run_dir": str(self.run_dir),
+        }
 
 
 def format_value(name: str, value: Any) -> str:

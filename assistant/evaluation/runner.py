@@ -24,7 +24,6 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import UsageError
 from ..records import normalise_title
 from . import metrics as m
+from .report import RunResult, render_report
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -118,12 +118,12 @@ def answer_settings(settings: Settings, model: str, k: int, embedder: str) -> di
     """Everything that changes an answer: the cache key's settings part, shown in the report."""
     from .. import prompts
     from ..answer import ABSTAIN_SIMILARITY, ANSWER_MAX_TOKENS
-    from ..llm import _display_url
+    from ..settings import display_url
 
     return {
         "model": model,
         "k": k,
-        "base_url": _display_url(settings.base_url) if settings.base_url else None,
+        "base_url": display_url(settings.base_url) if settings.base_url else None,
         "context_window": settings.context_window,
         "embedder": embedder,
         "prompts": {name: _sha(prompts.load(name), 12) for name in ANSWER_PROMPTS},
@@ -258,40 +258,6 @@ def _write_state(run_dir: Path, **state: Any) -> None:
 # -- running ------------------------------------------------------------------------------
 
 
-@dataclass
-class RunResult:
-    """A finished run: its records, metrics and where they were written."""
-
-    run_dir: Path
-    mode: str  # "answer" or "retrieval"
-    k: int
-    records: list[dict[str, Any]]
-    metrics: dict[str, m.Metric]
-    info: dict[str, Any] = field(default_factory=dict)
-    computed: int = 0  # questions answered in this invocation
-    cached: int = 0  # questions whose answers came from the cache
-    wall_s: float = 0.0
-
-    @property
-    def failed(self) -> list[str]:
-        return [r["id"] for r in self.records if m.failed(r)]
-
-    @property
-    def unmapped_titles(self) -> list[str]:
-        """Expected titles the library does not hold (they count as retrieval misses)."""
-        return sorted({t for r in self.records for t in r.get("unmapped_titles", [])})
-
-    def to_json(self) -> dict[str, Any]:
-        """What `eval run --json` prints: one object."""
-        return {
-            "metrics": {name: v["value"] for name, v in self.metrics.items()},
-            "metric_n": {name: v["n"] for name, v in self.metrics.items()},
-            "n": len(self.records),
-            "failed": self.failed,
-            "run_dir": str(self.run_dir),
-        }
-
-
 class _RecordingRetriever:
     """Passes searches through and keeps the last hits.
 
@@ -344,7 +310,7 @@ def _preflight(client: Any) -> None:
     Only when something is left to ask: a fully cached rerun needs no server.
     A server that cannot list models is left for the chat call to judge.
     """
-    from ..llm import AuthenticationRefused, EndpointUnreachable, LLMError
+    from ..errors import AuthenticationRefused, EndpointUnreachable, LLMError
 
     if not hasattr(client, "list_models"):
         return
@@ -560,7 +526,6 @@ def _now() -> str:
 def write_run(result: RunResult) -> None:
     """results.jsonl, metrics.json, report.md and metrics.png; then mark the run complete."""
     from .chart import draw_chart
-    from .report import render_report
 
     run_dir = result.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -12,15 +12,12 @@ from datetime import date, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from assistant.records import Paper, RecordError, RecordTooLarge
+from assistant.errors import MAX_RECORD_CHARS, RecordError, RecordTooLarge
+from assistant.records import Paper
 
 _AUTHOR_SPLIT = re.compile(r"\s*(?:,|;|\s+and\s+)\s*")
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[T ].*)?$")
 _MAX_SHOWN = 60
-# Title plus abstract of one paper. arXiv caps abstracts at 1,920 characters and
-# the longest in the sample is under 2,500; a record fifty times that is not a
-# paper but a broken export (or a file that is not what it claims).
-MAX_RECORD_CHARS = 100_000
 
 
 @dataclass

@@ -14,11 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from ..answer import CONDENSE_TURNS, Answer, Turn, answer_from_dict, ask, condense
 from ..errors import AssistantError, StoreError, UsageError
+from ..retrieve import parse_filter_date
 from ..sessions import Session, SessionStore, describe_filters
+from ..settings import display_url as settings_display_url
 
 if TYPE_CHECKING:
     from ..llm import ModelClient
@@ -59,25 +60,9 @@ def parse_command(text: str) -> Command | None:
     return Command(name.lower(), arg.strip())
 
 
-def parse_date(text: str) -> date:
-    """YYYY-MM-DD, YYYY-MM (first day) or YYYY (1 January), like the CLI's --since."""
-    for fmt in ("%Y-%m-%d", "%Y-%m", "%Y"):
-        try:
-            return datetime.strptime(text.strip(), fmt).date()
-        except ValueError:
-            continue
-    raise UsageError(f"{text!r} is not a date (use YYYY-MM-DD)")
-
-
 def display_url(url: str | None) -> str:
-    """The endpoint without any user:password part, for the status bar."""
-    if not url:
-        return "no endpoint (set OPENAI_BASE_URL)"
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    """The endpoint for the status bar, without any user:password part."""
+    return settings_display_url(url) if url else "no endpoint (set OPENAI_BASE_URL)"
 
 
 class ChatService:
@@ -191,7 +176,7 @@ class ChatService:
         """
         name, arg = command.name, command.arg
         if name in ("since", "until"):
-            value = None if arg.lower() in ("", "off", "none", "clear") else parse_date(arg)
+            value = None if arg.lower() in ("", "off", "none", "clear") else parse_filter_date(arg)
             setattr(self, name, value)
             if self.since and self.until and self.since > self.until:
                 raise UsageError(f"since {self.since} is after until {self.until}")

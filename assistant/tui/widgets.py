@@ -22,7 +22,7 @@ from textual.message import Message as TextualMessage
 from textual.widgets import Label, Markdown, OptionList, Static
 from textual.widgets.option_list import Option
 
-from ..sessions import Message, Session, highlight_parts
+from ..sessions import Message, Session, cited_sources, highlight_parts
 
 ROLE_LABELS = {
     "user": "You",
@@ -255,15 +255,14 @@ class SourcesPanel(Vertical):
         hint = self.query_one(".hint", Static)
         options = self.query_one("#sources", OptionList)
         answer = answer or {}
-        supported = {c.get("n"): bool(c.get("supported")) for c in answer.get("citations") or []}
-        cited = [s for s in answer.get("sources") or [] if s.get("n") in supported]
+        cited = cited_sources(answer)
         items = []
         for s in cited:
             item = Text()
             item.append(f"[{s.get('n')}] ", style="bold")
             item.append(str(s.get("title", "")), style="bold")
             item.append(f"\n{s.get('published') or 'undated'} · ")
-            if supported[s.get("n")]:
+            if s["supported"]:
                 item.append("✓ supported", style="green")
             else:
                 item.append("? not supported by its passage", style="yellow")

@@ -1,6 +1,6 @@
 """`assistant chat` and `assistant sessions list|show|export|delete|repair`.
 
-Imported by `assistant/cli.py` at start-up, so nothing heavy at module level:
+Imported at start-up (`assistant --help`), so nothing heavy at module level:
 `sessions` needs only `assistant.sessions` (sqlite3), and Textual loads only
 inside `chat`.
 """
@@ -12,27 +12,13 @@ from pathlib import Path
 import click
 
 from ..errors import UsageError
-
-# The same as cli.CONTEXT (not imported from there: cli imports this module).
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+from .common import CONTEXT, emit_json, model_settings, settings_of
 
 
-def _settings(ctx: click.Context):
-    from ..cli import _settings as settings_of
-
-    return settings_of(ctx)
-
-
-def _emit_json(data: object) -> None:
-    from ..cli import _emit_json as emit
-
-    emit(data)
-
-
-def _store(ctx: click.Context):
+def _store(settings):
     from ..sessions import SessionStore
 
-    return SessionStore.open(_settings(ctx).home)
+    return SessionStore.open(settings.home)
 
 
 @click.command(context_settings=CONTEXT)
@@ -55,20 +41,20 @@ def chat(ctx: click.Context, session_id: int | None, new: bool, model: str | Non
     """
     if session_id is not None and new:
         raise UsageError("--session and --new exclude each other")
-    settings = _settings(ctx)
+    settings = model_settings(ctx)[0]
     if model:
         settings = settings.with_(model=model)
-    with _store(ctx) as store:
+    with _store(settings) as store:
         # A damaged file fails here as one line, not as a crash half-way through the chat.
         store.check()
         if session_id is not None:
             store.get_session(session_id)  # a wrong id fails here, before the screen opens
-    from .app import ChatApp
+    from ..tui.app import ChatApp
 
     app = ChatApp(settings, session_id=session_id, new=new)
     app.run()
     if app.fatal_error is not None:
-        raise app.fatal_error  # one line from cli.main, with the error's exit code
+        raise app.fatal_error  # one line from the root group, with the error's exit code
     if app.return_code:
         ctx.exit(app.return_code)  # the app crashed (Textual printed why): never exit 0
 
@@ -89,12 +75,12 @@ def sessions() -> None:
 @click.pass_context
 def list_sessions(ctx: click.Context, search: str | None, as_json: bool) -> None:
     """Sessions, most recently used first."""
-    with _store(ctx) as store:
+    with _store(settings_of(ctx)) as store:
         found = store.list_sessions(search=search)
         if search and store.search_notice:
             click.echo(store.search_notice, err=True)
     if as_json:
-        _emit_json({"sessions": [s.to_dict() for s in found]})
+        emit_json({"sessions": [s.to_dict() for s in found]})
         return
     if not found:
         click.echo("No sessions." if not search else f"No session matches {search!r}.")
@@ -117,12 +103,12 @@ def list_sessions(ctx: click.Context, search: str | None, as_json: bool) -> None
 @click.pass_context
 def show_session(ctx: click.Context, session_id: int, as_json: bool) -> None:
     """Print session ID as Markdown (with --json: every message, citations and sources)."""
-    with _store(ctx) as store:
+    with _store(settings_of(ctx)) as store:
         session = store.get_session(session_id)
         messages = store.messages(session_id)
         text = store.export_markdown(session_id)
     if as_json:
-        _emit_json({"session": session.to_dict(), "messages": [m.to_dict() for m in messages]})
+        emit_json({"session": session.to_dict(), "messages": [m.to_dict() for m in messages]})
     else:
         click.echo(text)
 
@@ -139,8 +125,8 @@ def show_session(ctx: click.Context, session_id: int, as_json: bool) -> None:
 @click.pass_context
 def export_session(ctx: click.Context, session_id: int, output: Path | None, as_json: bool) -> None:
     """Write session ID as Markdown with its references; prints the file's path."""
-    settings = _settings(ctx)
-    with _store(ctx) as store:
+    settings = settings_of(ctx)
+    with _store(settings) as store:
         if output is None:
             path = store.write_export(session_id, settings.home / "exports")
         else:
@@ -152,7 +138,7 @@ def export_session(ctx: click.Context, session_id: int, output: Path | None, as_
                 raise UsageError(f"cannot write {output}: {exc.strerror}") from None
             path = output
     if as_json:
-        _emit_json({"session": session_id, "path": str(path)})
+        emit_json({"session": session_id, "path": str(path)})
     else:
         click.echo(str(path))
 
@@ -163,13 +149,13 @@ def export_session(ctx: click.Context, session_id: int, output: Path | None, as_
 @click.pass_context
 def delete_session(ctx: click.Context, session_ids: tuple[int, ...], as_json: bool) -> None:
     """Delete the sessions (and their messages) with these ids."""
-    with _store(ctx) as store:
+    with _store(settings_of(ctx)) as store:
         for session_id in session_ids:
             store.get_session(session_id)  # all exist, or nothing is deleted
         for session_id in session_ids:
             store.delete_session(session_id)
     if as_json:
-        _emit_json({"deleted": list(session_ids)})
+        emit_json({"deleted": list(session_ids)})
     else:
         click.echo(f"deleted {len(session_ids)} session(s)")
 
@@ -185,9 +171,9 @@ def repair_sessions(ctx: click.Context, as_json: bool) -> None:
     """
     from ..sessions import repair
 
-    report = repair(_settings(ctx).home)
+    report = repair(settings_of(ctx).home)
     if as_json:
-        _emit_json(report.to_dict())
+        emit_json(report.to_dict())
         return
     if not report.damaged:
         what = "is not damaged" if report.path.exists() else "does not exist yet"

@@ -1,9 +1,8 @@
-"""`assistant eval run` and `assistant eval compare`.
+"""`assistant eval run`, `assistant eval compare` and `assistant eval digest`.
 
 Only click is imported at module level: chromadb, the embedder and openai
 are imported inside the command functions so `assistant eval --help` stays
-fast. The CLI helpers are imported lazily too, because `assistant.cli`
-imports this module while it is still being initialised.
+fast. The evaluation itself is `assistant.evaluation`; this is its command line.
 """
 
 from __future__ import annotations
@@ -14,7 +13,8 @@ from typing import Any
 
 import click
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+from ..errors import Interrupted, UsageError
+from .common import CONTEXT, emit_json, model_settings, settings_of
 
 
 @click.group(context_settings=CONTEXT)
@@ -122,15 +122,13 @@ def run_command(
     model went down): they are listed and recorded in the run folder, the
     rest is scored, and a rerun retries them; 2 usage error; 130 interrupted.
     """
-    from ..cli import _settings
-    from ..errors import UsageError
-    from .runner import bundled_set, load_questions
+    from ..evaluation.runner import bundled_set, load_questions
 
     if (judge_base_url or judge_api_key_env) and not judge_model:
         raise UsageError("--judge-base-url and --judge-api-key-env need --judge-model")
     if retrieval_only and (judge_model or model):
         raise UsageError("--retrieval-only uses no model: drop --model/--judge-model")
-    settings = _settings(ctx)
+    settings = settings_of(ctx) if retrieval_only else model_settings(ctx)[0]
     set_path = (set_path or bundled_set()).resolve()
     questions = load_questions(set_path, limit)
 
@@ -148,7 +146,6 @@ def run_command(
         result = _run_retrieval(settings, retriever, questions, k, out, set_path, limit)
     else:
         result = _run_answers(
-            ctx,
             settings,
             retriever,
             client,
@@ -163,9 +160,7 @@ def run_command(
             judge_api_key_env,
         )
     if as_json:
-        from ..cli import _emit_json
-
-        _emit_json(result.to_json())
+        emit_json(result.to_json())
     else:
         _print_result(result)
     ctx.exit(1 if result.failed else 0)
@@ -180,7 +175,7 @@ def _run_retrieval(
     set_path: Path,
     limit: int | None,
 ) -> Any:
-    from .runner import choose_run_dir, run_retrieval, runs_base
+    from ..evaluation.runner import choose_run_dir, run_retrieval, runs_base
 
     info = {
         "mode": "retrieval",
@@ -198,7 +193,6 @@ def _run_retrieval(
 
 
 def _run_answers(
-    ctx: click.Context,
     settings: Any,
     retriever: Any,
     client: Any,
@@ -212,8 +206,14 @@ def _run_answers(
     judge_base_url: str | None,
     judge_api_key_env: str | None,
 ) -> Any:
-    from .judge import model_judge
-    from .runner import answer_settings, choose_run_dir, run_answers, runs_base, settings_hash
+    from ..evaluation.judge import model_judge
+    from ..evaluation.runner import (
+        answer_settings,
+        choose_run_dir,
+        run_answers,
+        runs_base,
+        settings_hash,
+    )
 
     info = answer_settings(settings, client.model, k, retriever.embedder.name)
     shash = settings_hash(info)
@@ -242,14 +242,11 @@ def _run_answers(
             progress=update,
         )
     except KeyboardInterrupt:
-        stop()
         again = "the same command" if out is None else f"again with --out {out}"
-        click.echo(
-            f"interrupted: completed answers are cached in {run_dir}; run {again} to resume",
-            err=True,
-        )
-        ctx.exit(130)
-    finally:
+        raise Interrupted(
+            f"interrupted: completed answers are cached in {run_dir}; run {again} to resume"
+        ) from None
+    finally:  # the bar goes before any line is printed
         stop()
         client.close()
 
@@ -258,7 +255,7 @@ def _print_result(result: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from .report import format_value
+    from ..evaluation.report import format_value
 
     console = Console(highlight=False)
     title = (
@@ -300,13 +297,11 @@ def compare_command(run_a: Path, run_b: Path, as_json: bool) -> None:
     Also lists the settings that differ and the questions that became right
     ("fixed") or wrong ("broken").
     """
-    from .report import compare_runs, format_value
+    from ..evaluation.report import compare_runs, format_value
 
     diff = compare_runs(run_a, run_b)
     if as_json:
-        from ..cli import _emit_json
-
-        _emit_json(diff)
+        emit_json(diff)
         return
     from rich.console import Console
     from rich.markup import escape
@@ -372,8 +367,6 @@ def digest_command(ctx: click.Context, digest_json: Path, as_json: bool) -> None
     """
     import json
 
-    from ..errors import UsageError
-
     try:
         data = json.loads(digest_json.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -389,20 +382,17 @@ def digest_command(ctx: click.Context, digest_json: Path, as_json: bool) -> None
             f"{digest_json}: not a digest JSON file (no 'themes' and 'papers'); "
             "write one with `assistant digest --format json`"
         )
-    from ..cli import _settings
     from ..digest.score import TARGETS, score_digest
     from ..store import Library
 
-    library = Library.open(_settings(ctx)) if data["papers"] else None
+    library = Library.open(settings_of(ctx)) if data["papers"] else None
     try:
         scores = score_digest(data, library)
     except (KeyError, TypeError, ValueError) as exc:
         raise UsageError(f"{digest_json}: cannot score this digest ({exc})") from None
     met = all(_meets(scores.get(k), want) for k, want in TARGETS.items())
     if as_json:
-        from ..cli import _emit_json
-
-        _emit_json({**scores, "targets_met": met, "file": str(digest_json)})
+        emit_json({**scores, "targets_met": met, "file": str(digest_json)})
     else:
         _print_digest_scores(scores, met)
     ctx.exit(0 if met else 1)

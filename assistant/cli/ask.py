@@ -1,0 +1,271 @@
+"""`assistant ask`: one cited answer from the library, saved as a chat session."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from typing import Any
+
+import click
+
+from ..errors import AssistantError, UsageError
+from .common import (
+    CONTEXT,
+    emit_json,
+    escape,
+    filter_options,
+    model_settings,
+    rich_console,
+    settings_of,
+)
+
+# A question is a sentence or a paragraph; this bounds what `cat big-file | assistant ask` reads.
+MAX_QUESTION_CHARS = 20_000
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("question", required=False)
+@click.option(
+    "-c",
+    "--continue",
+    "continue_",
+    is_flag=True,
+    help="Continue the most recent session (from `ask` or `assistant chat`): a "
+    "follow-up is read against its earlier questions.",
+)
+@click.option(
+    "--session",
+    "session_id",
+    type=int,
+    metavar="ID",
+    help="Continue this session (see `assistant sessions list`).",
+)
+@click.option(
+    "--k",
+    "k",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 50),
+    help="How many papers to give the model.",
+)
+@filter_options
+@click.option("--model", help="Chat model name [env: ASSISTANT_MODEL].")
+@click.option("--no-stream", is_flag=True, help="Print the answer when it is complete.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def ask(
+    ctx: click.Context,
+    question: str | None,
+    continue_: bool,
+    session_id: int | None,
+    k: int,
+    since: date | None,
+    until: date | None,
+    author: str | None,
+    title_kw: str | None,
+    model: str | None,
+    no_stream: bool,
+    as_json: bool,
+) -> None:
+    """Answer QUESTION from the library, citing papers by title.
+
+    QUESTION may be piped in instead: echo "What is GaLore?" | assistant ask.
+    Each question and answer is saved as a chat session (`assistant chat` shows
+    it); -c continues the latest one. Says so plainly when the library has
+    nothing on it. Each paper's verbatim evidence is shown under the answer;
+    model sentences their cited paper does not support are left out (--json
+    lists them with the reason).
+    With no OPENAI_BASE_URL, the bundled SmolLM2 answers (the local extra).
+    """
+    question = _question_from(question)
+    if continue_ and session_id is not None:
+        raise UsageError("--continue and --session exclude each other")
+    settings = settings_of(ctx)
+    store, session = _ask_session(settings, continue_, session_id)
+    with store:
+        # Start the bundled server (if it comes to that) first: it loads while chromadb does.
+        settings, endpoint = model_settings(ctx, wait=False)
+        from ..answer import CONDENSE_TURNS, Turn, answer_from_dict, condense
+        from ..answer import ask as run_ask
+        from ..llm import ModelClient, StreamInterrupted
+        from ..retrieve import Filters, open_retriever
+
+        retriever = open_retriever(settings)
+        endpoint.wait_ready()
+        client = ModelClient(
+            settings, model=(model if endpoint.how == "configured" else None) or settings.model
+        )
+        history: list[Turn] = []
+        if session is not None:
+            history = [
+                Turn(q, answer_from_dict(data))
+                for q, data in store.history(session.id, last=CONDENSE_TURNS)
+            ]
+        standalone = condense(history, question, client) if history else question
+        filters = Filters(since, until, author, title_kw)
+        options = dict(
+            k=k,
+            filters=filters,
+            context_window=settings.context_window,
+            standalone_question=standalone if standalone != question else None,
+        )
+        # Streamed unless --no-stream, shown live only on a terminal: a stream cut
+        # mid-answer still hands back what arrived, which a whole reply cannot.
+        live = not (as_json or no_stream) and sys.stdout.isatty()
+        console = rich_console()
+        try:
+            if live:
+                from rich.live import Live
+                from rich.text import Text
+
+                shown = Text()
+                # The model's words stream in; the checked answer replaces them at the end.
+                with Live(shown, console=console, transient=True, refresh_per_second=12) as view:
+
+                    def on_token(piece: str) -> None:
+                        shown.append(piece)
+                        view.update(shown)
+
+                    answer = run_ask(question, retriever, client, on_token=on_token, **options)
+            else:
+                answer = run_ask(question, retriever, client, stream=not no_stream, **options)
+        except StreamInterrupted as exc:
+            _print_partial(console, question, exc, as_json)
+            raise  # its one line goes to stderr from the root group, exit 1
+        saved = _save_turn(
+            store,
+            session,
+            question,
+            answer,
+            client.model,
+            {
+                "since": since.isoformat() if since else None,
+                "until": until.isoformat() if until else None,
+                "k": k,
+            },
+        )
+    if as_json:
+        emit_json({**answer.to_dict(), "session_id": saved})
+    else:
+        _print_answer(console, answer)
+    if saved is None:
+        ctx.exit(1)
+
+
+def _question_from(question: str | None) -> str:
+    """The question from the argument, else from piped stdin (never waits on a terminal)."""
+    if question is not None:
+        if not question.strip():
+            raise UsageError("the question is empty")
+        return question.strip()
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError(
+            'no question: give one (assistant ask "What is GaLore?") or pipe '
+            'it in (echo "What is GaLore?" | assistant ask)'
+        )
+    data = sys.stdin.buffer.read(MAX_QUESTION_CHARS * 4 + 1)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"stdin: the question is not UTF-8 text (byte {exc.start})") from None
+    if len(text) > MAX_QUESTION_CHARS:
+        raise UsageError(f"stdin: the question is longer than {MAX_QUESTION_CHARS} characters")
+    if not text.strip():
+        raise UsageError("stdin held no question")
+    return text.strip()
+
+
+def _ask_session(settings, continue_: bool, session_id: int | None):
+    """The sessions store and the session to continue (None: a new one, made on saving).
+
+    Opened before any model starts, so a wrong --session ID fails at once.
+    """
+    from ..sessions import SessionStore
+
+    store = SessionStore.open(settings.home)
+    try:
+        if session_id is not None:
+            return store, store.get_session(session_id)
+        return store, store.latest_session() if continue_ else None
+    except BaseException:  # anything, Ctrl-C included, must not leak the open store
+        store.close()
+        raise
+
+
+def _save_turn(
+    store, session, question: str, answer, model: str | None, filters: dict[str, Any]
+) -> int | None:
+    """Save the question and its answer as the chat saves a turn; the session id, or None
+    (with a warning: the answer is still printed) when the sessions database refuses."""
+    import sqlite3
+
+    try:
+        if session is None:
+            session = store.create_session(model=model, filters=filters)
+        store.add_message(session.id, "user", question)
+        store.add_message(session.id, "assistant", answer.text, answer=answer.to_dict())
+        return session.id
+    except (AssistantError, sqlite3.Error, OSError) as exc:
+        click.echo(f"warning: the answer was not saved to the sessions database: {exc}", err=True)
+        return None
+
+
+def _print_partial(console, question: str, exc, as_json: bool) -> None:
+    """What arrived before a stream broke, kept where the user can read it.
+
+    The live view is transient (the checked answer normally replaces it), so
+    the partial text is printed again once it has gone, marked as cut off.
+    """
+    from ..llm import strip_think
+
+    text = strip_think(exc.partial or "").strip()
+    if as_json:
+        emit_json(
+            {
+                "question": question,
+                "answer": text,
+                "partial": True,
+                "error": str(exc),
+                "citations": [],
+                "sources": [],
+            }
+        )
+        return
+    if text:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+        console.print(
+            "[yellow](cut off: the answer above is incomplete and its citations "
+            "were not checked)[/yellow]"
+        )
+
+
+def _print_answer(console, answer) -> None:
+    """Prose (supported sentences only), then each paper's verbatim evidence, then sources."""
+    console.print(answer.text, markup=False, highlight=False, soft_wrap=True)
+    if answer.abstained:
+        return
+    if answer.evidence:
+        console.print()
+        console.print("[b]Evidence[/b]")
+        for source, quotes in answer.evidence_by_source():
+            console.print(f"[{source.n}] [i]{escape(source.title)}[/i]", soft_wrap=True)
+            for quote in quotes:
+                console.print(f"    “{escape(quote.text)}”", soft_wrap=True, highlight=False)
+    console.print()
+    console.print("[b]Sources[/b]")
+    for source in answer.cited_sources:
+        when = source.published.isoformat() if source.published else "undated"
+        link = f"  {source.url}" if source.url else ""
+        console.print(f"[{source.n}] {escape(source.title)} ({when}){link}", soft_wrap=True)
+    notes = []
+    if answer.removed:
+        notes.append(
+            f"{len(answer.removed)} of the model's {answer.prose_sentences} sentence(s) "
+            "were not supported by the sources and are not shown (--json lists them)"
+        )
+    if answer.dropped_citations:
+        notes.append(
+            f"{answer.dropped_citations} citation(s) to sources that were not given were removed"
+        )
+    for note in notes:
+        console.print(f"[dim]note: {note}[/dim]", soft_wrap=True)
