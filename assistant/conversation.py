@@ -72,20 +72,12 @@ class Conversation:
 
     # -- sessions ------------------------------------------------------------------------
 
-    def start(self, session_id: int | None = None, *, new: bool = False) -> Session | None:
+    def first_session(self, session_id: int | None = None, *, new: bool = False) -> Session | None:
         """The session a chat opens with: `session_id`, else the latest unless `new`;
-        None (a draft) when there is none."""
+        None (start a draft) when there is none. `open` makes it current."""
         if session_id is not None:
-            session = self.store.get_session(session_id)
-        elif new:
-            session = None
-        else:
-            session = self.store.latest_session()
-        if session is None:
-            self.draft()
-        else:
-            self.open(session.id)
-        return session
+            return self.store.get_session(session_id)
+        return None if new else self.store.latest_session()
 
     def draft(self) -> None:
         """An empty conversation: its session is stored with its first message."""

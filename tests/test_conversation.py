@@ -11,7 +11,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -80,20 +79,6 @@ def stored(chat: Conversation) -> list[tuple[str, str, str]]:
     return [(m.role, m.content, m.status) for m in chat.store.messages(chat.session_id)]
 
 
-def cancel_when_asked(server: FakeServer, cancel: threading.Event) -> threading.Thread:
-    """Press Esc (set `cancel`) once the model has the request, from another thread."""
-
-    def press() -> None:
-        deadline = time.monotonic() + 60
-        while not server.chat_requests and time.monotonic() < deadline:
-            time.sleep(0.02)
-        cancel.set()
-
-    thread = threading.Thread(target=press)
-    thread.start()
-    return thread
-
-
 def test_the_conversation_and_the_chat_service_load_without_textual():
     probe = (
         "import sys, assistant.conversation, assistant.tui.service; "
@@ -131,34 +116,34 @@ def test_first_question_creates_the_session_and_commit_stores_the_answer(chat, s
 
 
 def test_cancel_keeps_what_was_written_marked_cancelled(chat, server):
-    server.add_stream([f"word{i} " for i in range(100)], delay_s=0.05)
+    pieces = ["MetaShift is a collection of ", "12,868 sets of natural images [1]. "]
+    server.add_stream(pieces + [f"word{i} " for i in range(100)], delay_s=0.05)
     cancel = threading.Event()
     turn = chat.begin(QUESTION)
     written: list[str] = []
 
     def on_token(piece: str) -> None:
         written.append(piece)
-        if len(written) == 3:
-            cancel.set()
+        if len(written) == 2:
+            cancel.set()  # Esc after the first sentence
 
     answer = chat.stream(turn, on_token=on_token, cancel=cancel)
     message = chat.cancel(turn, answer, "".join(written))
     assert message is not None and message.status == "cancelled"
-    assert message.content.startswith("word0 word1 word2")
-    assert "word99" not in message.content
+    assert "12,868 sets of natural images" in message.content
+    assert "word" not in message.content  # nothing after the Esc
     assert stored(chat) == [("user", QUESTION, "done"), ("assistant", message.content, "cancelled")]
     assert message.answer["answer"] == message.content
 
 
 def test_cancel_before_any_word_forgets_the_question_and_its_empty_session(chat, server):
-    server.add_hang(600)
+    server.add_stream(["", "never ", "shown"], delay_s=0.2)  # a first chunk with no words
     cancel = threading.Event()
     turn = chat.begin(QUESTION)
-    presser = cancel_when_asked(server, cancel)
-    answer = chat.stream(turn, cancel=cancel)
-    presser.join()
+    answer = chat.stream(turn, cancel=cancel, on_ready=cancel.set)  # Esc before any word
     assert chat.cancel(turn, answer, "") is None
     assert chat.session_id is None and chat.sessions() == []  # no empty session left behind
+    assert chat.store.messages(turn.session_id) == []
 
 
 def test_failed_first_question_leaves_no_session(chat, server):

@@ -142,7 +142,7 @@ class ChatApp(App[None]):
             for field in self.query(Input):
                 field.cursor_blink = False
         self.watch(self.query_one(Conversation), "scroll_y", self._scrolled, init=False)
-        session = self.chat.start(self._initial_session, new=self._start_new)
+        session = self.chat.first_session(self._initial_session, new=self._start_new)
         if session is not None:
             await self.open_session(session.id)
         else:
