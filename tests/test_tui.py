@@ -494,6 +494,8 @@ def test_key_remapped_in_the_file_takes_effect_and_is_on_the_help_screen(
             assert app.session_id is None and views(app, "assistant") == []
             # A binding of the session list is remapped too.
             await pilot.press("ctrl+s")
+            sidebar = app.query_one(SessionList)
+            sidebar.highlighted = 0
             await pilot.press("f2")
             assert not isinstance(app.screen, RenameScreen)
             await pilot.press("f6")

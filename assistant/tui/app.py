@@ -110,6 +110,7 @@ class ChatApp(App[None]):
         self._stream: StreamingMessage | None = None
         self._oldest_id: int | None = None
         self._selected: MessageView | None = None
+        self.user_keys: dict[str, str] = {}
         # An AssistantError nothing in the app handled (a damaged sessions file): the app
         # exits with its exit code and `assistant chat` prints it as one line.
         self.fatal_error: AssistantError | None = None
@@ -137,6 +138,7 @@ class ChatApp(App[None]):
 
     async def on_mount(self) -> None:
         keymap = load_keymap(self.settings.home, [b.id for b in self.all_bindings() if b.id])
+        self.user_keys = keymap.keys  # binding id -> keys, from ASSISTANT_HOME/keys.toml
         self.set_keymap(keymap.keys)
         if self.frozen:
             for field in self.query(Input):
@@ -633,7 +635,7 @@ class ChatApp(App[None]):
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
-        keys = binding_rows(self.all_bindings(), self._keymap)
+        keys = binding_rows(self.all_bindings(), self.user_keys)
         self.push_screen(HelpScreen(keys, COMMANDS))
 
     def action_cancel_reply(self) -> None:
