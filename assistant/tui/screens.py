@@ -56,6 +56,13 @@ class HelpScreen(ModalScreen[None]):
             yield Static(keys)
             yield Label("Commands (type them in the input)", classes="title")
             yield Static(commands)
+            yield Static(
+                Text(
+                    "Remap a key by its id in ASSISTANT_HOME/keys.toml, e.g. "
+                    '[keys] new-session = "ctrl+t"',
+                    style="dim",
+                )
+            )
             yield Static(Text("Esc closes this help.", style="dim"))
 
 
