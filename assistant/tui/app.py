@@ -73,7 +73,9 @@ class ChatApp(App[None]):
             "escape", "cancel_reply", "Cancel the reply (keeps what was written)", id="cancel-reply"
         ),
         Binding("ctrl+r", "regenerate", "Regenerate the last answer", id="regenerate"),
-        Binding("ctrl+y", "copy_answer", "Copy the last answer", id="copy-answer"),
+        Binding(
+            "ctrl+y", "copy_answer", "Copy the last answer with its references", id="copy-answer"
+        ),
         Binding("ctrl+l", "focus_input", "Focus the input", id="focus-input"),
         Binding("ctrl+s", "focus_sessions", "Focus the sessions", id="focus-sessions"),
         Binding("ctrl+o", "focus_sources", "Focus the sources", id="focus-sources"),
