@@ -549,6 +549,23 @@ def test_mistakes_in_the_key_file_are_one_line_each_and_the_rest_applies(
     run(scenario(["not valid TOML"]))
 
 
+def test_a_remapped_key_that_another_binding_holds_is_named(tmp_path: Path):
+    from assistant.tui.keymap import load_keymap
+
+    defaults = {b.id: b.key for b in ChatApp.all_bindings() if b.id}
+    (tmp_path / "keys.toml").write_text('[keys]\nnew-session = "ctrl+r"\n', encoding="utf-8")
+    keymap = load_keymap(tmp_path, defaults)
+    assert keymap.keys == {"new-session": "ctrl+r"}
+    assert keymap.problems == [
+        f"{tmp_path / 'keys.toml'}, line 2: new-session: ctrl+r is also regenerate's key; "
+        "give regenerate another key in the file"
+    ]
+    (tmp_path / "keys.toml").write_text(
+        '[keys]\nnew-session = "ctrl+r"\nregenerate = "f5"\n', encoding="utf-8"
+    )
+    assert load_keymap(tmp_path, defaults).problems == []  # a swap is no clash
+
+
 def test_long_session_mounts_recent_messages_and_loads_earlier(offline_settings: Settings):
     session_id = seed(offline_settings.home, extra=118)  # 120 messages in all
 

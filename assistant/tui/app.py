@@ -139,7 +139,7 @@ class ChatApp(App[None]):
         ]
 
     async def on_mount(self) -> None:
-        keymap = load_keymap(self.settings.home, [b.id for b in self.all_bindings() if b.id])
+        keymap = load_keymap(self.settings.home, {b.id: b.key for b in self.all_bindings() if b.id})
         self.user_keys = keymap.keys  # binding id -> keys, from ASSISTANT_HOME/keys.toml
         self.set_keymap(keymap.keys)
         if self.frozen:

@@ -15,7 +15,6 @@ installed, else the file is reported as unreadable there.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,8 +75,12 @@ def _line_of(text: str, binding_id: str) -> int | None:
     return None
 
 
-def load_keymap(home: Path, known_ids: Iterable[str]) -> KeyMap:
-    """Read `home/keys.toml` (no file: no remapping). Never raises for the file's content."""
+def load_keymap(home: Path, defaults: dict[str, str]) -> KeyMap:
+    """Read `home/keys.toml` (no file: no remapping). Never raises for the file's content.
+
+    `defaults` maps each binding id to its default key(s); a remapped key that
+    another binding still has is reported (Textual takes it from that binding).
+    """
     path = Path(home) / KEYS_FILE
     result = KeyMap()
     try:
@@ -97,7 +100,7 @@ def load_keymap(home: Path, known_ids: Iterable[str]) -> KeyMap:
     except ValueError as exc:  # tomllib.TOMLDecodeError; its text names the line and column
         result.problems.append(f"{path}: not valid TOML: {exc}; the default keys apply")
         return result
-    known = set(known_ids)
+    known = set(defaults)
     for name in data:
         if name != "keys":
             result.problems.append(f"{path}: unknown section [{name}] (only [keys] is read)")
@@ -123,4 +126,21 @@ def load_keymap(home: Path, known_ids: Iterable[str]) -> KeyMap:
             result.problems.append(f"{where}: {binding_id}: {problem}")
             continue
         result.keys[binding_id] = ",".join(k.strip() for k in keys.split(","))
+    _report_clashes(result, defaults, path, text)
     return result
+
+
+def _report_clashes(result: KeyMap, defaults: dict[str, str], path: Path, text: str) -> None:
+    final = {bid: set(_split(result.keys.get(bid) or keys)) for bid, keys in defaults.items()}
+    for binding_id, keys in result.keys.items():
+        for key in _split(keys):
+            others = sorted(o for o, held in final.items() if o != binding_id and key in held)
+            for other in others:
+                result.problems.append(
+                    f"{path}, line {_line_of(text, binding_id) or '?'}: {binding_id}: {key} is "
+                    f"also {other}'s key; give {other} another key in the file"
+                )
+
+
+def _split(keys: str) -> list[str]:
+    return [k.strip() for k in keys.split(",") if k.strip()]
