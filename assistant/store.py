@@ -416,6 +416,20 @@ class Library:
                 found[pid] = dict(meta or {})
         return found
 
+    def paper(self, paper_id: str) -> dict[str, Any] | None:
+        """One paper's stored metadata with its whole abstract under "abstract";
+        None when it is not stored (or the library is empty)."""
+        papers = self.papers()
+        if papers is None:
+            return None
+        with self._guard("read a paper record"):
+            got = papers.get(ids=[paper_id], include=["documents", "metadatas"])
+        if not got["ids"]:
+            return None
+        meta = dict(got["metadatas"][0] or {})
+        meta["abstract"] = got["documents"][0] or ""
+        return meta
+
     def find_by_title_keys(self, keys: Iterable[str]) -> dict[str, str]:
         """title_key -> stored paper id, to unify a paper seen with and without its arXiv id."""
         papers = self.papers()

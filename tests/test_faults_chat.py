@@ -26,14 +26,14 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input
 
-from assistant.answer import Turn, condense
+from assistant.answer import Turn, answer_from_dict, condense
 from assistant.cli import main
 from assistant.errors import SessionsDamaged
 from assistant.llm import ModelClient, ModelTimeout
 from assistant.sessions import DB_NAME, SessionStore, repair
 from assistant.settings import Settings
 from assistant.tui.app import ChatApp
-from assistant.tui.service import ChatService, answer_from_dict
+from assistant.tui.service import ChatService
 
 from .conftest import ROOT, make_settings
 from .fakeserver import FakeServer
@@ -437,7 +437,7 @@ def test_damage_found_mid_chat_ends_the_app_with_its_one_line(sample_copy: Path,
     async def scenario() -> ChatApp:
         app = ChatApp(settings, session_id=session_id)
         async with app.run_test(size=SIZE):
-            monkeypatch.setattr(app.store, "_now", malformed)  # the next write finds damage
+            monkeypatch.setattr(app.chat.store, "_now", malformed)  # the next write finds damage
             prompt = app.query_one("#prompt", Input)
             prompt.value = QUESTION
             await prompt.action_submit()
@@ -520,14 +520,13 @@ def test_follow_up_timeout_is_reported_once_not_waited_out_twice(tmp_path: Path,
         settings = make_settings(
             tmp_path, base_url=server.url, model="fake-model", context_window=4096, timeout=1.0
         )
-        with SessionStore.open(tmp_path) as store:
-            service = ChatService(settings, store)
-            service.retriever = sample_retriever
-            service.ready.set()
-            history = [Turn(QUESTION, answer_from_dict(METASHIFT_ANSWER))]
-            with pytest.raises(ModelTimeout):
-                service.answer(FOLLOW_UP, history)
-            service.close()
+        service = ChatService(settings)
+        service.retriever = sample_retriever
+        service.ready.set()
+        history = [Turn(QUESTION, answer_from_dict(METASHIFT_ANSWER))]
+        with pytest.raises(ModelTimeout):
+            service.answer(FOLLOW_UP, history)
+        service.close()
         assert len(server.chat_requests) == 1  # the rewrite's timeout ends the question
 
 

@@ -1,5 +1,10 @@
-"""The terminal chat, driven by real key presses against a real llama.cpp server.
+"""The terminal chat, driven by real key presses: what the user sees.
 
+One test asks the real llama.cpp server (SmolLM2) and checks the answer's
+citations and sources in the app; the others are about the app's flows
+(cancel, regenerate, resume, commands, keys), not the model's words, and use
+the fake server (tests/fakeserver.py) with the real library and embedder.
+What is stored when is tested without Textual in test_conversation.py.
 Each app runs on a private home holding a copy of the sample library; the
 questions are typed without clicking anything first, so the input must have
 focus when the app starts. Snapshot tests draw fixed screens (frozen clock, a
@@ -34,7 +39,6 @@ from .fakeserver import FakeServer
 SIZE = (100, 30)
 QUESTION = "How many sets of natural images does the MetaShift collection contain?"
 FOLLOW_UP = "How was it built?"
-LONG_QUESTION = "Explain in detail how Q-GaLore and GaLore reduce memory, step by step."
 DEAD_ENDPOINT = "http://127.0.0.1:9/v1"  # the discard port: nothing listens there
 FROZEN = datetime(2025, 3, 3, 9, 30, tzinfo=timezone.utc)
 REPLY_TIMEOUT = 420  # SmolLM2 on a busy 2-core machine can take minutes per answer
@@ -154,8 +158,8 @@ def seed(home: Path, clock: Callable[[], datetime] | None = None, extra: int = 0
 # -- against the real model ---------------------------------------------------------------
 
 
-def test_typed_question_is_answered_with_sources_and_resumes_after_restart(chat_settings: Settings):
-    async def first_run() -> int:
+def test_typed_question_is_answered_with_sources(chat_settings: Settings):
+    async def scenario() -> None:
         app = ChatApp(chat_settings, new=True)
         async with app.run_test(size=SIZE) as pilot:
             assert app.focused is app.query_one("#prompt")  # typing works without a click
@@ -180,88 +184,110 @@ def test_typed_question_is_answered_with_sources_and_resumes_after_restart(chat_
             assert "12,868" in plain(body)
             await pilot.press("escape")
             assert not isinstance(app.screen, AbstractScreen)
-            assert app.session_id is not None
-            return app.session_id
+            with SessionStore.open(chat_settings.home) as store:
+                assert [m.role for m in store.messages(app.session_id)] == ["user", "assistant"]
 
-    session_id = asyncio.run(first_run())
+    run(scenario())
 
-    async def second_run() -> None:
-        app = ChatApp(chat_settings)  # no --new: the latest session comes back
+
+# -- the app's flows, with the fake server standing in for the model -----------------------
+
+
+@pytest.fixture
+def server():
+    with FakeServer(models=["smollm2"]) as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_settings(sample_copy: Path, server: FakeServer) -> Settings:
+    return make_settings(
+        sample_copy, base_url=server.url, model="smollm2", context_window=4096, timeout=10.0
+    )
+
+
+def test_resumed_session_takes_a_follow_up_and_keys_move_between_answers(
+    fake_settings: Settings, server: FakeServer
+):
+    session_id = seed(fake_settings.home)
+    server.add_reply("How was the MetaShift collection built?")  # the follow-up's rewrite
+    server.add_stream(["MetaShift was built ", "from Visual Genome [1]."])
+
+    async def scenario() -> None:
+        app = ChatApp(fake_settings)  # no --new: the latest session comes back
         async with app.run_test(size=SIZE) as pilot:
             assert app.session_id == session_id
             assert [v.body for v in views(app, "user")] == [QUESTION]
-            assert len(views(app, "assistant")) == 1
             assert "MetaShift" in source_prompts(app)[0]
-            sidebar = app.query_one(SessionList)
-            assert sidebar.highlighted_session() == session_id
-            # A follow-up after the restart is condensed against the stored history.
+            assert app.query_one(SessionList).highlighted_session() == session_id
             await ask(pilot, app, FOLLOW_UP)
             replies = views(app, "assistant")
             assert len(replies) == 2, [v.body for v in views(app)]
             data = replies[-1].answer
             assert data["question"] == FOLLOW_UP
-            assert data["standalone_question"] and data["standalone_question"] != FOLLOW_UP
-            with SessionStore.open(chat_settings.home) as store:
-                assert [m.role for m in store.messages(session_id)] == [
-                    "user",
-                    "assistant",
-                    "user",
-                    "assistant",
-                ]
+            assert data["standalone_question"] == "How was the MetaShift collection built?"
             # The keyboard moves the sources panel between answers, as a click does.
             latest = source_prompts(app)
             assert replies[1].has_class("-selected")
             await pilot.press("ctrl+up")
             assert replies[0].has_class("-selected") and not replies[1].has_class("-selected")
-            assert "MetaShift" in source_prompts(app)[0]
+            assert "12,868" in source_prompts(app)[0]
             await pilot.press("ctrl+up")  # already the first answer: stays there
             assert replies[0].has_class("-selected")
             await pilot.press("ctrl+down")
             assert replies[1].has_class("-selected") and source_prompts(app) == latest
 
-    asyncio.run(second_run())
+    run(scenario())
 
 
-def test_escape_cancels_keeping_the_partial_answer_then_regenerate(chat_settings: Settings):
+def test_escape_cancels_keeping_the_partial_answer_then_regenerate(
+    fake_settings: Settings, server: FakeServer
+):
+    first = ["MetaShift holds ", "12,868 sets of natural images [1]. "]
+    server.add_stream(first + [f"word{i} " for i in range(200)], delay_s=0.1)
+    server.add_stream(["MetaShift is a collection of ", "12,868 sets of natural images [1]."])
+
     async def scenario() -> None:
-        app = ChatApp(chat_settings, new=True)
+        app = ChatApp(fake_settings, new=True)
         async with app.run_test(size=SIZE) as pilot:
-            await type_and_send(pilot, LONG_QUESTION)
+            await type_and_send(pilot, QUESTION)
             await wait_for(
                 pilot,
-                lambda: app._stream is not None and app._stream.text.strip(),
+                lambda: app._stream is not None and "word0 " in app._stream.text,
                 "the first streamed words",
-                REPLY_TIMEOUT,
             )
             await pilot.press("escape")
-            await wait_for(pilot, lambda: not app.replying, "the cancelled reply", 120)
+            await wait_for(pilot, lambda: not app.replying, "the cancelled reply")
             await app.workers.wait_for_complete()
             replies = views(app, "assistant")
             assert len(replies) == 1
-            assert replies[0].status == "cancelled" and replies[0].body.strip()
+            assert replies[0].status == "cancelled" and "12,868 sets" in replies[0].body
+            assert "word199" not in replies[0].body
             assert "cancelled" in replies[0].header_text().plain
-            with SessionStore.open(chat_settings.home) as store:
-                stored = store.messages(app.session_id)
-            assert [m.role for m in stored] == ["user", "assistant"]
-            assert stored[1].status == "cancelled" and stored[1].content == replies[0].body
             # ctrl+r asks the last question again and replaces the cancelled answer.
             await pilot.press("ctrl+r")
-            await wait_for(pilot, lambda: not app.replying, "the regenerated reply", REPLY_TIMEOUT)
+            await wait_for(pilot, lambda: not app.replying, "the regenerated reply")
             await app.workers.wait_for_complete()
             await pilot.pause()
             replies = views(app, "assistant")
             assert len(replies) == 1 and replies[0].status == "done"
-            assert [v.body for v in views(app, "user")] == [LONG_QUESTION]
-            # ctrl+y copies the last answer.
+            assert "12,868 sets" in replies[0].body
+            assert [v.body for v in views(app, "user")] == [QUESTION]
+            # ctrl+y copies the answer with the papers it cites.
             await pilot.press("ctrl+y")
-            assert app.clipboard == replies[0].body
+            assert app.clipboard.startswith(replies[0].body.strip())
+            assert "References:" in app.clipboard and "MetaShift" in app.clipboard
+            cited = replies[0].answer["citations"]
+            assert cited and all(f"[{c['n']}] {c['title']}" in app.clipboard for c in cited)
 
     run(scenario())
 
 
-def test_unknown_model_and_slash_commands(chat_settings: Settings):
+def test_unknown_model_and_slash_commands(fake_settings: Settings, server: FakeServer):
+    server.add_stream(["MetaShift is a collection of ", "12,868 sets of natural images [1]."])
+
     async def scenario() -> None:
-        app = ChatApp(chat_settings, new=True)
+        app = ChatApp(fake_settings, new=True)
         async with app.run_test(size=SIZE) as pilot:
             status = app.query_one("#status")
             await type_and_send(pilot, "/since 2024-01-01")
@@ -285,20 +311,20 @@ def test_unknown_model_and_slash_commands(chat_settings: Settings):
             error = views(app, "error")[-1].body
             assert "model 'no-such-model' not found" in error and "smollm2" in error
             assert app.query_one("#prompt", Input).value == QUESTION
-            assert app.is_running
+            assert app.is_running and app.session_id is None  # nothing half-done stored
 
             # The question goes through once the model is right; then the session exports.
             app.query_one("#prompt", Input).value = ""
             await type_and_send(pilot, "/model smollm2")
             await ask(pilot, app, QUESTION)
             assert len(views(app, "assistant")) == 1
-            with SessionStore.open(chat_settings.home) as store:
+            with SessionStore.open(fake_settings.home) as store:
                 session = store.get_session(app.session_id)
                 assert session.model == "smollm2" and session.filters["k"] == 6
             await type_and_send(pilot, "/export")
             shown = views(app)[-1].body
             assert "Exported the session to" in shown
-            exported = list((chat_settings.home / "exports").glob("session-*.md"))
+            exported = list((fake_settings.home / "exports").glob("session-*.md"))
             assert len(exported) == 1 and str(exported[0]) in shown
             assert "## All references" in exported[0].read_text()
 
@@ -387,8 +413,13 @@ def test_keys_help_rename_delete_search(offline_settings: Settings):
             await pilot.press("escape")
             assert not isinstance(app.screen, HelpScreen)
 
-            await pilot.press("ctrl+y")
-            assert app.clipboard == METASHIFT_ANSWER["answer"]
+            await pilot.press("ctrl+y")  # the answer, then the papers it cites
+            assert app.clipboard == (
+                f"{METASHIFT_ANSWER['answer']}\n\nReferences:\n\n"
+                "- [1] MetaShift: A Dataset of Datasets for Evaluating Contextual "
+                "Distribution Shifts and Training Conflicts (2022-02-14). "
+                "(supported by its passage)"
+            )
 
             sidebar = app.query_one(SessionList)
             assert sidebar.option_count == 2
@@ -431,6 +462,108 @@ def test_keys_help_rename_delete_search(offline_settings: Settings):
             assert app.focused is app.query_one("#prompt")
 
     run(scenario())
+
+
+def help_rows(app: ChatApp) -> dict[str, str]:
+    """binding id -> the keys the help screen shows for it."""
+    rows = {}
+    for line in " ".join(plain(w) for w in app.screen.query("Static")).splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and any(b.id == parts[-1] for b in ChatApp.all_bindings()):
+            rows[parts[-1]] = parts[0]
+    return rows
+
+
+def test_key_remapped_in_the_file_takes_effect_and_is_on_the_help_screen(
+    offline_settings: Settings,
+):
+    session_id = seed(offline_settings.home)
+    (offline_settings.home / "keys.toml").write_text(
+        '[keys]\nnew-session = "ctrl+t"\nrename-session = "f6"\n', encoding="utf-8"
+    )
+
+    async def scenario() -> None:
+        app = ChatApp(offline_settings, session_id=session_id)
+        async with app.run_test(size=SIZE) as pilot:
+            assert views(app, "error") == []  # a sound file: no notice
+            await pilot.press("ctrl+n")  # the old key does nothing now
+            await pilot.pause()
+            assert app.session_id == session_id and len(views(app, "assistant")) == 1
+            await pilot.press("ctrl+t")
+            await pilot.pause()
+            assert app.session_id is None and views(app, "assistant") == []
+            # A binding of the session list is remapped too.
+            await pilot.press("ctrl+s")
+            sidebar = app.query_one(SessionList)
+            sidebar.highlighted = 0
+            await pilot.press("f2")
+            assert not isinstance(app.screen, RenameScreen)
+            await pilot.press("f6")
+            assert isinstance(app.screen, RenameScreen)
+            await pilot.press("escape")
+            await pilot.press("f1")
+            assert isinstance(app.screen, HelpScreen)
+            rows = help_rows(app)
+            assert rows["new-session"] == "ctrl+t" and rows["rename-session"] == "f6"
+            assert rows["regenerate"] == "ctrl+r"  # the others keep their keys
+
+    run(scenario())
+
+
+def test_mistakes_in_the_key_file_are_one_line_each_and_the_rest_applies(
+    offline_settings: Settings,
+):
+    keys = offline_settings.home / "keys.toml"
+    keys.parent.mkdir(parents=True, exist_ok=True)
+    keys.write_text(
+        '[keys]\nnew-sesion = "ctrl+t"\nregenerate = "ctrl+nope"\nhelp = 5\nfocus-input = "f5"\n',
+        encoding="utf-8",
+    )
+
+    async def scenario(expect: list[str]) -> ChatApp:
+        app = ChatApp(offline_settings, new=True)
+        async with app.run_test(size=SIZE) as pilot:
+            errors = [v.body for v in views(app, "error")]
+            assert len(errors) == len(expect), errors
+            for body, words in zip(errors, expect):
+                assert str(keys) in body and words in body and "\n" not in body
+                assert "Traceback" not in body
+            assert app.is_running
+            if expect[0] != "not valid TOML":
+                await pilot.press("ctrl+s")
+                assert app.focused is app.query_one(SessionList)
+                await pilot.press("f5")  # the sound line still applies
+                assert app.focused is app.query_one("#prompt")
+        return app
+
+    run(
+        scenario(
+            [
+                "line 2: unknown binding id 'new-sesion'",
+                "line 3: regenerate: 'ctrl+nope' is not a key",
+                "line 4: help wants a key in quotes",
+            ]
+        )
+    )
+    keys.write_text('[keys]\nnew-session = "ctrl+t\n', encoding="utf-8")
+    run(scenario(["not valid TOML"]))
+
+
+def test_a_remapped_key_that_another_binding_holds_is_named(tmp_path: Path):
+    from assistant.tui.keymap import load_keymap
+
+    defaults = {b.id: b.key for b in ChatApp.all_bindings() if b.id}
+    (tmp_path / "keys.toml").write_text('[keys]\nnew-session = "ctrl+r"\n', encoding="utf-8")
+    keymap = load_keymap(tmp_path, defaults)
+    assert keymap.keys == {"new-session": "ctrl+r"}
+    assert keymap.problems == [
+        f"{tmp_path / 'keys.toml'}, line 2: new-session: ctrl+r is also regenerate's key; "
+        "give regenerate another key in the file"
+    ]
+    (tmp_path / "keys.toml").write_text(
+        '[keys]\nnew-session = "ctrl+r"\nregenerate = "f5"\n', encoding="utf-8"
+    )
+    assert load_keymap(tmp_path, defaults).problems == []  # a swap is no clash
 
 
 def test_long_session_mounts_recent_messages_and_loads_earlier(offline_settings: Settings):

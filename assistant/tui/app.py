@@ -24,8 +24,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, OptionList, Static
 
-from ..errors import AssistantError
+from ..conversation import Conversation as ConversationService
+from ..conversation import PendingTurn, copy_text
+from ..errors import AssistantError, UsageError
 from ..sessions import Message, SessionStore
+from .keymap import load_keymap
 from .screens import AbstractScreen, ConfirmScreen, HelpScreen, RenameScreen, binding_rows
 from .service import COMMANDS, ChatService, Command, display_url, parse_command
 from .widgets import (
@@ -55,7 +58,9 @@ class ChatApp(App[None]):
 
     `clock` fixes the time (snapshot tests): times written to the store come
     from it and the input cursor stops blinking, so two runs draw the same
-    screen. `store` lets a caller share one `SessionStore`.
+    screen. `store` lets a caller share one `SessionStore`. What is stored
+    when is `self.chat`'s (a `conversation.Conversation`) business: the app
+    calls it and draws what it returns.
     """
 
     CSS_PATH = "app.tcss"
@@ -68,7 +73,9 @@ class ChatApp(App[None]):
             "escape", "cancel_reply", "Cancel the reply (keeps what was written)", id="cancel-reply"
         ),
         Binding("ctrl+r", "regenerate", "Regenerate the last answer", id="regenerate"),
-        Binding("ctrl+y", "copy_answer", "Copy the last answer", id="copy-answer"),
+        Binding(
+            "ctrl+y", "copy_answer", "Copy the last answer with its references", id="copy-answer"
+        ),
         Binding("ctrl+l", "focus_input", "Focus the input", id="focus-input"),
         Binding("ctrl+s", "focus_sessions", "Focus the sessions", id="focus-sessions"),
         Binding("ctrl+o", "focus_sources", "Focus the sources", id="focus-sources"),
@@ -93,17 +100,19 @@ class ChatApp(App[None]):
         super().__init__()
         self.settings = settings
         self.frozen = clock is not None
-        self._own_store = store is None
-        self.store = store or SessionStore.open(settings.home, clock=clock)
-        self.service = ChatService(settings, self.store, clock)
-        self.session_id: int | None = None
+        self.service = ChatService(settings, clock)
+        self.chat = ConversationService(
+            store or SessionStore.open(settings.home, clock=clock),
+            self.service,
+            own_store=store is None,
+        )
         self._initial_session = session_id
         self._start_new = new
         self._cancel: threading.Event | None = None
         self._stream: StreamingMessage | None = None
         self._oldest_id: int | None = None
         self._selected: MessageView | None = None
-        self._fresh_session: int | None = None  # created by the question being answered
+        self.user_keys: dict[str, str] = {}
         # An AssistantError nothing in the app handled (a damaged sessions file): the app
         # exits with its exit code and `assistant chat` prints it as one line.
         self.fatal_error: AssistantError | None = None
@@ -122,20 +131,28 @@ class ChatApp(App[None]):
             yield SourcesPanel(id="sources-panel")
         yield StatusBar(id="status")
 
+    @classmethod
+    def all_bindings(cls) -> list[Binding]:
+        """Every binding a user can remap (each has an id), the app's and the session list's."""
+        return [
+            b for b in list(cls.BINDINGS) + list(SessionList.BINDINGS) if isinstance(b, Binding)
+        ]
+
     async def on_mount(self) -> None:
+        keymap = load_keymap(self.settings.home, {b.id: b.key for b in self.all_bindings() if b.id})
+        self.user_keys = keymap.keys  # binding id -> keys, from ASSISTANT_HOME/keys.toml
+        self.set_keymap(keymap.keys)
         if self.frozen:
             for field in self.query(Input):
                 field.cursor_blink = False
         self.watch(self.query_one(Conversation), "scroll_y", self._scrolled, init=False)
-        session = None
-        if self._initial_session is not None:
-            session = self.store.get_session(self._initial_session)
-        elif not self._start_new:
-            session = self.store.latest_session()
+        session = self.chat.first_session(self._initial_session, new=self._start_new)
         if session is not None:
             await self.open_session(session.id)
         else:
             await self.start_draft()
+        for problem in keymap.problems:
+            await self.notice(f"**Key map:** {problem}", kind="error")
         self.update_status()
         # After the first frame: importing chromadb in a thread still holds the GIL
         # for long stretches, and would delay the frame that makes the input usable.
@@ -184,10 +201,14 @@ class ChatApp(App[None]):
         if self._cancel is not None:
             self._cancel.set()
         self.service.close()
-        if self._own_store:
-            self.store.close()
+        self.chat.close()
 
     # -- status and sidebar --------------------------------------------------------------
+
+    @property
+    def session_id(self) -> int | None:
+        """The session on screen (None: a draft, stored with its first message)."""
+        return self.chat.session_id
 
     @property
     def replying(self) -> bool:
@@ -218,15 +239,13 @@ class ChatApp(App[None]):
 
     def refresh_sessions(self) -> None:
         search = self.query_one("#session-search", Input).value
-        self.query_one(SessionList).show(
-            self.store.list_sessions(search=search or None), self.session_id
-        )
+        self.query_one(SessionList).show(self.chat.sessions(search), self.session_id)
 
     # -- sessions ------------------------------------------------------------------------
 
     async def start_draft(self) -> None:
         """An empty conversation; the session is stored with its first message."""
-        self.session_id = None
+        self.chat.draft()
         self._oldest_id = None
         conversation = self.query_one(Conversation)
         await conversation.remove_children()
@@ -237,10 +256,8 @@ class ChatApp(App[None]):
 
     async def open_session(self, session_id: int) -> None:
         """Show a stored session as it was: its last messages, filters and model."""
-        session = self.store.get_session(session_id)
-        self.session_id = session.id
-        self.service.apply_session(session)
-        messages = self.store.messages(session.id, limit=RECENT_MESSAGES)
+        self.chat.open(session_id)
+        messages = self.chat.recent(RECENT_MESSAGES)
         self._oldest_id = messages[0].id if messages else None
         conversation = self.query_one(Conversation)
         await conversation.remove_children()
@@ -263,26 +280,13 @@ class ChatApp(App[None]):
     def _views_of(self, message_id: int) -> list[MessageView]:
         return [v for v in self.query(MessageView) if v.message_id == message_id]
 
-    def _forget(self, message_id: int) -> None:
-        """Delete a stored message whose view stays on screen (a failed question).
-
-        A session created for this question and left with no message is deleted
-        too, so a first question that failed leaves no empty session behind; the
-        next question starts a new one.
-        """
-        self.store.delete_message(message_id)
+    def _detach(self, message_id: int) -> None:
+        """A stored message was deleted (a failed question) but its view stays on screen."""
         for view in self._views_of(message_id):
             view.detach()
-        fresh = self.session_id is not None and self.session_id == self._fresh_session
-        if fresh and not self.store.count_messages(self.session_id):
-            self.store.delete_session(self.session_id)
-            self.session_id = None
-        self._fresh_session = None
 
     def _earlier_count(self) -> int:
-        if self.session_id is None or self._oldest_id is None:
-            return 0
-        return self.store.count_messages(self.session_id, before_id=self._oldest_id)
+        return self.chat.count_before(self._oldest_id)
 
     def _earlier_marker(self) -> Static:
         n = self._earlier_count()
@@ -300,9 +304,7 @@ class ChatApp(App[None]):
         """Mount the previous page of messages above the ones shown."""
         if self.session_id is None or self._oldest_id is None:
             return
-        earlier = self.store.messages(
-            self.session_id, limit=EARLIER_PAGE, before_id=self._oldest_id
-        )
+        earlier = self.chat.earlier(self._oldest_id, EARLIER_PAGE)
         if not earlier:
             return
         conversation = self.query_one(Conversation)
@@ -358,12 +360,12 @@ class ChatApp(App[None]):
         session_id = event.session_id
         if session_id is None:
             return
-        session = self.store.get_session(session_id)
+        session = self.chat.get_session(session_id)
         if event.action == "rename":
 
             def renamed(title: str | None) -> None:
                 if title:
-                    self.store.rename_session(session_id, title)
+                    self.chat.rename(session_id, title)
                     self.refresh_sessions()
 
             self.push_screen(RenameScreen(session.title), renamed)
@@ -375,8 +377,7 @@ class ChatApp(App[None]):
             async def confirmed(yes: bool | None) -> None:
                 if not yes:
                     return
-                self.store.delete_session(session_id)
-                if session_id == self.session_id:
+                if self.chat.delete(session_id):
                     await self.start_draft()
                 else:
                     self.refresh_sessions()
@@ -434,36 +435,24 @@ class ChatApp(App[None]):
         else:
             await self.ask(text)
 
-    def _ensure_session(self) -> int:
-        if self.session_id is None:
-            session = self.store.create_session(
-                model=self.service.model, filters=self.service.filters_dict()
-            )
-            self.session_id = self._fresh_session = session.id
-        return self.session_id
+    async def ask(self, question: str) -> None:
+        """Store the question, then answer it in a thread worker, streaming."""
+        await self._run_turn(self.chat.begin(question))
 
-    async def ask(self, question: str, replacing: tuple[Message, Message] | None = None) -> None:
-        """Store the question, then answer it in a thread worker, streaming.
+    async def _run_turn(self, turn: PendingTurn) -> None:
+        """Draw the turn's reply as it streams from a thread worker.
 
-        `replacing` is a stored (question, answer) being regenerated: the
-        question is not stored again, and the old answer stays stored (and on
-        screen, dimmed) until the new one is stored in its place.
+        A regenerate's old answer stays on screen, dimmed, until the new one is
+        stored in its place.
         """
         conversation = self.query_one(Conversation)
         for welcome in [v for v in conversation.query(MessageView) if v.body == WELCOME]:
             await welcome.remove()
         stream = StreamingMessage(self.service.model)
-        old_id: int | None = None
-        if replacing is None:
-            session_id = self._ensure_session()
-            history = self.service.history(session_id)
-            user = self.store.add_message(session_id, "user", question)
-            await conversation.mount_all([self._view(user), stream])
+        if turn.replacing is None:
+            await conversation.mount_all([self._view(turn.user), stream])
         else:
-            user, old = replacing
-            session_id, old_id = user.session_id, old.id
-            history = self.service.history(session_id, before_id=user.id)
-            old_views = self._views_of(old.id)
+            old_views = self._views_of(turn.replacing.id)
             for view in old_views:
                 view.add_class("-replaced")
             await conversation.mount(stream, after=old_views[-1] if old_views else None)
@@ -474,16 +463,7 @@ class ChatApp(App[None]):
         self._cancel, self._stream = cancel, stream
         self.refresh_sessions()
         self.run_worker(
-            partial(
-                self._answer_in_thread,
-                session_id,
-                question,
-                history,
-                user.id,
-                stream,
-                cancel,
-                old_id,
-            ),
+            partial(self._answer_in_thread, turn, stream, cancel),
             thread=True,
             exclusive=True,
             group="answer",
@@ -491,14 +471,7 @@ class ChatApp(App[None]):
         )
 
     def _answer_in_thread(
-        self,
-        session_id: int,
-        question: str,
-        history: list,
-        user_id: int,
-        stream: StreamingMessage,
-        cancel: threading.Event,
-        old_id: int | None = None,
+        self, turn: PendingTurn, stream: StreamingMessage, cancel: threading.Event
     ) -> None:
         def on_token(piece: str) -> None:
             self._from_thread(stream.append, piece)
@@ -507,16 +480,12 @@ class ChatApp(App[None]):
             self._from_thread(stream.set_waiting, "searching the library…")
 
         try:
-            answer = self.service.answer(
-                question, history, on_token=on_token, cancel=cancel, on_ready=on_ready
-            )
+            answer = self.chat.stream(turn, on_token=on_token, cancel=cancel, on_ready=on_ready)
         except Exception as exc:  # noqa: BLE001 - any failure, bug or not, is shown in the chat
             # and the app keeps running; a bug's class and text are shown and logged.
-            self._from_thread(self._reply_failed, question, user_id, stream, exc, old_id)
+            self._from_thread(self._reply_failed, turn, stream, exc)
             return
-        self._from_thread(
-            self._reply_done, session_id, question, user_id, stream, answer, cancel.is_set(), old_id
-        )
+        self._from_thread(self._reply_done, turn, stream, answer, cancel.is_set())
 
     async def _end_stream(self, stream: StreamingMessage) -> str:
         await stream.finish()
@@ -524,77 +493,56 @@ class ChatApp(App[None]):
         return stream.text
 
     async def _reply_done(
-        self,
-        session_id: int,
-        question: str,
-        user_id: int,
-        stream: StreamingMessage,
-        answer: Answer,
-        cancelled: bool,
-        old_id: int | None = None,
+        self, turn: PendingTurn, stream: StreamingMessage, answer: Answer, cancelled: bool
     ) -> None:
         streamed = await self._end_stream(stream)
-        data = answer.to_dict()
-        text, status = answer.full_text(), "done"  # prose, then each paper's verbatim quotes
-        if cancelled and old_id is not None:
-            # Esc during a regenerate means "never mind": the stored answer stays.
-            await stream.remove()
-            self._keep_old(old_id)
-            await self.notice("Regenerate cancelled: the previous answer is kept.")
-            return
         if cancelled:
-            text = streamed.strip() if answer.abstained else answer.full_text()
-            if not text:
+            message = self.chat.cancel(turn, answer, streamed)
+            if message is None:
                 await stream.remove()
-                self._forget(user_id)
-                await self._put_back(question)
+                if turn.regenerating:
+                    # Esc during a regenerate means "never mind": the stored answer stays.
+                    self._keep_old(turn)
+                    await self.notice("Regenerate cancelled: the previous answer is kept.")
+                    return
+                self._detach(turn.user.id)
+                await self._put_back(turn.question)
                 await self.notice(
                     "Cancelled before the model wrote anything. Your question is back in the input."
                 )
                 self.refresh_sessions()
                 return
-            data["answer"], status = text, "cancelled"
-        if old_id is None:
-            message = self.store.add_message(
-                session_id, "assistant", text, answer=data, status=status
-            )
         else:
-            message = self.store.replace_answer(
-                session_id, old_id, text, answer=data, status=status
-            )
-        self._fresh_session = None
+            message = self.chat.commit(turn, answer)
         view = self._view(message)
         conversation = self.query_one(Conversation)
         await conversation.mount(view, after=stream)
         await stream.remove()
-        if old_id is not None:
-            for old in self._views_of(old_id):
+        if turn.replacing is not None:
+            for old in self._views_of(turn.replacing.id):
                 await old.remove()
         self._select(view)
         self.refresh_sessions()
         self.update_status()
 
-    def _keep_old(self, old_id: int) -> None:
+    def _keep_old(self, turn: PendingTurn) -> None:
         """A regenerate did not replace the answer: show the old one as before."""
-        for view in self._views_of(old_id):
-            view.remove_class("-replaced")
+        if turn.replacing is not None:
+            for view in self._views_of(turn.replacing.id):
+                view.remove_class("-replaced")
 
     async def _reply_failed(
-        self,
-        question: str,
-        user_id: int,
-        stream: StreamingMessage,
-        exc: Exception,
-        old_id: int | None = None,
+        self, turn: PendingTurn, stream: StreamingMessage, exc: Exception
     ) -> None:
         from ..llm import StreamInterrupted
 
         streamed = await self._end_stream(stream)
         await stream.remove()
-        if old_id is None:
-            self._forget(user_id)
+        self.chat.fail(turn)
+        if turn.regenerating:
+            self._keep_old(turn)
         else:
-            self._keep_old(old_id)
+            self._detach(turn.user.id)
         if isinstance(exc, AssistantError):
             what = str(exc)
         else:
@@ -603,18 +551,18 @@ class ChatApp(App[None]):
         hint = "" if "doctor" in what else f" {DOCTOR_HINT}"
         partial_text = exc.partial if isinstance(exc, StreamInterrupted) else ""
         partial_text = (partial_text or streamed).strip()
-        verb = "regenerate" if old_id is not None else "answer"
+        verb = "regenerate" if turn.regenerating else "answer"
         body = f"**Could not {verb}:** {what}{hint}"
         if partial_text:
             quoted = "\n".join("> " + line for line in partial_text.splitlines())
             body += f"\n\nThe reply was cut off after:\n\n{quoted}"
-        if old_id is not None:
+        if turn.regenerating:
             body += "\n\nThe previous answer is kept: ctrl+r tries again."
             await self.notice(body, kind="error")
         else:
             body += "\n\nYour question is back in the input: press Enter to try again."
             await self.notice(body, kind="error")
-            await self._put_back(question)
+            await self._put_back(turn.question)
         self.refresh_sessions()
 
     async def _put_back(self, question: str) -> None:
@@ -639,19 +587,16 @@ class ChatApp(App[None]):
             except AssistantError as exc:
                 await self.notice(f"**/{command.name}:** {exc}", kind="error")
                 return
-            if self.session_id is not None:
-                self.store.update_session(
-                    self.session_id, model=self.service.model, filters=self.service.filters_dict()
-                )
+            self.chat.save_settings()
             self.update_status()
             await self.notice(said)
 
     async def _export(self) -> None:
-        if self.session_id is None or not self.store.count_messages(self.session_id):
+        try:
+            path = self.chat.export(self.settings.home / "exports")
+        except UsageError:
             await self.notice("Nothing to export yet: ask a question first.")
             return
-        try:
-            path = self.store.write_export(self.session_id, self.settings.home / "exports")
         except AssistantError as exc:
             await self.notice(f"**Export failed:** {exc}", kind="error")
             return
@@ -681,7 +626,7 @@ class ChatApp(App[None]):
             hint = "" if "available" in detail or "doctor" in detail else f" {DOCTOR_HINT}"
             await self.notice(f"**/digest:** {detail}{hint}", kind="error")
             return
-        message = self.store.add_message(self._ensure_session(), "digest", text)
+        message = self.chat.add_digest(text)
         conversation = self.query_one(Conversation)
         await conversation.mount(self._view(message))
         conversation.anchor()
@@ -692,7 +637,7 @@ class ChatApp(App[None]):
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
-        keys = binding_rows(list(self.BINDINGS) + list(SessionList.BINDINGS))
+        keys = binding_rows(self.all_bindings(), self.user_keys)
         self.push_screen(HelpScreen(keys, COMMANDS))
 
     def action_cancel_reply(self) -> None:
@@ -718,11 +663,11 @@ class ChatApp(App[None]):
         """
         if self.replying:
             return
-        last = self.store.messages(self.session_id, limit=2) if self.session_id else []
-        if len(last) < 2 or last[0].role != "user" or last[1].role != "assistant":
+        turn = self.chat.regenerate()
+        if turn is None:
             self.notify("Nothing to regenerate: the last message is not an answer.")
             return
-        await self.ask(last[0].content, replacing=(last[0], last[1]))
+        await self._run_turn(turn)
 
     def action_select_answer(self, step: int) -> None:
         """Move the sources panel to the answer before (-1) or after (+1) the selected one,
@@ -740,12 +685,14 @@ class ChatApp(App[None]):
         answers[index].scroll_visible(animate=False)
 
     def action_copy_answer(self) -> None:
+        """Copy the last answer with its references (OSC 52: works over ssh and in tmux)."""
         answers = [v for v in self.query(MessageView) if v.role == "assistant"]
         if not answers:
             self.notify("No answer to copy yet.")
             return
-        self.copy_to_clipboard(answers[-1].body)
-        self.notify("Copied the last answer.")
+        last = answers[-1]
+        self.copy_to_clipboard(copy_text(last.message) if last.message else last.body)
+        self.notify("Copied the last answer and its references.")
 
     def action_focus_input(self) -> None:
         self.query_one("#prompt", Input).focus()

@@ -13,9 +13,19 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
 
-def binding_rows(bindings: list[Binding]) -> list[tuple[str, str, str]]:
-    """(keys, what it does, binding id) for each binding that has an id."""
-    return [(b.key_display or b.key, b.description, b.id or "") for b in bindings if b.id]
+def binding_rows(
+    bindings: list[Binding], keymap: dict[str, str] | None = None
+) -> list[tuple[str, str, str]]:
+    """(keys, what it does, binding id) for each binding that has an id; a key the
+    user's key map (keys.toml) gives a binding replaces its default."""
+    keymap = keymap or {}
+    rows = []
+    for b in bindings:
+        if not b.id:
+            continue
+        keys = keymap.get(b.id) or b.key_display or b.key
+        rows.append((keys.replace(",", ", "), b.description, b.id))
+    return rows
 
 
 class HelpScreen(ModalScreen[None]):
@@ -46,6 +56,13 @@ class HelpScreen(ModalScreen[None]):
             yield Static(keys)
             yield Label("Commands (type them in the input)", classes="title")
             yield Static(commands)
+            yield Static(
+                Text(
+                    "Remap a key by its id in ASSISTANT_HOME/keys.toml, e.g. "
+                    '[keys] new-session = "ctrl+t"',
+                    style="dim",
+                )
+            )
             yield Static(Text("Esc closes this help.", style="dim"))
 
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..answer import CONDENSE_TURNS, Answer, Turn, answer_from_dict, ask, condense
+from ..answer import Answer, Turn, ask, condense
 from ..errors import AssistantError, StoreError, UsageError
 from ..retrieve import parse_filter_date
-from ..sessions import Session, SessionStore, describe_filters
+from ..sessions import Session, describe_filters, utc_now
 from ..settings import display_url as settings_display_url
 
 if TYPE_CHECKING:
@@ -66,14 +66,15 @@ def display_url(url: str | None) -> str:
 
 
 class ChatService:
-    """The chat's state and actions, for one app (one process)."""
+    """The library, the model and the conversation's settings, for one app (one process).
 
-    def __init__(
-        self, settings: Settings, store: SessionStore, clock: Callable[[], datetime] | None = None
-    ) -> None:
+    What is stored when is `conversation.Conversation`'s business; this class
+    holds no sessions file. `clock` dates the /digest week (snapshot tests fix it).
+    """
+
+    def __init__(self, settings: Settings, clock: Callable[[], datetime] | None = None) -> None:
         self.settings = settings
-        self.store = store
-        self.clock = clock or store.clock
+        self.clock = clock or utc_now
         self.retriever: Retriever | None = None
         self.library_size: int | None = None
         self.load_error: BaseException | None = None
@@ -203,19 +204,6 @@ class ChatService:
 
     # -- answering -----------------------------------------------------------------------
 
-    def history(self, session_id: int | None, before_id: int | None = None) -> list[Turn]:
-        """The session's last answered questions (as many as a follow-up is condensed
-        against) as `Turn`s, rebuilt from the store (only those before message
-        `before_id` when it is given)."""
-        if session_id is None:
-            return []
-        return [
-            Turn(question, answer_from_dict(data))
-            for question, data in self.store.history(
-                session_id, before_id=before_id, last=CONDENSE_TURNS
-            )
-        ]
-
     def answer(
         self,
         question: str,
@@ -250,15 +238,10 @@ class ChatService:
     def abstract(self, paper_id: str) -> dict[str, Any]:
         """A paper's stored record: title, date, url and its whole abstract."""
         retriever = self.wait_ready()
-        papers = retriever.library.papers()
-        if papers is None:
-            raise StoreError("the library is empty: run `assistant ingest`")
-        got = papers.get(ids=[paper_id], include=["documents", "metadatas"])
-        if not got["ids"]:
+        paper = retriever.library.paper(paper_id)
+        if paper is None:
             raise StoreError(f"paper {paper_id} is no longer in the library")
-        meta = dict(got["metadatas"][0] or {})
-        meta["abstract"] = got["documents"][0] or ""
-        return meta
+        return paper
 
     def digest(self) -> str:
         """This week's digest as Markdown, kept short enough to read in a chat: the
