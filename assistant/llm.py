@@ -16,7 +16,6 @@ from __future__ import annotations
 import email.utils
 import json
 import math
-import random
 import re
 import threading
 import time
@@ -34,12 +33,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# Server-directed waits (Retry-After) longer than this are not sat out: a CLI
-# user is better served by an error that says how long the server wants.
+# Server-directed waits (Retry-After) longer than this are not sat out (the SDK would
+# wait up to two minutes): a CLI user is better served by an error that says how long.
 RETRY_AFTER_CAP_S = 30.0
-# Our own backoff when the server gives no Retry-After: 0.5, 1, 2, 4, 8, 8 ... s (minus jitter).
-BACKOFF_INITIAL_S = 0.5
-BACKOFF_MAX_S = 8.0
 # Connecting to a local server should be quick; a long connect wait hides "wrong host".
 CONNECT_TIMEOUT_CAP_S = 10.0
 # How often a cancellable non-streamed call looks at its cancel event (an Esc feels instant).
@@ -132,12 +128,12 @@ class _EarlyBreak(Exception):
 
 
 class ModelClient:
-    """A chat client for one OpenAI-compatible endpoint.
+    """A chat (and embeddings) client for one OpenAI-compatible endpoint.
 
-    The SDK is built with `max_retries=0` and retries happen here instead: the
-    SDK (2.x) also retries timeouts and refused connections, which turns one
-    `ASSISTANT_TIMEOUT` into several and delays "is the server running?" by
-    seconds, and it sits out any Retry-After up to two minutes.
+    Retries are the SDK's own (`max_retries`: backoff with jitter, Retry-After,
+    which statuses to retry); `_PolicyHttpClient` only narrows them to the
+    product's policy. Everything that leaves this class is an `LLMError` with a
+    one-line message that names the URL and never the API key.
     """
 
     def __init__(
@@ -406,14 +402,20 @@ class ModelClient:
         )
 
     def _open_stream(self, params: dict[str, Any]) -> Any:
-        """Start a streamed completion, asking for usage where the server allows it."""
+        """Start a streamed completion, asking for usage where the server allows it.
+
+        Token counts in a stream come only with `stream_options.include_usage`,
+        which older servers reject with a 400; such a server is asked again
+        without it (remembered for this client) rather than failing the answer,
+        and the counts are then our tiktoken estimate.
+        """
         import openai
 
         sdk = self._sdk()
         if self._stream_usage_ok:
             kwargs = {**params, "stream": True, "stream_options": {"include_usage": True}}
             try:
-                return self._with_retries(lambda: sdk.chat.completions.create(**kwargs))
+                return sdk.chat.completions.create(**kwargs)
             except openai.BadRequestError as exc:
                 text = (_server_message(exc) + " " + str(exc)).lower()
                 if "stream_options" not in text and "include_usage" not in text:
@@ -521,72 +523,24 @@ class ModelClient:
     def _sdk(self) -> openai.OpenAI:
         with self._lock:
             if self._sdk_client is None:
-                import httpx
                 import openai
 
                 self._sdk_client = openai.OpenAI(
                     base_url=self.base_url,
                     api_key=self._api_key or "not-needed",
-                    # A read timeout bounds each wait for bytes, so a stream that sends
-                    # headers and then stalls times out too, not just a silent server.
-                    timeout=httpx.Timeout(
-                        self.timeout, connect=min(self.timeout, CONNECT_TIMEOUT_CAP_S)
-                    ),
-                    max_retries=0,
+                    http_client=_policy_http_client(self.timeout),
+                    max_retries=self.max_retries,
                 )
             return self._sdk_client
 
     def _request(self, call: Callable[[], T], *, model: str | None = None) -> T:
-        """Run one SDK call with retries; any failure leaves as an LLMError."""
+        """Run one SDK call (the SDK retries it); any failure leaves as an LLMError."""
         import openai
 
         try:
-            return self._with_retries(call)
+            return call()
         except openai.APIError as exc:
             raise self._translate(exc, model) from _chain(exc)
-
-    def _with_retries(self, call: Callable[[], T]) -> T:
-        """Retry rate limits, server errors and dropped connections, nothing else.
-
-        Timeouts are not retried (the user's ASSISTANT_TIMEOUT is the bound on a
-        call), nor are refused connections (the server is not running; retrying
-        only delays saying so).
-        """
-        import httpx
-        import openai
-
-        attempt = 0
-        while True:
-            try:
-                return call()
-            except openai.APITimeoutError:
-                raise
-            except openai.APIConnectionError as exc:
-                if isinstance(exc.__cause__, httpx.ConnectError) or attempt >= self.max_retries:
-                    raise
-                delay = _backoff(attempt)
-            except openai.APIStatusError as exc:
-                wait = self._retry_delay(exc, attempt)
-                if wait is None:
-                    raise
-                delay = wait
-            attempt += 1
-            time.sleep(delay)
-
-    def _retry_delay(self, exc: openai.APIStatusError, attempt: int) -> float | None:
-        """Seconds to wait before retrying `exc`, or None to give up."""
-        if attempt >= self.max_retries:
-            return None
-        status = exc.status_code
-        if not (status in (408, 409, 429) or (status >= 500 and status != 501)):
-            return None
-        headers = exc.response.headers
-        if headers.get("x-should-retry") == "false":
-            return None
-        retry_after = _retry_after(headers)
-        if retry_after is not None:
-            return retry_after if retry_after <= RETRY_AFTER_CAP_S else None
-        return _backoff(attempt)
 
     def _translate(self, exc: openai.APIError, model: str | None) -> LLMError:
         """Turn an SDK exception into the one-line error the user should see."""
@@ -701,6 +655,50 @@ class ModelClient:
         return cls(text, *args, **kwargs)
 
 
+# -- the product's retry policy, on top of the SDK's -----------------------------------------
+
+
+def _policy_http_client(timeout: float) -> Any:
+    """An httpx client for the SDK that makes three failures final (never retried).
+
+    The SDK retries timeouts, refused connections and any 408/409/429/5xx, and
+    sits out a Retry-After of up to two minutes. For a command-line user:
+
+    - a timeout is not retried: ASSISTANT_TIMEOUT is the bound on one call, and
+      retrying would multiply it;
+    - a refused or unresolvable connection is not retried: nothing is running
+      there, and backing off only delays saying so;
+    - a Retry-After beyond RETRY_AFTER_CAP_S is not sat out: the error says how
+      long the server asks to wait instead.
+
+    The first two are raised from `send` as the SDK's own errors, which its retry
+    loop passes through untouched (openai >= 2.31); the third is marked with the
+    `x-should-retry: false` header the SDK obeys. Everything else (backoff,
+    jitter, which statuses to retry, a dropped connection) is the SDK's.
+    """
+    import httpx
+    import openai
+
+    class PolicyHttpClient(openai.DefaultHttpxClient):
+        def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+            try:
+                response = super().send(request, **kwargs)
+            except httpx.TimeoutException as exc:
+                raise openai.APITimeoutError(request=request) from exc
+            except (httpx.ConnectError, httpx.UnsupportedProtocol) as exc:
+                raise openai.APIConnectionError(request=request) from exc
+            wait = _retry_after(response.headers)
+            if wait is not None and wait > RETRY_AFTER_CAP_S:
+                response.headers["x-should-retry"] = "false"
+            return response
+
+    # A read timeout bounds each wait for bytes, so a stream that sends headers
+    # and then stalls times out too, not just a silent server.
+    return PolicyHttpClient(
+        timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT_CAP_S))
+    )
+
+
 # -- helpers -------------------------------------------------------------------------------
 
 
@@ -750,32 +748,22 @@ def _chain(exc: BaseException) -> BaseException | None:
     return None if status in (401, 403) else exc
 
 
-def _backoff(attempt: int) -> float:
-    delay = min(BACKOFF_INITIAL_S * math.pow(2.0, min(attempt, 30)), BACKOFF_MAX_S)
-    return delay * (1 - 0.25 * random.random())
-
-
 def _retry_after(headers: Any) -> float | None:
-    """Seconds the server asked us to wait (retry-after-ms, seconds, or an HTTP date)."""
-    value = headers.get("retry-after-ms")
-    if value is not None:
+    """Seconds the server asks us to wait, read as the SDK reads them (retry-after-ms,
+    then retry-after in seconds or as an HTTP date), so the cap judges the SDK's wait."""
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
         try:
-            seconds = float(value) / 1000
-            return seconds if math.isfinite(seconds) and seconds >= 0 else None
+            seconds = float(value) / scale
         except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-        return seconds if math.isfinite(seconds) and seconds >= 0 else None
-    except ValueError:
-        pass
-    parsed = email.utils.parsedate_tz(value)
-    if parsed is None:
-        return None
-    return max(0.0, email.utils.mktime_tz(parsed) - time.time())
+            parsed = email.utils.parsedate_tz(value) if scale == 1.0 else None
+            if parsed is None:
+                continue
+            seconds = email.utils.mktime_tz(parsed) - time.time()
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    return None
 
 
 def _server_message(exc: Any) -> str:
