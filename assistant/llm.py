@@ -518,6 +518,31 @@ class ModelClient:
             usage_estimated=estimated,
         )
 
+    # -- embeddings ------------------------------------------------------------------------
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """One `/v1/embeddings` request for `texts`, vectors in input order.
+
+        It goes through the same model check, retry policy and error translation
+        as a chat call, so an embedding endpoint that is down, slow or refuses the
+        key fails with the same one-line, key-free message.
+        """
+        model = self.model
+        self._check_model(model)
+        sdk = self._sdk()
+        response = self._request(
+            lambda: sdk.embeddings.create(model=model, input=texts), model=model
+        )
+        data = getattr(response, "data", None)
+        if not isinstance(data, list) or len(data) != len(texts):
+            got = f"{len(data)} vectors" if isinstance(data, list) else "no vectors"
+            raise self._fail(
+                ServerError,
+                f"the embedding endpoint at {self._display_url} returned {got} "
+                f"for {len(texts)} texts",
+            )
+        return [item.embedding for item in sorted(data, key=lambda item: item.index)]
+
     # -- transport: SDK client, retries, error translation -------------------------------
 
     def _sdk(self) -> openai.OpenAI:
