@@ -13,9 +13,7 @@ importing this module, and so `assistant --help`, stays cheap.
 
 from __future__ import annotations
 
-import email.utils
 import json
-import math
 import re
 import threading
 import time
@@ -25,6 +23,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import AssistantError
+from .llm_transport import (
+    chain_cause,
+    policy_http_client,
+    retry_after,
+    server_answered,
+    server_message,
+    transport_cause,
+    transport_reason,
+)
 from .settings import Settings
 from .tokens import count_message_tokens, count_tokens
 
@@ -33,11 +40,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# Server-directed waits (Retry-After) longer than this are not sat out (the SDK would
-# wait up to two minutes): a CLI user is better served by an error that says how long.
-RETRY_AFTER_CAP_S = 30.0
-# Connecting to a local server should be quick; a long connect wait hides "wrong host".
-CONNECT_TIMEOUT_CAP_S = 10.0
 # How often a cancellable non-streamed call looks at its cancel event (an Esc feels instant).
 CANCEL_POLL_S = 0.05
 
@@ -131,7 +133,7 @@ class ModelClient:
     """A chat (and embeddings) client for one OpenAI-compatible endpoint.
 
     Retries are the SDK's own (`max_retries`: backoff with jitter, Retry-After,
-    which statuses to retry); `_PolicyHttpClient` only narrows them to the
+    which statuses to retry); `llm_transport.policy_http_client` only narrows them to the
     product's policy. Everything that leaves this class is an `LLMError` with a
     one-line message that names the URL and never the API key.
     """
@@ -417,13 +419,13 @@ class ModelClient:
             try:
                 return sdk.chat.completions.create(**kwargs)
             except openai.BadRequestError as exc:
-                text = (_server_message(exc) + " " + str(exc)).lower()
+                text = (server_message(exc) + " " + str(exc)).lower()
                 if "stream_options" not in text and "include_usage" not in text:
                     raise self._translate(exc, params["model"]) from exc
                 # Older servers reject the option outright; remember and ask without it.
                 self._stream_usage_ok = False
             except openai.APIError as exc:
-                raise self._translate(exc, params["model"]) from _chain(exc)
+                raise self._translate(exc, params["model"]) from chain_cause(exc)
         kwargs = {**params, "stream": True}
         return self._request(lambda: sdk.chat.completions.create(**kwargs), model=params["model"])
 
@@ -474,7 +476,7 @@ class ModelClient:
                 partial="".join(pieces),
             ) from None
         except (httpx.TransportError, httpx.StreamError) as exc:
-            reason = _transport_reason(exc)
+            reason = transport_reason(exc)
             if not pieces:
                 raise _EarlyBreak(reason) from None
             if isinstance(exc, httpx.RemoteProtocolError):
@@ -491,7 +493,7 @@ class ModelClient:
             ) from None
         except (openai.APIError, ValueError) as exc:
             # An error event inside the stream, or a chunk that is not JSON.
-            detail = _server_message(exc) if isinstance(exc, openai.APIError) else str(exc)
+            detail = server_message(exc) if isinstance(exc, openai.APIError) else str(exc)
             if not pieces:
                 raise self._fail(
                     ServerError,
@@ -553,7 +555,7 @@ class ModelClient:
                 self._sdk_client = openai.OpenAI(
                     base_url=self.base_url,
                     api_key=self._api_key or "not-needed",
-                    http_client=_policy_http_client(self.timeout),
+                    http_client=policy_http_client(self.timeout),
                     max_retries=self.max_retries,
                 )
             return self._sdk_client
@@ -565,7 +567,7 @@ class ModelClient:
         try:
             return call()
         except openai.APIError as exc:
-            raise self._translate(exc, model) from _chain(exc)
+            raise self._translate(exc, model) from chain_cause(exc)
 
     def _translate(self, exc: openai.APIError, model: str | None) -> LLMError:
         """Turn an SDK exception into the one-line error the user should see."""
@@ -578,12 +580,12 @@ class ModelClient:
                 return self._fail(EndpointUnreachable, self._unreachable("connection timed out"))
             return self._fail(ModelTimeout, self._timeout_message())
         if isinstance(exc, openai.APIConnectionError):
-            if _server_answered(exc):
+            if server_answered(exc):
                 return self._fail(ConnectionBroken, self._broken(exc))
-            return self._fail(EndpointUnreachable, self._unreachable(_transport_reason(exc)))
+            return self._fail(EndpointUnreachable, self._unreachable(transport_reason(exc)))
         if isinstance(exc, openai.APIStatusError):
             status = exc.status_code
-            detail = _server_message(exc)
+            detail = server_message(exc)
             if status in (401, 403):
                 if not self._api_key:
                     message = f"the endpoint at {url} wants an API key: set OPENAI_API_KEY"
@@ -600,7 +602,7 @@ class ModelClient:
                     status=status,
                 )
             if status == 429:
-                wait = _retry_after(exc.response.headers)
+                wait = retry_after(exc.response.headers)
                 asks = f" and asks to wait {wait:g} s" if wait is not None else ""
                 return self._fail(
                     ServerError,
@@ -611,7 +613,7 @@ class ModelClient:
                 ServerError, f"the model endpoint at {url} answered {status}: {detail}", status
             )
         return self._fail(
-            ServerError, f"the model endpoint at {url} reported an error: {_server_message(exc)}"
+            ServerError, f"the model endpoint at {url} reported an error: {server_message(exc)}"
         )
 
     def _missing_model(self, model: str, status: int, detail: str) -> LLMError:
@@ -651,14 +653,14 @@ class ModelClient:
         """What a server that accepted the request and then dropped it did, in words."""
         import httpx
 
-        cause = _transport_cause(exc)
+        cause = transport_cause(exc)
         text = str(cause).lower()
         if isinstance(cause, httpx.RemoteProtocolError) and "without sending a response" in text:
             what = "closed the connection without answering"
         elif isinstance(cause, httpx.RemoteProtocolError):
             what = "closed the connection before the whole reply arrived"
         else:
-            what = f"broke the connection mid-reply ({_transport_reason(exc)})"
+            what = f"broke the connection mid-reply ({transport_reason(exc)})"
         tries = self.max_retries + 1
         return (
             f"the model server at {self._display_url} accepted the request but {what} "
@@ -678,50 +680,6 @@ class ModelClient:
         if len(text) > 500:
             text = text[:497] + "..."
         return cls(text, *args, **kwargs)
-
-
-# -- the product's retry policy, on top of the SDK's -----------------------------------------
-
-
-def _policy_http_client(timeout: float) -> Any:
-    """An httpx client for the SDK that makes three failures final (never retried).
-
-    The SDK retries timeouts, refused connections and any 408/409/429/5xx, and
-    sits out a Retry-After of up to two minutes. For a command-line user:
-
-    - a timeout is not retried: ASSISTANT_TIMEOUT is the bound on one call, and
-      retrying would multiply it;
-    - a refused or unresolvable connection is not retried: nothing is running
-      there, and backing off only delays saying so;
-    - a Retry-After beyond RETRY_AFTER_CAP_S is not sat out: the error says how
-      long the server asks to wait instead.
-
-    The first two are raised from `send` as the SDK's own errors, which its retry
-    loop passes through untouched (openai >= 2.31); the third is marked with the
-    `x-should-retry: false` header the SDK obeys. Everything else (backoff,
-    jitter, which statuses to retry, a dropped connection) is the SDK's.
-    """
-    import httpx
-    import openai
-
-    class PolicyHttpClient(openai.DefaultHttpxClient):
-        def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
-            try:
-                response = super().send(request, **kwargs)
-            except httpx.TimeoutException as exc:
-                raise openai.APITimeoutError(request=request) from exc
-            except (httpx.ConnectError, httpx.UnsupportedProtocol) as exc:
-                raise openai.APIConnectionError(request=request) from exc
-            wait = _retry_after(response.headers)
-            if wait is not None and wait > RETRY_AFTER_CAP_S:
-                response.headers["x-should-retry"] = "false"
-            return response
-
-    # A read timeout bounds each wait for bytes, so a stream that sends headers
-    # and then stalls times out too, not just a silent server.
-    return PolicyHttpClient(
-        timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT_CAP_S))
-    )
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -765,105 +723,6 @@ def _display_url(url: str) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-
-
-def _chain(exc: BaseException) -> BaseException | None:
-    """The cause to chain, or None where the SDK's text may carry the key (a 401 body)."""
-    status = getattr(exc, "status_code", None)
-    return None if status in (401, 403) else exc
-
-
-def _retry_after(headers: Any) -> float | None:
-    """Seconds the server asks us to wait, read as the SDK reads them (retry-after-ms,
-    then retry-after in seconds or as an HTTP date), so the cap judges the SDK's wait."""
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) / scale
-        except ValueError:
-            parsed = email.utils.parsedate_tz(value) if scale == 1.0 else None
-            if parsed is None:
-                continue
-            seconds = email.utils.mktime_tz(parsed) - time.time()
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    return None
-
-
-def _server_message(exc: Any) -> str:
-    """The server's own error text, without the SDK's "Error code: ..." wrapping."""
-    body = getattr(exc, "body", None)
-    message: Any = None
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict):
-            message = error.get("message")
-        elif isinstance(error, str):
-            message = error
-        message = message or body.get("message") or body.get("detail")
-    elif isinstance(body, str):
-        message = body
-    if not message:
-        response = getattr(exc, "response", None)
-        try:
-            message = response.text if response is not None else None
-        except Exception:  # noqa: BLE001 - broad on purpose: this only words an error, and a
-            # failed response's body can be unreadable in several ways (a stream never
-            # read, closed, undecodable); the class name below is then the message.
-            message = None
-    if not message:
-        message = getattr(exc, "message", None) or exc.__class__.__name__
-    text = " ".join(str(message).split())
-    return text[:300] + ("..." if len(text) > 300 else "")
-
-
-def _transport_cause(exc: BaseException) -> BaseException:
-    """The httpx error under the SDK's wrapping (or `exc` itself when there is none)."""
-    import httpx
-
-    cause: BaseException = exc
-    while not isinstance(cause, httpx.TransportError) and cause.__cause__ is not None:
-        cause = cause.__cause__
-    return cause
-
-
-def _server_answered(exc: BaseException) -> bool:
-    """Whether a connection error came after the server accepted the connection.
-
-    Connect errors (refused, unknown host, no route) and a bad URL mean nothing
-    answered; a remote protocol error or a read/write error means a server was
-    there and dropped us.
-    """
-    import httpx
-
-    cause = _transport_cause(exc)
-    if isinstance(
-        cause,
-        (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol, httpx.ProxyError),
-    ):
-        return False
-    return isinstance(cause, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError))
-
-
-def _transport_reason(exc: BaseException) -> str:
-    """A few words on why a connection failed, from the httpx error under the SDK's."""
-    import httpx
-
-    cause = _transport_cause(exc)
-    text = str(cause)
-    low = text.lower()
-    if "refused" in low:
-        return "connection refused"
-    if any(s in low for s in ("name or service not known", "nodename nor servname", "getaddrinfo")):
-        return "host name not found"
-    if isinstance(cause, httpx.ConnectTimeout):
-        return "connection timed out"
-    if isinstance(cause, httpx.RemoteProtocolError):
-        return "the server closed the connection"
-    if isinstance(cause, httpx.ConnectError):
-        return f"cannot connect ({text or cause.__class__.__name__})"
-    return f"{cause.__class__.__name__}: {text}" if text else cause.__class__.__name__
 
 
 def _usage(
