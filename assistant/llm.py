@@ -122,7 +122,14 @@ class NotConfigured(LLMError):
 
 
 class _EarlyBreak(Exception):
-    """A stream broke before its first token; safe to ask once more."""
+    """A stream broke before its first token; safe to ask once more.
+
+    The SDK retries only until the response headers arrive; a stream that breaks
+    after them (a server restarting, a proxy dropping an idle connection) is ours
+    to handle. Before any token nothing was shown, so one more request cannot
+    duplicate output; after a token it could, so `StreamInterrupted` keeps the
+    partial instead. Once only: a second early break is reported, not looped on.
+    """
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
