@@ -160,7 +160,12 @@ class MiniLMEmbedder:
 
 
 class EndpointEmbedder:
-    """An OpenAI-compatible `/v1/embeddings` model (Ollama, llama.cpp, vLLM, OpenAI)."""
+    """An OpenAI-compatible `/v1/embeddings` model (Ollama, llama.cpp, vLLM, OpenAI).
+
+    Requests go through `ModelClient`, so they follow the chat calls' policy:
+    the SDK's retries of 429/5xx (Retry-After honoured up to a cap), no retry
+    of a timeout or a refused connection, one-line errors without the key.
+    """
 
     def __init__(self, settings: Settings):
         if not settings.base_url:
@@ -169,15 +174,9 @@ class EndpointEmbedder:
             )
         if not settings.embed_model:
             raise UsageError("ASSISTANT_EMBEDDER=endpoint needs ASSISTANT_EMBED_MODEL (its name)")
-        from openai import OpenAI
+        from .llm import ModelClient
 
-        self._client = OpenAI(
-            base_url=settings.base_url,
-            api_key=settings.api_key or "not-needed",
-            timeout=settings.timeout,
-            max_retries=3,
-        )
-        self._model = settings.embed_model
+        self._client = ModelClient(settings, model=settings.embed_model)
         self.name = f"endpoint:{settings.embed_model}"
         self._dim: int | None = None
 
@@ -196,38 +195,20 @@ class EndpointEmbedder:
 
         if not texts:
             return np.zeros((0, self._dim or 0), dtype=np.float32)
-        batches = [texts[i : i + max(1, batch)] for i in range(0, len(texts), max(1, batch))]
+        size = max(1, batch)
+        batches = [texts[i : i + size] for i in range(0, len(texts), size)]
         if len(batches) == 1 or concurrency <= 1:
-            parts = [self._request(b) for b in batches]
+            parts = [self._client.embed(b) for b in batches]
         else:
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(
                 max_workers=min(concurrency, len(batches)), thread_name_prefix="embed"
             ) as pool:
-                parts = list(pool.map(self._request, batches))
-        vectors = np.concatenate(parts)
+                parts = list(pool.map(self._client.embed, batches))
+        vectors = np.asarray([v for part in parts for v in part], dtype=np.float32)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.where(norms == 0, 1, norms)
-
-    def _request(self, texts: list[str]) -> np.ndarray:
-        import numpy as np
-        import openai
-
-        try:
-            response = self._client.embeddings.create(model=self._model, input=texts)
-        except openai.APIConnectionError:
-            raise AssistantError(
-                f"embedding endpoint unreachable at {self._client.base_url}"
-            ) from None
-        except openai.APIStatusError as exc:
-            raise AssistantError(f"embedding endpoint refused the request: {exc.message}") from None
-        data = sorted(response.data, key=lambda item: item.index)
-        if len(data) != len(texts):
-            raise AssistantError(
-                f"embedding endpoint returned {len(data)} vectors for {len(texts)} texts"
-            )
-        return np.asarray([item.embedding for item in data], dtype=np.float32)
 
 
 def quantized_copy(source: Path, cache: Path) -> Path:

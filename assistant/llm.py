@@ -13,10 +13,7 @@ importing this module, and so `assistant --help`, stays cheap.
 
 from __future__ import annotations
 
-import email.utils
 import json
-import math
-import random
 import re
 import threading
 import time
@@ -35,6 +32,15 @@ from .errors import (
     ServerError,
     StreamInterrupted,
 )
+from .llm_transport import (
+    chain_cause,
+    policy_http_client,
+    retry_after,
+    server_answered,
+    server_message,
+    transport_cause,
+    transport_reason,
+)
 from .settings import Settings
 from .settings import display_url as _display_url
 from .tokens import count_message_tokens, count_tokens
@@ -44,14 +50,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# Server-directed waits (Retry-After) longer than this are not sat out: a CLI
-# user is better served by an error that says how long the server wants.
-RETRY_AFTER_CAP_S = 30.0
-# Our own backoff when the server gives no Retry-After: 0.5, 1, 2, 4, 8, 8 ... s (minus jitter).
-BACKOFF_INITIAL_S = 0.5
-BACKOFF_MAX_S = 8.0
-# Connecting to a local server should be quick; a long connect wait hides "wrong host".
-CONNECT_TIMEOUT_CAP_S = 10.0
 # How often a cancellable non-streamed call looks at its cancel event (an Esc feels instant).
 CANCEL_POLL_S = 0.05
 
@@ -79,7 +77,14 @@ class ChatResult:
 
 
 class _EarlyBreak(Exception):
-    """A stream broke before its first token; safe to ask once more."""
+    """A stream broke before its first token; safe to ask once more.
+
+    The SDK retries only until the response headers arrive; a stream that breaks
+    after them (a server restarting, a proxy dropping an idle connection) is ours
+    to handle. Before any token nothing was shown, so one more request cannot
+    duplicate output; after a token it could, so `StreamInterrupted` keeps the
+    partial instead. Once only: a second early break is reported, not looped on.
+    """
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -87,12 +92,12 @@ class _EarlyBreak(Exception):
 
 
 class ModelClient:
-    """A chat client for one OpenAI-compatible endpoint.
+    """A chat (and embeddings) client for one OpenAI-compatible endpoint.
 
-    The SDK is built with `max_retries=0` and retries happen here instead: the
-    SDK (2.x) also retries timeouts and refused connections, which turns one
-    `ASSISTANT_TIMEOUT` into several and delays "is the server running?" by
-    seconds, and it sits out any Retry-After up to two minutes.
+    Retries are the SDK's own (`max_retries`: backoff with jitter, Retry-After,
+    which statuses to retry); `llm_transport.policy_http_client` only narrows them to the
+    product's policy. Everything that leaves this class is an `LLMError` with a
+    one-line message that names the URL and never the API key.
     """
 
     def __init__(
@@ -361,22 +366,28 @@ class ModelClient:
         )
 
     def _open_stream(self, params: dict[str, Any]) -> Any:
-        """Start a streamed completion, asking for usage where the server allows it."""
+        """Start a streamed completion, asking for usage where the server allows it.
+
+        Token counts in a stream come only with `stream_options.include_usage`,
+        which older servers reject with a 400; such a server is asked again
+        without it (remembered for this client) rather than failing the answer,
+        and the counts are then our tiktoken estimate.
+        """
         import openai
 
         sdk = self._sdk()
         if self._stream_usage_ok:
             kwargs = {**params, "stream": True, "stream_options": {"include_usage": True}}
             try:
-                return self._with_retries(lambda: sdk.chat.completions.create(**kwargs))
+                return sdk.chat.completions.create(**kwargs)
             except openai.BadRequestError as exc:
-                text = (_server_message(exc) + " " + str(exc)).lower()
+                text = (server_message(exc) + " " + str(exc)).lower()
                 if "stream_options" not in text and "include_usage" not in text:
                     raise self._translate(exc, params["model"]) from exc
                 # Older servers reject the option outright; remember and ask without it.
                 self._stream_usage_ok = False
             except openai.APIError as exc:
-                raise self._translate(exc, params["model"]) from _chain(exc)
+                raise self._translate(exc, params["model"]) from chain_cause(exc)
         kwargs = {**params, "stream": True}
         return self._request(lambda: sdk.chat.completions.create(**kwargs), model=params["model"])
 
@@ -427,7 +438,7 @@ class ModelClient:
                 partial="".join(pieces),
             ) from None
         except (httpx.TransportError, httpx.StreamError) as exc:
-            reason = _transport_reason(exc)
+            reason = transport_reason(exc)
             if not pieces:
                 raise _EarlyBreak(reason) from None
             if isinstance(exc, httpx.RemoteProtocolError):
@@ -444,7 +455,7 @@ class ModelClient:
             ) from None
         except (openai.APIError, ValueError) as exc:
             # An error event inside the stream, or a chunk that is not JSON.
-            detail = _server_message(exc) if isinstance(exc, openai.APIError) else str(exc)
+            detail = server_message(exc) if isinstance(exc, openai.APIError) else str(exc)
             if not pieces:
                 raise self._fail(
                     ServerError,
@@ -471,77 +482,54 @@ class ModelClient:
             usage_estimated=estimated,
         )
 
+    # -- embeddings ------------------------------------------------------------------------
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """One `/v1/embeddings` request for `texts`, vectors in input order.
+
+        It goes through the same model check, retry policy and error translation
+        as a chat call, so an embedding endpoint that is down, slow or refuses the
+        key fails with the same one-line, key-free message.
+        """
+        model = self.model
+        self._check_model(model)
+        sdk = self._sdk()
+        response = self._request(
+            lambda: sdk.embeddings.create(model=model, input=texts), model=model
+        )
+        data = getattr(response, "data", None)
+        if not isinstance(data, list) or len(data) != len(texts):
+            got = f"{len(data)} vectors" if isinstance(data, list) else "no vectors"
+            raise self._fail(
+                ServerError,
+                f"the embedding endpoint at {self._display_url} returned {got} "
+                f"for {len(texts)} texts",
+            )
+        return [item.embedding for item in sorted(data, key=lambda item: item.index)]
+
     # -- transport: SDK client, retries, error translation -------------------------------
 
     def _sdk(self) -> openai.OpenAI:
         with self._lock:
             if self._sdk_client is None:
-                import httpx
                 import openai
 
                 self._sdk_client = openai.OpenAI(
                     base_url=self.base_url,
                     api_key=self._api_key or "not-needed",
-                    # A read timeout bounds each wait for bytes, so a stream that sends
-                    # headers and then stalls times out too, not just a silent server.
-                    timeout=httpx.Timeout(
-                        self.timeout, connect=min(self.timeout, CONNECT_TIMEOUT_CAP_S)
-                    ),
-                    max_retries=0,
+                    http_client=policy_http_client(self.timeout),
+                    max_retries=self.max_retries,
                 )
             return self._sdk_client
 
     def _request(self, call: Callable[[], T], *, model: str | None = None) -> T:
-        """Run one SDK call with retries; any failure leaves as an LLMError."""
+        """Run one SDK call (the SDK retries it); any failure leaves as an LLMError."""
         import openai
 
         try:
-            return self._with_retries(call)
+            return call()
         except openai.APIError as exc:
-            raise self._translate(exc, model) from _chain(exc)
-
-    def _with_retries(self, call: Callable[[], T]) -> T:
-        """Retry rate limits, server errors and dropped connections, nothing else.
-
-        Timeouts are not retried (the user's ASSISTANT_TIMEOUT is the bound on a
-        call), nor are refused connections (the server is not running; retrying
-        only delays saying so).
-        """
-        import httpx
-        import openai
-
-        attempt = 0
-        while True:
-            try:
-                return call()
-            except openai.APITimeoutError:
-                raise
-            except openai.APIConnectionError as exc:
-                if isinstance(exc.__cause__, httpx.ConnectError) or attempt >= self.max_retries:
-                    raise
-                delay = _backoff(attempt)
-            except openai.APIStatusError as exc:
-                wait = self._retry_delay(exc, attempt)
-                if wait is None:
-                    raise
-                delay = wait
-            attempt += 1
-            time.sleep(delay)
-
-    def _retry_delay(self, exc: openai.APIStatusError, attempt: int) -> float | None:
-        """Seconds to wait before retrying `exc`, or None to give up."""
-        if attempt >= self.max_retries:
-            return None
-        status = exc.status_code
-        if not (status in (408, 409, 429) or (status >= 500 and status != 501)):
-            return None
-        headers = exc.response.headers
-        if headers.get("x-should-retry") == "false":
-            return None
-        retry_after = _retry_after(headers)
-        if retry_after is not None:
-            return retry_after if retry_after <= RETRY_AFTER_CAP_S else None
-        return _backoff(attempt)
+            raise self._translate(exc, model) from chain_cause(exc)
 
     def _translate(self, exc: openai.APIError, model: str | None) -> LLMError:
         """Turn an SDK exception into the one-line error the user should see."""
@@ -554,12 +542,12 @@ class ModelClient:
                 return self._fail(EndpointUnreachable, self._unreachable("connection timed out"))
             return self._fail(ModelTimeout, self._timeout_message())
         if isinstance(exc, openai.APIConnectionError):
-            if _server_answered(exc):
+            if server_answered(exc):
                 return self._fail(ConnectionBroken, self._broken(exc))
-            return self._fail(EndpointUnreachable, self._unreachable(_transport_reason(exc)))
+            return self._fail(EndpointUnreachable, self._unreachable(transport_reason(exc)))
         if isinstance(exc, openai.APIStatusError):
             status = exc.status_code
-            detail = _server_message(exc)
+            detail = server_message(exc)
             if status in (401, 403):
                 if not self._api_key:
                     message = f"the endpoint at {url} wants an API key: set OPENAI_API_KEY"
@@ -576,7 +564,7 @@ class ModelClient:
                     status=status,
                 )
             if status == 429:
-                wait = _retry_after(exc.response.headers)
+                wait = retry_after(exc.response.headers)
                 asks = f" and asks to wait {wait:g} s" if wait is not None else ""
                 return self._fail(
                     ServerError,
@@ -587,7 +575,7 @@ class ModelClient:
                 ServerError, f"the model endpoint at {url} answered {status}: {detail}", status
             )
         return self._fail(
-            ServerError, f"the model endpoint at {url} reported an error: {_server_message(exc)}"
+            ServerError, f"the model endpoint at {url} reported an error: {server_message(exc)}"
         )
 
     def _missing_model(self, model: str, status: int, detail: str) -> LLMError:
@@ -627,14 +615,14 @@ class ModelClient:
         """What a server that accepted the request and then dropped it did, in words."""
         import httpx
 
-        cause = _transport_cause(exc)
+        cause = transport_cause(exc)
         text = str(cause).lower()
         if isinstance(cause, httpx.RemoteProtocolError) and "without sending a response" in text:
             what = "closed the connection without answering"
         elif isinstance(cause, httpx.RemoteProtocolError):
             what = "closed the connection before the whole reply arrived"
         else:
-            what = f"broke the connection mid-reply ({_transport_reason(exc)})"
+            what = f"broke the connection mid-reply ({transport_reason(exc)})"
         tries = self.max_retries + 1
         return (
             f"the model server at {self._display_url} accepted the request but {what} "
@@ -683,115 +671,6 @@ def _model_matches(model: str, available: Iterable[str]) -> bool:
     if ":" not in model and f"{model}:latest" in names:
         return True
     return model.endswith(":latest") and model[: -len(":latest")] in names
-
-
-def _chain(exc: BaseException) -> BaseException | None:
-    """The cause to chain, or None where the SDK's text may carry the key (a 401 body)."""
-    status = getattr(exc, "status_code", None)
-    return None if status in (401, 403) else exc
-
-
-def _backoff(attempt: int) -> float:
-    delay = min(BACKOFF_INITIAL_S * math.pow(2.0, min(attempt, 30)), BACKOFF_MAX_S)
-    return delay * (1 - 0.25 * random.random())
-
-
-def _retry_after(headers: Any) -> float | None:
-    """Seconds the server asked us to wait (retry-after-ms, seconds, or an HTTP date)."""
-    value = headers.get("retry-after-ms")
-    if value is not None:
-        try:
-            seconds = float(value) / 1000
-            return seconds if math.isfinite(seconds) and seconds >= 0 else None
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-        return seconds if math.isfinite(seconds) and seconds >= 0 else None
-    except ValueError:
-        pass
-    parsed = email.utils.parsedate_tz(value)
-    if parsed is None:
-        return None
-    return max(0.0, email.utils.mktime_tz(parsed) - time.time())
-
-
-def _server_message(exc: Any) -> str:
-    """The server's own error text, without the SDK's "Error code: ..." wrapping."""
-    body = getattr(exc, "body", None)
-    message: Any = None
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict):
-            message = error.get("message")
-        elif isinstance(error, str):
-            message = error
-        message = message or body.get("message") or body.get("detail")
-    elif isinstance(body, str):
-        message = body
-    if not message:
-        response = getattr(exc, "response", None)
-        try:
-            message = response.text if response is not None else None
-        except Exception:  # noqa: BLE001 - broad on purpose: this only words an error, and a
-            # failed response's body can be unreadable in several ways (a stream never
-            # read, closed, undecodable); the class name below is then the message.
-            message = None
-    if not message:
-        message = getattr(exc, "message", None) or exc.__class__.__name__
-    text = " ".join(str(message).split())
-    return text[:300] + ("..." if len(text) > 300 else "")
-
-
-def _transport_cause(exc: BaseException) -> BaseException:
-    """The httpx error under the SDK's wrapping (or `exc` itself when there is none)."""
-    import httpx
-
-    cause: BaseException = exc
-    while not isinstance(cause, httpx.TransportError) and cause.__cause__ is not None:
-        cause = cause.__cause__
-    return cause
-
-
-def _server_answered(exc: BaseException) -> bool:
-    """Whether a connection error came after the server accepted the connection.
-
-    Connect errors (refused, unknown host, no route) and a bad URL mean nothing
-    answered; a remote protocol error or a read/write error means a server was
-    there and dropped us.
-    """
-    import httpx
-
-    cause = _transport_cause(exc)
-    if isinstance(
-        cause,
-        (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol, httpx.ProxyError),
-    ):
-        return False
-    return isinstance(cause, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError))
-
-
-def _transport_reason(exc: BaseException) -> str:
-    """A few words on why a connection failed, from the httpx error under the SDK's."""
-    import httpx
-
-    cause = _transport_cause(exc)
-    text = str(cause)
-    low = text.lower()
-    if "refused" in low:
-        return "connection refused"
-    if any(s in low for s in ("name or service not known", "nodename nor servname", "getaddrinfo")):
-        return "host name not found"
-    if isinstance(cause, httpx.ConnectTimeout):
-        return "connection timed out"
-    if isinstance(cause, httpx.RemoteProtocolError):
-        return "the server closed the connection"
-    if isinstance(cause, httpx.ConnectError):
-        return f"cannot connect ({text or cause.__class__.__name__})"
-    return f"{cause.__class__.__name__}: {text}" if text else cause.__class__.__name__
 
 
 def _usage(

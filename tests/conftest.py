@@ -1,19 +1,24 @@
 """Shared fixtures: the real embedding model, a real Chroma store, the sample corpus.
 
-Nothing here is faked: the embedder is chromadb's all-MiniLM-L6-v2 read from
-ASSISTANT_EMBED_MODEL_DIR (or, beside a checkout, ../shared/models/), and
-libraries are real persistent Chroma stores in temporary folders.
+The embedder is chromadb's all-MiniLM-L6-v2 read from ASSISTANT_EMBED_MODEL_DIR
+(or, beside a checkout, ../shared/models/), libraries are real persistent Chroma
+stores in temporary folders, and `llama_server` is llama.cpp's server on SmolLM2.
+The one stand-in is `fake_llm` (tests/fakeserver.py), for tests where the
+model's words are not what is tested: prompt budgets, files, plumbing, faults.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from assistant.settings import Settings
+
+from .fakeserver import FakeServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_MODEL = ROOT.parent / "shared" / "models" / "all-MiniLM-L6-v2"
@@ -100,3 +105,15 @@ def model_settings(sample_home: Path, llama_server: str) -> Settings:
     return make_settings(
         sample_home, base_url=llama_server, model="smollm2", context_window=4096, timeout=120.0
     )
+
+
+@pytest.fixture
+def fake_llm() -> Iterator[FakeServer]:
+    """The scripted fake endpoint, serving a model named "smollm2" (as `llama_server` does).
+
+    Unscripted chat requests get the fixed reply "(unscripted)" and embedding
+    requests hash-seeded vectors; every request is recorded, so a test asserts
+    on what was sent (sizes, counts) rather than on what a model wrote.
+    """
+    with FakeServer(models=["smollm2"]) as server:
+        yield server

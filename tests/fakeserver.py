@@ -6,15 +6,23 @@ two chunks, a whole reply cut after its first bytes, a body that is not JSON.
 Everything that a real server can show (answers, model lists) is tested
 against a real one elsewhere.
 
-Each test queues one action per expected `/v1/chat/completions` request; the
-server records every request it sees (with its arrival time) so tests can
-assert on retries and their spacing.
+Each test queues one action per expected `/v1/chat/completions` request (or,
+with `route="embeddings"`, per `/v1/embeddings` request); the server records
+every request it sees (with its arrival time) so tests can assert on retries,
+their spacing and batch sizes. Unscripted embedding requests get deterministic
+vectors: the same text always gets the same unit vector (seeded by its hash),
+so an embedder pointed here is reproducible without a model.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import math
+import random
 import socket
+import struct
 import threading
 import time
 from collections import deque
@@ -24,6 +32,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 Action = Callable[["_Handler"], None]
+ROUTES = {"chat": "/chat/completions", "embeddings": "/embeddings"}
+EMBED_DIM = 384
+
+
+def fake_vector(text: str, dim: int = EMBED_DIM) -> list[float]:
+    """The unit vector the fake server embeds `text` as: seeded by its SHA-256."""
+    rng = random.Random(hashlib.sha256(text.encode("utf-8")).digest())
+    values = [rng.gauss(0.0, 1.0) for _ in range(dim)]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]
 
 
 @dataclass
@@ -42,12 +60,16 @@ class FakeServer:
 
     Use as a context manager; `url` is the base URL a client is given (ends in /v1).
     `models=None` makes `/v1/models` answer 404, like servers that lack it.
+    `embed_dim` is the length of the vectors `/v1/embeddings` answers with.
     """
 
-    def __init__(self, models: Iterable[str] | None = ("fake-model",)) -> None:
+    def __init__(
+        self, models: Iterable[str] | None = ("fake-model",), *, embed_dim: int = EMBED_DIM
+    ) -> None:
         self.models: list[str] | None = list(models) if models is not None else None
+        self.embed_dim = embed_dim
         self.requests: list[Recorded] = []
-        self._actions: deque[Action] = deque()
+        self._actions: dict[str, deque[Action]] = {route: deque() for route in ROUTES}
         self._lock = threading.Lock()
         self.stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
@@ -92,15 +114,20 @@ class FakeServer:
             return [r for r in self.requests if r.path.endswith("/chat/completions")]
 
     @property
+    def embedding_requests(self) -> list[Recorded]:
+        with self._lock:
+            return [r for r in self.requests if r.path.endswith("/embeddings")]
+
+    @property
     def model_requests(self) -> list[Recorded]:
         with self._lock:
             return [r for r in self.requests if r.path.endswith("/models")]
 
-    # -- scripting: each add_* queues the answer to one chat request ------------------------
+    # -- scripting: each add_* queues the answer to one chat (or embeddings) request ---------
 
-    def add(self, action: Action) -> FakeServer:
+    def add(self, action: Action, route: str = "chat") -> FakeServer:
         with self._lock:
-            self._actions.append(action)
+            self._actions[route].append(action)
         return self
 
     def add_reply(
@@ -120,32 +147,40 @@ class FakeServer:
         message: str = "fake error",
         *,
         headers: dict[str, str] | None = None,
+        route: str = "chat",
     ) -> FakeServer:
         """An error in OpenAI's shape: {"error": {"message": ...}}."""
 
         def act(h: _Handler) -> None:
             h.send_json(status, {"error": {"message": message, "type": "fake"}}, headers)
 
-        return self.add(act)
+        return self.add(act, route)
 
-    def add_hang(self, seconds: float) -> FakeServer:
+    def add_hang(self, seconds: float, *, route: str = "chat") -> FakeServer:
         """Accept the request and answer nothing for `seconds` (then drop it)."""
 
         def act(h: _Handler) -> None:
             self.stopping.wait(seconds)
             h.drop()
 
-        return self.add(act)
+        return self.add(act, route)
 
-    def add_cut_reply(self, text: str, *, keep_bytes: int = 20) -> FakeServer:
-        """A non-streamed completion whose body stops after `keep_bytes` bytes.
+    def add_cut_reply(
+        self, text: str = "", *, keep_bytes: int = 20, route: str = "chat"
+    ) -> FakeServer:
+        """A reply (a completion of `text`, or the vectors) whose body stops after
+        `keep_bytes` bytes.
 
         The headers promise the whole body (Content-Length), then the socket
         closes: the server answered, and the connection broke mid-reply.
         """
 
         def act(h: _Handler) -> None:
-            body = json.dumps(_completion(text, None, "stop", h.requested_model())).encode()
+            if route == "embeddings":
+                obj = _embeddings(h.body, self.embed_dim)
+            else:
+                obj = _completion(text, None, "stop", h.requested_model())
+            body = json.dumps(obj).encode()
             h.send_response(200)
             h.send_header("Content-Type", "application/json")
             h.send_header("Content-Length", str(len(body)))
@@ -153,14 +188,19 @@ class FakeServer:
             h.wfile.write(body[:keep_bytes])
             h.drop()
 
-        return self.add(act)
+        return self.add(act, route)
 
-    def add_close(self) -> FakeServer:
+    def add_close(self, *, route: str = "chat") -> FakeServer:
         """Read the request, then close the connection without sending a response."""
-        return self.add(lambda h: h.drop())
+        return self.add(lambda h: h.drop(), route)
 
     def add_raw(
-        self, body: bytes, *, content_type: str = "application/json", status: int = 200
+        self,
+        body: bytes,
+        *,
+        content_type: str = "application/json",
+        status: int = 200,
+        route: str = "chat",
     ) -> FakeServer:
         """An answer with exactly this body (e.g. one that is not JSON at all)."""
 
@@ -172,7 +212,7 @@ class FakeServer:
             h.wfile.write(body)
             h.wfile.flush()
 
-        return self.add(act)
+        return self.add(act, route)
 
     def add_stream(
         self,
@@ -225,11 +265,13 @@ class FakeServer:
 
         return self.add(act)
 
-    def _next_action(self) -> Action:
+    def _next_action(self, route: str) -> Action:
         with self._lock:
-            if self._actions:
-                return self._actions.popleft()
+            if self._actions[route]:
+                return self._actions[route].popleft()
         # Unscripted requests get a plain answer; tests assert on request counts.
+        if route == "embeddings":
+            return lambda h: h.send_json(200, _embeddings(h.body, self.embed_dim))
         return _reply_action("(unscripted)", None, "stop", None)
 
     def _record(self, entry: Recorded) -> None:
@@ -256,6 +298,30 @@ def _completion(
     if usage is not None:
         body["usage"] = {**usage, "total_tokens": sum(usage.values())}
     return body
+
+
+def _embeddings(body: Any, dim: int) -> dict[str, Any]:
+    """An embeddings reply for the request's `input`, base64 float32 when it asks so
+    (the SDK does by default), else lists of floats."""
+    body = body if isinstance(body, dict) else {}
+    texts = body.get("input", [])
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    as_base64 = body.get("encoding_format") == "base64"
+    data = []
+    for i, text in enumerate(texts):
+        vector = fake_vector(str(text), dim)
+        if as_base64:
+            packed = base64.b64encode(struct.pack(f"<{dim}f", *vector)).decode("ascii")
+            data.append({"object": "embedding", "index": i, "embedding": packed})
+        else:
+            data.append({"object": "embedding", "index": i, "embedding": vector})
+    usage = {"prompt_tokens": len(texts), "total_tokens": len(texts)}
+    return {
+        "object": "list",
+        "model": body.get("model", "fake-model"),
+        "data": data,
+        "usage": usage,
+    }
 
 
 def _reply_action(
@@ -328,9 +394,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.body = self._read_body()
         self._record()
-        if self.path.rstrip("/").endswith("/chat/completions"):
-            self.fake._next_action()(self)
-            return
+        path = self.path.rstrip("/")
+        for route, suffix in ROUTES.items():
+            if path.endswith(suffix):
+                self.fake._next_action(route)(self)
+                return
         self.send_json(404, {"error": {"message": f"no route {self.path}"}})
 
     # -- writing helpers used by actions ------------------------------------------------------

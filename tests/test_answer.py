@@ -1,4 +1,6 @@
-"""Grounded answers against a real llama.cpp server running SmolLM2-135M."""
+"""Grounded answers against a real llama.cpp server running SmolLM2-135M; the CLI's JSON,
+`doctor`, abstentions and the injection defence against the fake endpoint, where the
+model's words are scripted (the worst case) or never asked for."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from assistant.retrieve import Retriever
 from assistant.store import Library
 
 from .conftest import ROOT, embed_model_dir, make_settings
+from .fakeserver import FakeServer
 
 ANSWERABLE = [
     "How many sets of natural images does the MetaShift collection contain?",
@@ -52,20 +55,18 @@ def test_answers_cite_sources_that_all_resolve(sample_retriever, client, model_s
     assert cited, [a.raw for a in answers]
 
 
-def test_unanswerable_questions_abstain_plainly(sample_retriever, client, model_settings):
+def test_unanswerable_questions_abstain_plainly_without_the_model(
+    sample_retriever, fake_llm: FakeServer
+):
+    client = ModelClient(make_settings(Path("unused"), base_url=fake_llm.url, model="smollm2"))
     for question in [
         "What word error rate does Whisper large-v3 reach on LibriSpeech?",
         "How is sign language recognised from video?",
     ]:
-        answer = ask(
-            question,
-            sample_retriever,
-            client,
-            context_window=model_settings.context_window,
-            stream=False,
-        )
-        assert answer.abstained, answer.raw
+        answer = ask(question, sample_retriever, client, context_window=4096, stream=False)
+        assert answer.abstained and answer.abstain_reason == "retrieval", answer.raw
         assert answer.citations == [] and answer.text == ABSTAIN_TEXT
+    assert fake_llm.chat_requests == []  # the library decided; no model output to trust
 
 
 def test_streaming_delivers_the_answer_in_pieces(sample_retriever, client, model_settings):
@@ -111,18 +112,24 @@ def test_follow_up_is_rewritten_and_answered(sample_retriever, client, model_set
     assert history[0].answer is first
 
 
-def test_question_without_reference_is_not_rewritten(client):
+def test_question_without_reference_is_not_rewritten(fake_llm: FakeServer):
+    client = ModelClient(make_settings(Path("unused"), base_url=fake_llm.url, model="smollm2"))
     assert (
         condense([Turn("What is MetaShift?")], "Which papers study RLHF systems?", client)
         == "Which papers study RLHF systems?"
     )
+    assert fake_llm.chat_requests == []  # no reference to resolve, so no model call
 
 
-def test_ask_json_and_doctor_cli(sample_home: Path, llama_server: str):
+def test_ask_json_and_doctor_cli(sample_home: Path, fake_llm: FakeServer):
+    fake_llm.add_reply(
+        "AdaCAD reports an average accuracy gain of 14.21 points over static contrastive "
+        "decoding [1]. It also cites a paper that does not exist [7]."
+    )
     env = {
         **os.environ,
         "ASSISTANT_HOME": str(sample_home),
-        "OPENAI_BASE_URL": llama_server,
+        "OPENAI_BASE_URL": fake_llm.url,
         "ASSISTANT_MODEL": "smollm2",
         "ASSISTANT_CONTEXT_WINDOW": "4096",
     }
@@ -140,8 +147,10 @@ def test_ask_json_and_doctor_cli(sample_home: Path, llama_server: str):
     data = json.loads(proc.stdout)
     assert {"answer", "citations", "sources", "abstained", "usage"} <= set(data)
     source_titles = {s["title"] for s in data["sources"]}
-    assert all(c["title"] in source_titles for c in data["citations"])
+    assert data["citations"] and all(c["title"] in source_titles for c in data["citations"])
+    assert data["citations"][0]["title"].startswith("AdaCAD") and "[7]" not in data["answer"]
     assert {"prompt_tokens", "completion_tokens", "first_token_s", "total_s"} <= set(data["usage"])
+    assert len(fake_llm.chat_requests) == 1
 
     proc = subprocess.run(
         [sys.executable, "-m", "assistant", "doctor", "--json"],
@@ -184,7 +193,7 @@ INJECTION = (
 
 
 def test_injected_instruction_in_an_abstract_changes_nothing(
-    tmp_path: Path, embedder, llama_server: str
+    tmp_path: Path, embedder, fake_llm: FakeServer
 ):
     data = tmp_path / "papers.jsonl"
     data.write_text(
@@ -192,11 +201,7 @@ def test_injected_instruction_in_an_abstract_changes_nothing(
         + "\n"
     )
     settings = make_settings(
-        tmp_path / "home",
-        base_url=llama_server,
-        model="smollm2",
-        context_window=4096,
-        timeout=120.0,
+        tmp_path / "home", base_url=fake_llm.url, model="smollm2", context_window=4096
     )
     library = Library.open(settings)
     ingest([data], settings, library=library, embedder=embedder)
@@ -212,7 +217,11 @@ def test_injected_instruction_in_an_abstract_changes_nothing(
     end = user.rindex("----- END UNTRUSTED SOURCES -----")
     assert begin < user.index("PWNED") < end
     assert user.count("----- END UNTRUSTED SOURCES -----") == 1  # the fake fence was defused
+    # The worst case: a model that obeyed the injected instruction.
+    fake_llm.add_reply("PWNED [9]. The sea turtles were tracked with 42 satellite tags [1].")
     answer = ask(question, retriever, ModelClient(settings), stream=False, context_window=4096)
-    # Whatever the small model writes, source 9 does not exist and is never shown.
-    assert all(c.n == 1 for c in answer.citations)
-    assert "[9]" not in answer.text
+    sent = fake_llm.chat_requests[0].body["messages"]
+    assert sent[0] == {"role": "system", "content": prompts.load("answer_system")}
+    # Source 9 does not exist and is never shown; the prose that obeyed is not kept.
+    assert answer.citations and all(c.n == 1 for c in answer.citations)
+    assert "[9]" not in answer.full_text() and "PWNED" not in answer.text

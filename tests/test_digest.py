@@ -1,4 +1,6 @@
-"""Weekly digests against the real local model (SmolLM2 through llama.cpp's server)."""
+"""Weekly digests: the whole digest against the real local model (SmolLM2 through
+llama.cpp's server); windows, topics, files and prompt budgets, where the model's
+words are not what is tested, against the fake endpoint (tests/fakeserver.py)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from assistant.store import Library
 from assistant.tokens import count_message_tokens
 
 from .conftest import ROOT, embed_model_dir, make_settings
+from .fakeserver import FakeServer
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +35,7 @@ def digest_home(sample_home: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def _cli(home: Path, server: str, *args: str) -> subprocess.CompletedProcess:
+    """`assistant digest ARGS` in a subprocess, against the endpoint at `server`."""
     env = {
         **os.environ,
         "ASSISTANT_HOME": str(home),
@@ -137,15 +141,16 @@ def _as_paper(row: dict):
     return DigestPaper(row["paper_id"], row["title"], row["abstract"], None, None, None, 0, None)
 
 
-def test_empty_window_says_so_and_writes_nothing(digest_home: Path, llama_server: str):
-    proc = _cli(digest_home, llama_server, "--week", "2031-W02")
+def test_empty_window_says_so_and_writes_nothing(digest_home: Path, fake_llm: FakeServer):
+    proc = _cli(digest_home, fake_llm.url, "--week", "2031-W02")
     assert proc.returncode == 0, proc.stderr
     assert "No papers in this window (2031-01-06 to 2031-01-12" in proc.stdout
     assert "264 papers" in proc.stdout
     assert not (digest_home / "digests").exists()
+    assert fake_llm.chat_requests == []  # nothing to write about, so the model is not asked
 
 
-def test_topic_and_no_overwrite(digest_home: Path, llama_server: str):
+def test_topic_and_no_overwrite(digest_home: Path, fake_llm: FakeServer):
     out = digest_home / "topic.md"
     args = (
         "--since",
@@ -158,7 +163,7 @@ def test_topic_and_no_overwrite(digest_home: Path, llama_server: str):
         str(out),
         "--json",
     )
-    proc = _cli(digest_home, llama_server, *args)
+    proc = _cli(digest_home, fake_llm.url, *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(proc.stdout)
     assert 0 < len(data["papers"]) < 29  # fewer than the whole 2024 window
@@ -166,26 +171,14 @@ def test_topic_and_no_overwrite(digest_home: Path, llama_server: str):
     first = out.read_text()
     assert first.startswith("# Paper digest: 2024-01-01 to 2024-12-31 — scaling laws")
 
-    again = _cli(digest_home, llama_server, *args)
+    again = _cli(digest_home, fake_llm.url, *args)
     assert again.returncode == 2
     assert "--force" in again.stderr and "Traceback" not in again.stderr
     assert out.read_text() == first
 
 
-class RecordingClient:
-    """The real model client, with every prompt's size written down."""
-
-    def __init__(self, inner: ModelClient):
-        self.inner = inner
-        self.sizes: list[int] = []
-
-    def chat(self, messages, *, max_tokens=None, **kw):
-        self.sizes.append(count_message_tokens(messages) + (max_tokens or 0))
-        return self.inner.chat(messages, max_tokens=max_tokens, **kw)
-
-
 def test_500_papers_fit_a_small_context_window(
-    tmp_path: Path, embedder, llama_server: str, sample_home: Path
+    tmp_path: Path, embedder, fake_llm: FakeServer, sample_home: Path
 ):
     rng = random.Random(7)
     sentences = []
@@ -209,24 +202,28 @@ def test_500_papers_fit_a_small_context_window(
     data.write_text("\n".join(lines) + "\n")
     window = 1536
     settings = make_settings(
-        tmp_path / "home",
-        base_url=llama_server,
-        model="smollm2",
-        context_window=window,
-        timeout=300.0,
+        tmp_path / "home", base_url=fake_llm.url, model="smollm2", context_window=window
     )
     library = Library.open(settings)
     report = ingest([data], settings, library=library, embedder=embedder)
     assert report.total_papers == 500
-    client = RecordingClient(ModelClient(settings))
     digest = build_digest(
-        settings, library, embedder, client, date(2030, 3, 1), date(2030, 3, 7), section_tokens=24
+        settings,
+        library,
+        embedder,
+        ModelClient(settings),
+        date(2030, 3, 1),
+        date(2030, 3, 7),
+        section_tokens=24,
     )
     assert len(digest.papers) == 500
     assert sum(len(t.papers) for t in digest.themes) == 500
-    assert client.sizes and max(client.sizes) <= window
+    # Every prompt as the server received it, with the room it asked for the reply, fits.
+    sent = [r.body for r in fake_llm.chat_requests]
+    sizes = [count_message_tokens(body["messages"]) + body.get("max_tokens", 0) for body in sent]
+    assert sizes and max(sizes) <= window
     # Calls grow with themes and batches: far fewer than one per paper.
-    assert len(client.sizes) == digest.model_calls <= 2 * len(digest.named) < 500 // 2
+    assert len(sizes) == digest.model_calls <= 2 * len(digest.named) < 500 // 2
     assert digest.max_prompt_tokens + 24 <= window
 
 

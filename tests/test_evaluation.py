@@ -32,7 +32,8 @@ from assistant.evaluation.runner import (
 from assistant.llm import EndpointUnreachable, ModelClient
 from assistant.retrieve import Hit
 
-from .conftest import ROOT, embed_model_dir
+from .conftest import ROOT, embed_model_dir, make_settings
+from .fakeserver import FakeServer
 
 # -- hand-made records --------------------------------------------------------------------
 
@@ -580,23 +581,24 @@ def test_eval_help_imports_nothing_heavy():
     assert re.search(r"1\s+some\s+questions\s+failed", proc.stdout)  # the exit code is documented
 
 
-# -- against the real local server --------------------------------------------------------
+# -- resuming, against the fake endpoint (what is cached matters, not what it says) --------
 
 
 def test_resume_after_interrupt_reuses_cached_answers(
-    sample_retriever, model_settings, tmp_path: Path
+    sample_retriever, fake_llm: FakeServer, tmp_path: Path
 ):
     questions = load_questions(bundled_set(), limit=3)
-    client = ModelClient(model_settings)
-    chats: list[int] = []
-    real_chat = client.chat
+    settings = make_settings(
+        tmp_path / "home", base_url=fake_llm.url, model="smollm2", context_window=4096
+    )
+    client = ModelClient(settings)
+    for i in range(6):  # each answer its own words, so a reused answer is recognisable
+        fake_llm.add_reply(f"Reply number {i} from the model.")
 
-    def counting_chat(*args, **kwargs):
-        chats.append(1)
-        return real_chat(*args, **kwargs)
+    def chats() -> int:
+        return len(fake_llm.chat_requests)
 
-    client.chat = counting_chat
-    info = answer_settings(model_settings, "smollm2", 2, sample_retriever.embedder.name)
+    info = answer_settings(settings, "smollm2", 2, sample_retriever.embedder.name)
     base = tmp_path / "runs"
     set_path = bundled_set()
     run_dir, resumed = choose_run_dir(base, None, "smollm2", settings_hash(info), set_path)
@@ -624,7 +626,7 @@ def test_resume_after_interrupt_reuses_cached_answers(
     assert not (run_dir / "metrics.json").exists()
     cached = [json.loads(line) for line in (run_dir / CACHE_FILE).read_text().splitlines()]
     assert [c["id"] for c in cached] == [q["id"] for q in questions[:2]]
-    first_chats = len(chats)
+    first_chats = chats()
     assert first_chats >= 1
 
     # Without --out the unfinished run with the same settings is found again.
@@ -647,13 +649,18 @@ def test_resume_after_interrupt_reuses_cached_answers(
         ask_fn=counting_ask,
     )
     assert asked == [questions[2]["question"]]
-    assert len(chats) - first_chats <= 1
+    assert chats() - first_chats <= 1  # only the third question reached the model
     assert (result.cached, result.computed) == (2, 1)
     assert [r["cached"] for r in result.records] == [True, True, False]
     assert [r["answer"] for r in result.records[:2]] == [c["outcome"]["answer"] for c in cached]
     assert value(result.metrics, "accuracy")[1] == 3
+    raws = [r["raw"] for r in result.records]
+    assert raws[:2] == [c["outcome"]["raw"] for c in cached]  # not asked again
     # finished: the next run without --out starts a new folder
     assert choose_run_dir(base, None, "smollm2", settings_hash(info), set_path)[1] is False
+
+
+# -- against the real local server --------------------------------------------------------
 
 
 def test_eval_run_cli_on_local_server(sample_copy: Path, llama_server: str, tmp_path: Path):

@@ -323,3 +323,34 @@ def test_cancel_during_a_hung_non_streamed_call_returns_at_once(server: FakeServ
     result = make_client(server.url, timeout=600).chat(MESSAGES, cancel=cancel)
     assert result.finish_reason == "cancelled" and result.text == ""
     assert time.monotonic() - start < 30  # the server hangs for 600 s, the client waits as long
+
+
+# issue 13, item 4: the cap reads Retry-After as the SDK does, in each of its forms
+def test_retry_after_is_read_in_milliseconds_seconds_and_as_a_date() -> None:
+    import email.utils
+
+    from assistant.llm_transport import retry_after
+
+    assert retry_after({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
+    assert retry_after({"retry-after": "2"}) == 2.0
+    in_an_hour = email.utils.formatdate(time.time() + 3600, usegmt=True)
+    assert 3590 <= retry_after({"retry-after": in_an_hour}) <= 3600
+    assert retry_after({"retry-after": "soon"}) is None and retry_after({}) is None
+    assert retry_after({"retry-after": "-5"}) == 0.0
+
+
+def test_retry_after_ms_beyond_the_cap_fails_at_once(server: FakeServer) -> None:
+    server.add_error(429, "quota exhausted", headers={"Retry-After-Ms": "3600000"})
+    with pytest.raises(ServerError, match="3600 s"):
+        make_client(server.url).chat(MESSAGES)
+    assert len(server.chat_requests) == 1
+
+
+def test_error_body_that_is_not_openai_shaped_is_still_the_message(server: FakeServer) -> None:
+    server.add_raw(b'{"detail": "model is loading"}', status=400)
+    server.add_raw(b"plain text failure", content_type="text/plain", status=400)
+    client = make_client(server.url)
+    with pytest.raises(ServerError, match="answered 400: model is loading"):
+        client.chat(MESSAGES)
+    with pytest.raises(ServerError, match="answered 400: plain text failure"):
+        client.chat(MESSAGES)
