@@ -171,7 +171,9 @@ def test_topic_and_no_overwrite(digest_home: Path, fake_llm: FakeServer):
     first = out.read_text()
     assert first.startswith("# Paper digest: 2024-01-01 to 2024-12-31 — scaling laws")
 
+    calls = len(fake_llm.chat_requests)
     again = _cli(digest_home, fake_llm.url, *args)
+    assert len(fake_llm.chat_requests) == calls  # refused before any model call
     assert again.returncode == 2
     assert "--force" in again.stderr and "Traceback" not in again.stderr
     assert out.read_text() == first

@@ -83,6 +83,8 @@ def digest(
 
     settings = settings_of(ctx)
     window = resolve_window(week, since, until)
+    if out is not None and out.exists() and not force:  # before any model call, not after
+        raise UsageError(f"{out} exists; use --force to overwrite it or --out for another file")
     settings, endpoint = model_settings(ctx, wait=False)  # loads while the library opens
     library = Library.open(settings)
     embedder = make_embedder(settings)
