@@ -452,19 +452,10 @@ def finish(
     quotes = quotes or {}
     refused = not raw.strip() or says_no_answer(raw)
     named = bool(verdict and verdict.named)
+    model_refused = dict(raw=raw, abstain_reason="model", answerability=verdict)
     if refused and not named:
         # The model's refusal stands unless the question names a paper we hold.
-        return Answer(
-            question,
-            ABSTAIN_TEXT,
-            [],
-            sources,
-            True,
-            Usage(),
-            raw=raw,
-            abstain_reason="model",
-            answerability=verdict,
-        )
+        return Answer(question, ABSTAIN_TEXT, [], sources, True, Usage(), **model_refused)
     focus = set(verdict.named) if named and verdict else None
     checked: Review = review(
         "" if refused else raw, _source_texts(kept), focus=focus, question=question
@@ -485,9 +476,7 @@ def finish(
             sources,
             True,
             Usage(),
-            raw=raw,
-            abstain_reason="model",
-            answerability=verdict,
+            **model_refused,
             removed=checked.removed,
             prose_sentences=checked.total,
         )

@@ -255,10 +255,27 @@ _NAMEISH = re.compile(r"\b(?=[A-Za-z0-9\-]*[A-Za-z])[A-Za-z0-9][A-Za-z0-9\-]*\b"
 _INVENTED_REF = re.compile(r"\b[A-Z][\w\-]*:\s+[A-Z][^()]{3,120}\((19|20)\d\d\)")
 # A title-shaped line, "Name: A Subtitle", is a header, not a statement.
 _TITLE_SHAPE = re.compile(r"^[^\s:][^:.]{0,60}:\s+[A-Z][^.]*\.?$")
+# Words no finished English sentence ends on, stop or not ("... how models are [2].",
+# copied from an abstract cut at "are ..."), and words that end one only when a stop
+# follows ("... than it is.").
 _DANGLING = frozenset(
-    "a an the and or but to of in into on for with by from as at that which "
-    "whose is are was were its their".split()
+    "a an the and or but to of into for with by from at that which whose its their "
+    "is are was were".split()
 )
+_DANGLING_WITHOUT_STOP = frozenset("in on as".split())
+
+
+def unfinished(text: str) -> bool:
+    """Whether a sentence stops mid-way: the model ran out, or copied a cut-off abstract."""
+    plain = _CITE.sub("", text).strip()
+    words = plain.rstrip(" .,;:!?\"')").split()
+    if not words:
+        return False
+    word = words[-1].strip("\"'(").lower()
+    stopped = plain.rstrip("\"') ").endswith((".", "!", "?"))
+    return word in _DANGLING or (word in _DANGLING_WITHOUT_STOP and not stopped)
+
+
 REPEAT_JACCARD = 0.7
 REPEAT_CONTAINED = 0.85  # this share of a sentence's words already said: a repeat
 ECHO_SHARE = 0.8  # a sentence and the question sharing this much both ways: an echo
@@ -435,9 +452,7 @@ def _verdict(
         return "echo"  # the prompt or the question said back, adding nothing
     if _echoes_header(sentence.text, titles):
         return "header"
-    last = re.findall(r"[A-Za-z]+", sentence.text)[-1:]
-    finished = sentence.text.rstrip().endswith((".", "!", "?"))
-    if last and last[0].lower() in _DANGLING and not finished:
+    if unfinished(sentence.text):
         return "cut-off"  # the model stopped mid-sentence ("... integrating length extension into")
     if _INVENTED_REF.search(sentence.text) or foreign_names(sentence.text, known):
         return "unknown-paper"

@@ -47,9 +47,8 @@ def check_model_dir(model_dir: Path | None) -> Path:
 
 
 @contextmanager
-def temp_home(keep: bool = False, prefix: str = "assistant-bench-") -> Iterator[Path]:
-    """A throw-away ASSISTANT_HOME, also exported for any child process."""
-    home = Path(tempfile.mkdtemp(prefix=prefix))
+def exported_home(home: Path) -> Iterator[Path]:
+    """`home` as ASSISTANT_HOME for this process and its children, restored after."""
     old = os.environ.get("ASSISTANT_HOME")
     os.environ["ASSISTANT_HOME"] = str(home)
     try:
@@ -59,6 +58,16 @@ def temp_home(keep: bool = False, prefix: str = "assistant-bench-") -> Iterator[
             os.environ.pop("ASSISTANT_HOME", None)
         else:
             os.environ["ASSISTANT_HOME"] = old
+
+
+@contextmanager
+def temp_home(keep: bool = False, prefix: str = "assistant-bench-") -> Iterator[Path]:
+    """A throw-away ASSISTANT_HOME, also exported for any child process."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        with exported_home(home):
+            yield home
+    finally:
         if keep:
             print(f"(kept {home})")
         else:

@@ -46,7 +46,6 @@ A temporary ASSISTANT_HOME is created and removed; the real one is never used.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import time
 from collections import defaultdict
@@ -59,6 +58,7 @@ from pathlib import Path
 from _common import (
     add_common_args,
     check_model_dir,
+    exported_home,
     load_line,
     machine_line,
     median,
@@ -568,15 +568,8 @@ def bench_home(home: Path | None, keep: bool) -> Iterator[Path]:
             yield temp
         return
     home.mkdir(parents=True, exist_ok=True)
-    old = os.environ.get("ASSISTANT_HOME")
-    os.environ["ASSISTANT_HOME"] = str(home.resolve())
-    try:
-        yield home.resolve()
-    finally:
-        if old is None:
-            os.environ.pop("ASSISTANT_HOME", None)
-        else:
-            os.environ["ASSISTANT_HOME"] = old
+    with exported_home(home.resolve()) as lasting:
+        yield lasting
 
 
 def main() -> None:

@@ -156,3 +156,15 @@ def test_a_size_said_in_words_must_be_in_the_source_too():
     faithful = check("CSKV reduces the memory overhead of the KV cache by 80% [1].", sources)
     assert faithful.sentences[0].supported == {1: True}
     assert numbers("a tenfold speed-up, then 3-fold, never manifold") == {"ten-fold", "3-fold"}
+
+
+def test_a_sentence_that_stops_mid_way_is_unfinished_even_with_a_stop():
+    from assistant.citations import unfinished
+
+    # An abstract cut at "how language models are ..." copied into a digest, marker and stop added.
+    assert unfinished("There are gaps between scaling studies and how language models are [2].")
+    assert unfinished("The model integrates length extension into")
+    assert unfinished("It is used as")  # "as" ends a sentence only with a stop
+    assert not unfinished("It is used as.")
+    assert not unfinished("It reduces memory by 65.5% [1].")
+    assert not unfinished("CSKV compresses the KV cache [1][2].")

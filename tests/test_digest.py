@@ -417,6 +417,30 @@ def test_prose_sentences_are_kept_only_when_supported_and_about_window_papers():
     assert len(earlier) == 2
 
 
+def test_prose_that_speaks_as_the_authors_is_removed():
+    from assistant.digest.check import check_prose
+
+    a = _paper(
+        "Scaling Law Crossover",
+        "We identify a new phenomenon termed scaling law crossover, where two scaling curves "
+        "intersect at a certain scale, so methods effective at smaller scales may not generalize.",
+    )
+    raw = (
+        "Two scaling curves intersect at a certain scale, termed scaling law crossover [1]. "
+        "Instead of regularization, we use a new phenomenon termed scaling law crossover [1]."
+    )
+    checked = check_prose(raw, {1: a}, [a.title], [])
+    assert [s.reason for s in checked] == ["", "speaks as a paper's authors ('we', 'our')"]
+
+    cut = check_prose(
+        "Two scaling curves intersect at a certain scale, and methods are [1].",
+        {1: a},
+        [a.title],
+        [],
+    )
+    assert [s.reason for s in cut] == ["cut off mid-sentence"]
+
+
 def test_papers_far_from_every_theme_go_to_other_papers():
     import numpy as np
 

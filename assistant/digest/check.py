@@ -7,7 +7,8 @@ as `[n?]`. It is removed, with the reason kept for `--json`, when:
 
 - no cited abstract supports it (content words and every figure: `citations.support`);
 - it names a paper that is not in the window (small models invent "Title: Subtitle (2019)");
-- it only restates titles, repeats an earlier sentence, or copies the prompt's framing.
+- it only restates titles, repeats an earlier sentence, or copies the prompt's framing;
+- it speaks as a paper's authors ("we use a new approach"): a digest says whose work it is.
 
 `assistant eval digest` reuses `invented_titles` and `sentence_supported`, so a
 digest is scored by the same rules it was written under.
@@ -26,6 +27,7 @@ from ..citations import (
     content_words,
     numbers,
     support,
+    unfinished,
 )
 from .data import DigestPaper, ProseSentence
 
@@ -85,6 +87,13 @@ def sentence_supported(text: str, sources: list[SourceText]) -> float:
     return max((support(words, figures, s) for s in sources), default=0.0)
 
 
+# A digest speaks about papers, never as their authors: a small model copies an
+# abstract's "we use a new approach" and then pins it on the wrong paper or invents
+# the rest ("instead of regularization, we use ... [4]"), and the reader cannot tell
+# whose claim it is.
+_FIRST_PERSON = re.compile(r"\b(?:we|our|ours|us)\b", re.IGNORECASE)
+
+
 def check_prose(
     raw: str, local: dict[int, DigestPaper], window_titles: list[str], earlier: list[set[str]]
 ) -> list[ProseSentence]:
@@ -108,8 +117,10 @@ def check_prose(
             item.reason = "copies the prompt's framing"
         elif _HEADER.search(text):
             item.reason = "copies a paper's title line"
-        elif not re.search(r"[.!?][\"')\]]*$", text):
-            item.reason = "cut off (no end of sentence)"
+        elif not re.search(r"[.!?][\"')\]]*$", text) or unfinished(text):
+            item.reason = "cut off mid-sentence"
+        elif _FIRST_PERSON.search(text):
+            item.reason = "speaks as a paper's authors ('we', 'our')"
         elif invented:
             item.reason = "names a paper not in the window: " + "; ".join(invented)
         elif len(words) < MIN_CONTENT_WORDS:
