@@ -440,6 +440,17 @@ def test_prose_that_speaks_as_the_authors_is_removed():
     )
     assert [s.reason for s in cut] == ["cut off mid-sentence"]
 
+    reversed_ = check_prose(
+        "Two scaling curves intersect at a certain scale, so methods effective at smaller "
+        "scales generalize to larger ones [1].",
+        {1: a},
+        [a.title],
+        [],
+    )
+    assert [s.reason for s in reversed_] == [
+        "reverses the abstract it cites (a 'not' added or dropped)"
+    ]
+
 
 def test_papers_far_from_every_theme_go_to_other_papers():
     import numpy as np

@@ -26,6 +26,7 @@ from ..citations import (
     check,
     content_words,
     numbers,
+    split_sentences,
     support,
     unfinished,
 )
@@ -94,6 +95,30 @@ def sentence_supported(text: str, sources: list[SourceText]) -> float:
 _FIRST_PERSON = re.compile(r"\b(?:we|our|ours|us)\b", re.IGNORECASE)
 
 
+# "may not generalize" retold as "can be adapted": the words match, the claim is reversed.
+# Compared clause by clause, since one abstract sentence often holds a negated clause
+# beside plain ones.
+_NEGATION = re.compile(r"\b(?:not|no|never|cannot|fails?|without|neither|nor)\b|n't\b", re.I)
+_CLAUSE = re.compile(r"[,;:()]|\b(?:so|but|while|whereas|implying|indicating|suggesting)\b", re.I)
+CLAUSE_SHARED_MIN = 3  # content words a clause must share with an abstract's to be its retelling
+
+
+def _clauses(text: str) -> list[tuple[set[str], bool]]:
+    parts = (c.strip() for c in _CLAUSE.split(text))
+    return [(content_words(c), bool(_NEGATION.search(c))) for c in parts if c]
+
+
+def reverses_source(text: str, abstracts: Iterable[str]) -> bool:
+    """Whether a clause of `text` retells its closest abstract clause (most shared
+    content words, at least CLAUSE_SHARED_MIN) with a "not" added or dropped."""
+    source = [c for a in abstracts for sentence in split_sentences(a) for c in _clauses(sentence)]
+    for words, negated in _clauses(text):
+        best = max(source, key=lambda c: len(words & c[0]), default=None)
+        if best and len(words & best[0]) >= CLAUSE_SHARED_MIN and best[1] != negated:
+            return True
+    return False
+
+
 def check_prose(
     raw: str, local: dict[int, DigestPaper], window_titles: list[str], earlier: list[set[str]]
 ) -> list[ProseSentence]:
@@ -131,6 +156,8 @@ def check_prose(
             item.reason = (
                 f"not supported by the abstract it cites (best share {best:.2f} < {SUPPORT_MIN})"
             )
+        elif reverses_source(text, [local[n].abstract for n in sentence.cited]):
+            item.reason = "reverses the abstract it cites (a 'not' added or dropped)"
         elif len(words & title_words) >= TITLE_SHARE_MAX * len(words):
             item.reason = "only restates titles"
         elif any(_overlap(words, seen) >= REPEAT_MIN for seen in earlier):
