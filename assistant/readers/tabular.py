@@ -10,7 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
+from datetime import date
+from pathlib import PurePath
 from typing import Any
 
 from assistant.readers._common import (
@@ -27,10 +30,27 @@ from assistant.readers._common import (
 from assistant.records import Paper, RecordError, RecordTooLarge, parse_arxiv_id
 
 _ALIASES = {
+    # arXiv's own names ("summary", as in its API and in daily-arXiv listings) beside ours.
+    "abstract": ("abstract", "summary"),
     "arxiv_id": ("arxiv_id", "arxiv", "id"),
     "published": ("published", "date", "published_at", "publishedat"),
     "organisation": ("organisation", "organization"),
 }
+
+
+# Daily-listing tools store one file per day, named by the day, with no date in the records.
+_FILE_DATE = re.compile(r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)")
+
+
+def file_date(source: str) -> date | None:
+    """The day in a file's name (`2025-11-17.jsonl`), the listing's date when records have none."""
+    match = _FILE_DATE.search(PurePath(source).name)
+    if not match:
+        return None
+    try:
+        return date(*(int(part) for part in match.groups()))
+    except ValueError:
+        return None
 
 
 def _get(record: dict[str, Any], *names: str) -> Any:
@@ -43,16 +63,22 @@ def _get(record: dict[str, Any], *names: str) -> Any:
 
 
 def record_to_paper(
-    record: dict[str, Any], source: str, line: int, warnings: list[RecordError] | None = None
+    record: dict[str, Any],
+    source: str,
+    line: int,
+    warnings: list[RecordError] | None = None,
+    default_date: date | None = None,
 ) -> Paper | RecordError:
     """Map one JSONL object or CSV row onto a Paper, or say what is wrong with it.
 
     Keys are lower-cased first so "Title" and "title" both work. An
     unparseable date is added to `warnings` and the paper kept undated.
+    `default_date` (the day a listing file is named for) dates a record that
+    carries no date of its own.
     """
     fields = {str(key).strip().lower(): value for key, value in record.items()}
     title = clean(_get(fields, "title"))
-    abstract = clean(_get(fields, "abstract"))
+    abstract = clean(_get(fields, *_ALIASES["abstract"]))
     problem = check_title_abstract(title, abstract, source, line)
     if problem:
         return problem
@@ -74,6 +100,8 @@ def record_to_paper(
                     return date_error(source, line, name, raw_date)
                 warnings.append(date_warning(source, line, name, raw_date))
             break
+    else:
+        published = default_date
 
     upvotes = None
     raw_upvotes = _get(fields, "upvotes")
@@ -130,8 +158,9 @@ def iter_json_lines(
 def read_jsonl(text: str, source: str) -> ReadResult:
     """One JSON object per line; a bad line costs only that line."""
     result = ReadResult()
+    listing_day = file_date(source)
     for number, record in iter_json_lines(text, source, result):
-        outcome = record_to_paper(record, source, number, result.warnings)
+        outcome = record_to_paper(record, source, number, result.warnings, listing_day)
         _collect(result, outcome)
     return result
 
@@ -164,6 +193,8 @@ def read_csv(text: str, source: str) -> ReadResult:
         if header is None:
             header = [cell.strip().lstrip("\ufeff").lower() for cell in row]
             header_line = start
+            if "abstract" not in header and "summary" in header:
+                header = ["abstract" if name == "summary" else name for name in header]
             for needed in ("title", "abstract"):
                 if needed not in header:
                     result.errors.append(
@@ -174,7 +205,7 @@ def read_csv(text: str, source: str) -> ReadResult:
         record: dict[str, Any] = {}
         for name, cell in zip(header, row, strict=False):  # short rows: missing cells
             record.setdefault(name, cell)
-        _collect(result, record_to_paper(record, source, start, result.warnings))
+        _collect(result, record_to_paper(record, source, start, result.warnings, file_date(source)))
     if header is None:
         result.errors.append(RecordError(source, None, "CSV has no header row"))
     return result
