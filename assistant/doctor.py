@@ -74,6 +74,8 @@ def run_checks(settings: Settings, stack: contextlib.ExitStack | None = None) ->
     checks = [_settings_check(settings)]
     checks += _model_checks(settings, stack)
     checks += _library_checks(settings)
+    for check in checks:  # a server's own message may quote the URL it was given
+        check.detail, check.fix = settings.redact(check.detail), settings.redact(check.fix)
     return checks
 
 

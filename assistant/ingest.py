@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import StoreError, UsageError
 from .records import Paper, RecordError
+from .safe_text import safe_line, safe_text, safe_url
 
 if TYPE_CHECKING:
     from .embed import Embedder
@@ -98,6 +99,28 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
         else:
             files.append(path)
     return files
+
+
+# -- what a record may hold ---------------------------------------------------
+
+
+def _make_safe(result: Any) -> None:
+    """Every text field of what a file yielded, safe to store and print (see
+    `safe_text`): a lone surrogate cannot be encoded, an ESC drives the terminal."""
+    for paper in result.papers:
+        paper.title = safe_line(paper.title)
+        paper.abstract = safe_text(paper.abstract)
+        paper.source = safe_line(paper.source)
+        paper.authors = [safe_line(a) for a in paper.authors]
+        if paper.organisation:
+            paper.organisation = safe_line(paper.organisation)
+        if paper.arxiv_id:
+            paper.arxiv_id = safe_line(paper.arxiv_id)
+        paper.url = safe_url(paper.url)
+    for error in (*result.errors, *result.warnings):
+        error.source = safe_line(error.source)
+        error.reason = safe_line(error.reason)
+        error.args = (f"{error.source}:{error.line or 0}: {error.reason}",)
 
 
 # -- merging ----------------------------------------------------------------
@@ -253,13 +276,14 @@ def ingest(
     per_file: dict[str, FileReport] = {}
     for path in files:
         result = read_file(path, fmt, page_year=page_year, today=today)
+        _make_safe(result)
         fr = FileReport(
-            source=str(path),
+            source=safe_line(str(path)),
             read=len(result.papers),
             failed=len(result.errors),
             warnings=len(result.warnings),
         )
-        per_file[str(path)] = fr
+        per_file[fr.source] = fr
         report.files.append(fr)
         report.failures.extend(result.errors)
         report.warnings.extend(result.warnings)

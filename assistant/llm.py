@@ -74,6 +74,14 @@ class ChatResult:
     finish_reason: str | None
     # True when the token counts are our tiktoken estimate, not the server's usage report.
     usage_estimated: bool = False
+    # True when the reply ran past MAX_REPLY_CHARS and only its beginning was kept.
+    capped: bool = False
+
+
+# The longest reply kept: an answer or a digest paragraph is a few thousand characters;
+# a server that sends megabytes (a loop, a hostile endpoint) must not fill memory, the
+# citation checks and sessions.db. What fits is kept and the reply is marked `capped`.
+MAX_REPLY_CHARS = 100_000
 
 
 class _EarlyBreak(Exception):
@@ -113,6 +121,8 @@ class ModelClient:
         self.max_retries: int = max(0, int(max_retries))
         self._api_key: str | None = settings.api_key
         self._display_url = _display_url(self.base_url)
+        # How many replies were cut at MAX_REPLY_CHARS: the commands say so.
+        self.capped_replies = 0
         self._requested_model: str | None = model or settings.model
         self._model: str | None = None
         self._sdk_client: openai.OpenAI | None = None
@@ -350,6 +360,10 @@ class ModelClient:
         total = time.monotonic() - start
         choice = response.choices[0] if response.choices else None
         raw = (choice.message.content or "") if choice is not None else ""
+        capped = len(raw) > MAX_REPLY_CHARS
+        if capped:
+            raw = raw[:MAX_REPLY_CHARS]
+            self.capped_replies += 1
         text = strip_think(raw)
         if on_token is not None and text:
             on_token(text)
@@ -361,8 +375,9 @@ class ModelClient:
             completion_tokens=completion_tokens,
             first_token_s=total,
             total_s=total,
-            finish_reason=choice.finish_reason if choice is not None else None,
+            finish_reason="length" if capped else (choice.finish_reason if choice else None),
             usage_estimated=estimated,
+            capped=capped,
         )
 
     def _open_stream(self, params: dict[str, Any]) -> Any:
@@ -408,6 +423,8 @@ class ModelClient:
         finish_reason: str | None = None
         usage: Any = None
         served_model: str | None = None
+        kept = 0
+        capped = False
         try:
             for chunk in stream:
                 served_model = getattr(chunk, "model", None) or served_model
@@ -417,14 +434,22 @@ class ModelClient:
                     if choice.index not in (0, None):
                         continue
                     piece = getattr(choice.delta, "content", None) if choice.delta else None
+                    if piece and kept + len(piece) > MAX_REPLY_CHARS:
+                        piece = piece[: MAX_REPLY_CHARS - kept]
+                        capped = True
                     if piece:
                         if first_token_s is None:
                             first_token_s = time.monotonic() - start
                         pieces.append(piece)
+                        kept += len(piece)
                         if on_token is not None:
                             on_token(piece)
                     if choice.finish_reason:
                         finish_reason = choice.finish_reason
+                if capped:
+                    finish_reason = "length"
+                    self.capped_replies += 1
+                    break
                 if cancel is not None and cancel.is_set():
                     finish_reason = "cancelled"
                     break
@@ -480,6 +505,7 @@ class ModelClient:
             total_s=total,
             finish_reason=finish_reason,
             usage_estimated=estimated,
+            capped=capped,
         )
 
     # -- embeddings ------------------------------------------------------------------------

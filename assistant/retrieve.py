@@ -49,6 +49,10 @@ PASSAGE_KEYWORD_SHARE = 0.25  # weight of the query's rare words when choosing a
 ALLOWED_CACHE_SIZE = 32  # distinct filters whose admitted papers are kept per generation
 
 
+# What a date filter or a digest window may name (see `parse_filter_date`).
+DATE_RANGE = (date(1000, 1, 1), date(8999, 12, 31))
+
+
 def parse_filter_date(text: str) -> date:
     """YYYY-MM-DD, YYYY-MM (its first day) or YYYY (1 January): what `--since`/`--until`
     and the chat's `/since`/`/until` accept, so both read a date the same way."""
@@ -58,9 +62,17 @@ def parse_filter_date(text: str) -> date:
 
     for fmt in ("%Y-%m-%d", "%Y-%m", "%Y"):
         try:
-            return datetime.strptime(text.strip(), fmt).date()
+            parsed = datetime.strptime(text.strip(), fmt).date()
         except ValueError:
             continue
+        if not DATE_RANGE[0] <= parsed <= DATE_RANGE[1]:
+            # Windows and their neighbours are computed by adding days: year 1 or 9999
+            # would overflow Python's dates (OverflowError) instead of finding nothing.
+            raise UsageError(
+                f"{text.strip()!r} is out of range: use a date from "
+                f"{DATE_RANGE[0].isoformat()} to {DATE_RANGE[1].isoformat()}"
+            )
+        return parsed
     raise UsageError(f"{text.strip()!r} is not a date (use YYYY-MM-DD)")
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import SessionNotFound, SessionsDamaged, StoreError
+from .safe_text import safe_line, safe_markdown, safe_url
 
 DB_NAME = "sessions.db"
 DEFAULT_TITLE = "New chat"
@@ -1074,10 +1075,11 @@ def describe_filters(filters: dict[str, Any]) -> str:
 
 def source_line(source: dict[str, Any]) -> str:
     """One reference: `[n] Title (date). url, supported by its passage`."""
-    when = source.get("published") or "undated"
-    line = f"[{source.get('n')}] {source.get('title', '')} ({when})."
-    if source.get("url"):
-        line += f" {source['url']}"
+    when = safe_line(str(source.get("published") or "undated"))
+    line = f"[{source.get('n')}] {safe_markdown(safe_line(str(source.get('title', ''))))} ({when})."
+    url = safe_url(source.get("url"))
+    if url:
+        line += f" {url}"
     if "supported" in source:
         line += (
             " (supported by its passage)"
@@ -1090,24 +1092,26 @@ def source_line(source: dict[str, Any]) -> str:
 def render_markdown(session: Session, messages: list[Message]) -> str:
     """The session as Markdown: each question, each answer with its numbered
     references, and at the end every paper the session cited."""
-    lines = [f"# {session.title}", ""]
+    # Everything here came from a paper, a model or a user: made inert (`safe_markdown`)
+    # for the terminal (`sessions show`) and for whatever renders the file.
+    lines = [f"# {safe_markdown(safe_line(session.title))}", ""]
     meta = [
         f"- session: {session.id}",
         f"- started: {session.created}",
         f"- last used: {session.updated}",
     ]
     if session.model:
-        meta.append(f"- model: {session.model}")
+        meta.append(f"- model: {safe_markdown(safe_line(session.model))}")
     if describe_filters(session.filters):
-        meta.append(f"- filters: {describe_filters(session.filters)}")
+        meta.append(f"- filters: {safe_markdown(safe_line(describe_filters(session.filters)))}")
     lines += meta + [""]
     cited: dict[str, dict[str, Any]] = {}
     for message in messages:
         if message.role == "user":
-            lines += ["## Question", "", message.content.strip(), ""]
+            lines += ["## Question", "", safe_markdown(message.content.strip()), ""]
             continue
         heading = "## Digest" if message.role == "digest" else "## Answer"
-        lines += [heading, "", message.content.strip(), ""]
+        lines += [heading, "", safe_markdown(message.content.strip()), ""]
         if message.status == "cancelled":
             lines += ["*(cancelled before the model finished)*", ""]
         refs = message.cited_sources
@@ -1119,7 +1123,7 @@ def render_markdown(session: Session, messages: list[Message]) -> str:
             for source in refs:
                 lines.append(f"- {source_line(source)}")
                 lines += [
-                    f"    - “{' '.join(str(q.get('text', '')).split())}”"
+                    f"    - “{safe_markdown(' '.join(str(q.get('text', '')).split()))}”"
                     for q in quotes
                     if q.get("n") == source.get("n")
                 ]
@@ -1129,9 +1133,11 @@ def render_markdown(session: Session, messages: list[Message]) -> str:
     if cited:
         lines += ["## All references", ""]
         for i, source in enumerate(cited.values(), start=1):
-            when = source.get("published") or "undated"
-            url = f" {source['url']}" if source.get("url") else ""
-            lines.append(f"{i}. {source.get('title', '')} ({when}).{url}")
+            when = safe_line(str(source.get("published") or "undated"))
+            url = safe_url(source.get("url"))
+            url = f" {url}" if url else ""
+            title = safe_markdown(safe_line(str(source.get("title", ""))))
+            lines.append(f"{i}. {title} ({when}).{url}")
         lines.append("")
     return "\n".join(lines)
 

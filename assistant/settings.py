@@ -38,6 +38,12 @@ LOCAL_MODEL_CHOICES = ("auto", "off")
 _META_FIELDS = frozenset({"origins", "warnings"})
 
 SECRET_FIELDS = frozenset({"api_key"})
+# Settings that are URLs: shown without any user:password part (`display_url`).
+URL_FIELDS = frozenset({"base_url", "chroma_url"})
+# A prompt needs room for the question, at least one source and the answer; past a
+# million tokens the number is a typo, not a model.
+CONTEXT_WINDOW_RANGE = (1024, 1_048_576)
+MAX_TIMEOUT_S = 86_400.0
 
 
 def default_home() -> Path:
@@ -94,7 +100,8 @@ class Settings:
             values["api_key"] = None
             warnings.append(
                 f"OPENAI_API_KEY from the environment is not sent to "
-                f"OPENAI_BASE_URL={values['base_url']} from {dotenv_path.resolve()}: a .env in "
+                f"OPENAI_BASE_URL={display_url(str(values['base_url']))} from "
+                f"{dotenv_path.resolve()}: a .env in "
                 "the working folder may not redirect your key. Set OPENAI_BASE_URL in the "
                 "environment (or --base-url), or pass --env-file to trust that file."
             )
@@ -105,6 +112,9 @@ class Settings:
             raise UsageError(
                 f"ASSISTANT_LOCAL_MODEL: expected auto or off, got {values['local_model']!r}"
             )
+        for name in URL_FIELDS:
+            if values[name]:
+                check_url(ENV_VARS[name][0], str(values[name]), name == "chroma_url")
         return cls(
             base_url=(values["base_url"] or None) and values["base_url"].rstrip("/"),
             api_key=values["api_key"] or None,
@@ -116,8 +126,10 @@ class Settings:
             chroma_url=values["chroma_url"] or None,
             embedder=str(values["embedder"]).lower(),
             embed_model=values["embed_model"] or None,
-            context_window=_as_int("ASSISTANT_CONTEXT_WINDOW", values["context_window"]),
-            timeout=_as_float("ASSISTANT_TIMEOUT", values["timeout"]),
+            context_window=_bounded_int(
+                "ASSISTANT_CONTEXT_WINDOW", values["context_window"], *CONTEXT_WINDOW_RANGE
+            ),
+            timeout=_seconds("ASSISTANT_TIMEOUT", values["timeout"]),
             local_model=local_model,
             env_file=dotenv_path.resolve() if dotenv_path.is_file() else None,
             origins=tuple(origins.items()),
@@ -131,6 +143,29 @@ class Settings:
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
 
+    def secrets(self) -> list[str]:
+        """What must never be printed: the API key and any password inside a URL setting."""
+        from urllib.parse import urlsplit
+
+        found = [self.api_key] if self.api_key else []
+        for name in URL_FIELDS:
+            url = getattr(self, name)
+            if not url:
+                continue
+            try:
+                password = urlsplit(url if "//" in url else f"http://{url}").password
+            except ValueError:
+                password = None
+            if password:
+                found.append(password)
+        return [s for s in found if len(s) >= 4]
+
+    def redact(self, text: str) -> str:
+        """`text` with every secret of these settings replaced by ****."""
+        for secret in self.secrets():
+            text = text.replace(secret, "****")
+        return text
+
     def masked(self) -> dict[str, str]:
         """Every setting as text for display; secrets show only that they are set."""
         shown: dict[str, str] = {}
@@ -140,6 +175,8 @@ class Settings:
             value = getattr(self, f.name)
             if f.name in SECRET_FIELDS:
                 shown[f.name] = mask_secret(value)
+            elif f.name in URL_FIELDS and value:
+                shown[f.name] = display_url(str(value))
             else:
                 shown[f.name] = "" if value is None else str(value)
         return shown
@@ -158,13 +195,18 @@ def display_url(url: str) -> str:
 
     try:
         parts = urlsplit(url)
-    except ValueError:
-        return url
+        port = parts.port
+    except ValueError:  # not parseable: drop whatever stands before an "@" all the same
+        import re
+
+        return re.sub(r"//[^/?#]*@", "//", url)
     if parts.username is None and parts.password is None:
         return url
     host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    if ":" in host:
+        host = f"[{host}]"
+    if port:
+        host = f"{host}:{port}"
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
@@ -174,6 +216,52 @@ def _read_dotenv(path: Path) -> dict[str, str]:
     from dotenv import dotenv_values
 
     return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def check_url(var: str, url: str, scheme_optional: bool = False) -> None:
+    """Refuse, as one line, a URL no client could use (`http://127.0.0.1:abc/v1`,
+    `http://[::1`): found when settings are read, not as a traceback deep in a client.
+    The line shows the URL without its password."""
+    from urllib.parse import urlsplit
+
+    from .errors import UsageError
+
+    candidate = url if "//" in url or not scheme_optional else f"http://{url}"
+    shown = display_url(candidate)
+    try:
+        parts = urlsplit(candidate)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise UsageError(f"{var}: not a valid URL ({exc}): {shown}") from None
+    if parts.scheme not in ("http", "https"):
+        raise UsageError(f"{var}: expected an http:// or https:// URL, got {shown}")
+    if not parts.hostname:
+        raise UsageError(f"{var}: the URL names no host: {shown}")
+    if any(c.isspace() or not c.isprintable() for c in candidate):
+        raise UsageError(f"{var}: the URL holds spaces or control characters")
+
+
+def _bounded_int(var: str, value: Any, low: int, high: int) -> int:
+    number = _as_int(var, value)
+    if not low <= number <= high:
+        from .errors import UsageError
+
+        raise UsageError(f"{var}: expected a whole number from {low:,} to {high:,}, got {number}")
+    return number
+
+
+def _seconds(var: str, value: Any) -> float:
+    import math
+
+    number = _as_float(var, value)
+    if not math.isfinite(number) or not 0 < number <= MAX_TIMEOUT_S:
+        from .errors import UsageError
+
+        raise UsageError(
+            f"{var}: expected a number of seconds above 0 and at most {MAX_TIMEOUT_S:g}, "
+            f"got {value!r}"
+        )
+    return number
 
 
 def _as_int(var: str, value: Any) -> int:

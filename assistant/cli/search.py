@@ -8,6 +8,7 @@ import click
 
 from .common import (
     CONTEXT,
+    TEXT,
     clip,
     emit_json,
     escape,
@@ -19,7 +20,7 @@ from .common import (
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("query")
+@click.argument("query", type=TEXT)
 @click.option(
     "--k", "k", default=10, show_default=True, type=click.IntRange(1, 200), help="How many papers."
 )

@@ -12,7 +12,16 @@ from pathlib import Path
 import click
 
 from ..errors import UsageError
-from .common import CONTEXT, emit_json, model_settings, settings_of
+from ..safe_text import safe_line
+from .common import (
+    CONTEXT,
+    SESSION_ID,
+    TEXT,
+    echo_safe,
+    emit_json,
+    model_settings,
+    settings_of,
+)
 
 
 def _store(settings):
@@ -25,7 +34,7 @@ def _store(settings):
 @click.option(
     "--session",
     "session_id",
-    type=int,
+    type=SESSION_ID,
     metavar="ID",
     help="Resume this session (see `assistant sessions list`).",
 )
@@ -68,6 +77,7 @@ def sessions() -> None:
 @click.option(
     "--search",
     metavar="TEXT",
+    type=TEXT,
     help="Only sessions whose title or one message holds every word of TEXT (or words "
     "starting with it), best match first, each with its matching passage.",
 )
@@ -83,22 +93,23 @@ def list_sessions(ctx: click.Context, search: str | None, as_json: bool) -> None
         emit_json({"sessions": [s.to_dict() for s in found]})
         return
     if not found:
-        click.echo("No sessions." if not search else f"No session matches {search!r}.")
+        echo_safe("No sessions." if not search else f"No session matches {search!r}.")
         return
     click.echo(f"{'id':>4}  {'last used':16}  {'msgs':>4}  title")
     for s in found:
-        click.echo(
-            f"{s.id:>4}  {s.updated[:16].replace('T', ' '):16}  {s.message_count:>4}  {s.title}"
+        echo_safe(
+            f"{s.id:>4}  {s.updated[:16].replace('T', ' '):16}  {s.message_count:>4}  "
+            + safe_line(s.title)
         )
         if s.snippet:  # a search's best match, its words in bold on a terminal
             from ..sessions import highlight_parts
 
-            parts = highlight_parts(s.snippet)
+            parts = highlight_parts(safe_line(s.snippet))
             click.echo(" " * 30 + "".join(click.style(t, bold=True) if h else t for t, h in parts))
 
 
 @sessions.command("show", context_settings=CONTEXT)
-@click.argument("session_id", type=int, metavar="ID")
+@click.argument("session_id", type=SESSION_ID, metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def show_session(ctx: click.Context, session_id: int, as_json: bool) -> None:
@@ -110,22 +121,31 @@ def show_session(ctx: click.Context, session_id: int, as_json: bool) -> None:
     if as_json:
         emit_json({"session": session.to_dict(), "messages": [m.to_dict() for m in messages]})
     else:
-        click.echo(text)
+        echo_safe(text)
 
 
 @sessions.command("export", context_settings=CONTEXT)
-@click.argument("session_id", type=int, metavar="ID")
+@click.argument("session_id", type=SESSION_ID, metavar="ID")
 @click.option(
     "-o",
     "--output",
     type=click.Path(path_type=Path),
     help="Write here instead of ASSISTANT_HOME/exports/.",
 )
+@click.option("--force", is_flag=True, help="Overwrite an existing --output file.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
-def export_session(ctx: click.Context, session_id: int, output: Path | None, as_json: bool) -> None:
+def export_session(
+    ctx: click.Context, session_id: int, output: Path | None, force: bool, as_json: bool
+) -> None:
     """Write session ID as Markdown with its references; prints the file's path."""
     settings = settings_of(ctx)
+    if output is not None and output.is_dir():
+        raise UsageError(f"{safe_line(str(output))} is a folder; give a file name")
+    if output is not None and output.exists() and not force:
+        raise UsageError(
+            f"{safe_line(str(output))} exists; use --force to overwrite it or -o for another file"
+        )
     with _store(settings) as store:
         if output is None:
             path = store.write_export(session_id, settings.home / "exports")
@@ -135,16 +155,16 @@ def export_session(ctx: click.Context, session_id: int, output: Path | None, as_
                 output.parent.mkdir(parents=True, exist_ok=True)
                 output.write_text(text, encoding="utf-8")
             except OSError as exc:
-                raise UsageError(f"cannot write {output}: {exc.strerror}") from None
+                raise UsageError(f"cannot write {safe_line(str(output))}: {exc.strerror}") from None
             path = output
     if as_json:
         emit_json({"session": session_id, "path": str(path)})
     else:
-        click.echo(str(path))
+        echo_safe(str(path))
 
 
 @sessions.command("delete", context_settings=CONTEXT)
-@click.argument("session_ids", type=int, nargs=-1, required=True, metavar="ID...")
+@click.argument("session_ids", type=SESSION_ID, nargs=-1, required=True, metavar="ID...")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def delete_session(ctx: click.Context, session_ids: tuple[int, ...], as_json: bool) -> None:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ..records import normalise_title
+from ..safe_text import is_safe
 from . import metrics as m
 from .report import RunResult, render_report
 
@@ -71,7 +72,11 @@ def load_questions(path: Path, limit: int | None = None) -> list[dict[str, Any]]
         raise UsageError(f"{path}: no such question set (pass --set FILE)")
     questions: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"{path}:{number}: not UTF-8 text (byte {exc.start + 1})") from None
         if not line.strip():
             continue
         try:
@@ -81,6 +86,9 @@ def load_questions(path: Path, limit: int | None = None) -> list[dict[str, Any]]
         missing = [f for f in QUESTION_FIELDS if f not in q] if isinstance(q, dict) else ["all"]
         if missing:
             raise UsageError(f"{path}:{number}: missing {', '.join(missing)}")
+        problem = _field_problem(q)
+        if problem:
+            raise UsageError(f"{path}:{number}: field {problem}")
         if q["id"] in seen:
             raise UsageError(f"{path}:{number}: duplicate id {q['id']!r}")
         seen.add(q["id"])
@@ -90,6 +98,32 @@ def load_questions(path: Path, limit: int | None = None) -> list[dict[str, Any]]
     if not questions:
         raise UsageError(f"{path}: no questions")
     return questions
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip()) and is_safe(value)
+
+
+def _field_problem(q: dict[str, Any]) -> str | None:
+    """What is wrong with one question's fields ("'id': expected text, got a list"), or None."""
+
+    def kind(value: Any) -> str:
+        return "null" if value is None else f"a {type(value).__name__}"
+
+    for name in ("id", "question", "kind"):
+        if not _is_text(q[name]):
+            return f"{name!r}: expected text, got {kind(q[name])}"
+    titles = q["expected_titles"]
+    if not isinstance(titles, list) or not all(_is_text(t) for t in titles):
+        return "'expected_titles': expected a list of titles"
+    contains = q["answer_contains"]
+    if not isinstance(contains, list) or not all(
+        _is_text(c) or (isinstance(c, list) and c and all(_is_text(w) for w in c)) for c in contains
+    ):
+        return "'answer_contains': expected a list of words or of lists of words"
+    if not isinstance(q["answerable"], bool):
+        return f"'answerable': expected true or false, got {kind(q['answerable'])}"
+    return None
 
 
 def title_index(papers: dict[str, dict[str, Any]]) -> dict[str, list[str]]:

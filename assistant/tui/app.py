@@ -27,6 +27,7 @@ from textual.widgets import Input, Label, OptionList, Static
 from ..conversation import Conversation as ConversationService
 from ..conversation import PendingTurn, copy_text
 from ..errors import AssistantError, UsageError
+from ..safe_text import safe_line
 from ..sessions import Message, SessionStore
 from .keymap import load_keymap
 from .screens import AbstractScreen, ConfirmScreen, HelpScreen, RenameScreen, binding_rows
@@ -234,7 +235,7 @@ class ChatApp(App[None]):
 
     def update_status(self) -> None:
         self.query_one(StatusBar).update(
-            Text(self.status_text(), no_wrap=True, overflow="ellipsis")
+            Text(safe_line(self.status_text()), no_wrap=True, overflow="ellipsis")
         )
 
     def refresh_sessions(self) -> None:

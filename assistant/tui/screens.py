@@ -12,6 +12,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
+from ..safe_text import safe_line, safe_text, safe_url
+
 
 def binding_rows(
     bindings: list[Binding], keymap: dict[str, str] | None = None
@@ -78,15 +80,15 @@ class AbstractScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="abstract-body"):
-            yield Label(str(self.source.get("title", "")), classes="title")
+            yield Label(Text(safe_line(str(self.source.get("title", "")))), classes="title")
             when = self.source.get("published") or "undated"
-            url = self.source.get("url") or ""
-            yield Static(Text(f"{when}  {url}".strip(), style="dim"), classes="meta")
+            url = safe_url(self.source.get("url")) or ""
+            yield Static(Text(safe_line(f"{when}  {url}".strip()), style="dim"), classes="meta")
             yield Static("loading the abstract…", id="abstract-text")
             yield Static(Text("Esc closes.", style="dim"))
 
     def show_abstract(self, text: str) -> None:
-        self.query_one("#abstract-text", Static).update(Text(text))
+        self.query_one("#abstract-text", Static).update(Text(safe_text(text)))
 
 
 class RenameScreen(ModalScreen[str | None]):

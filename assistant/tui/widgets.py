@@ -22,6 +22,7 @@ from textual.message import Message as TextualMessage
 from textual.widgets import Label, Markdown, OptionList, Static
 from textual.widgets.option_list import Option
 
+from ..safe_text import safe_line, safe_text
 from ..sessions import Message, Session, cited_sources, highlight_parts
 
 ROLE_LABELS = {
@@ -44,7 +45,7 @@ def citation_line(answer: dict[str, Any] | None) -> Text | None:
             line.append("\n")
         mark = ("✓", "green") if c.get("supported") else ("?", "yellow")
         line.append(f"[{c.get('n')}] ", style="bold")
-        line.append(str(c.get("title", "")))
+        line.append(safe_line(str(c.get("title", ""))))
         line.append(f" {mark[0]}", style=mark[1])
     return line
 
@@ -100,7 +101,7 @@ class MessageView(Static, can_focus=False):
         """`Assistant · smollm2 · cancelled`: who wrote it, and how it ended."""
         header = Text(ROLE_LABELS.get(self.role, self.role.title()), style="bold")
         if self.role == "assistant" and self.model:
-            header.append(f" · {self.model}", style="dim")
+            header.append(f" · {safe_line(self.model)}", style="dim")
         if self.status == "cancelled":
             header.append(" · cancelled (Esc)", style="yellow")
         return header
@@ -108,9 +109,9 @@ class MessageView(Static, can_focus=False):
     def _renderable(self) -> RenderableType:
         parts: list[RenderableType] = [self.header_text()]
         if self.role == "user":
-            parts.append(Text(self.body))
+            parts.append(Text(safe_text(self.body)))
         else:
-            parts.append(RichMarkdown(self.body or "…"))
+            parts.append(RichMarkdown(safe_text(self.body) or "…"))
         cites = citation_line(self.answer)
         if cites is not None:
             parts.append(cites)
@@ -131,14 +132,14 @@ class StreamingMessage(Vertical):
         self._stream: Any = None
 
     def compose(self) -> ComposeResult:
-        label = "Assistant" + (f" · {self.model}" if self.model else "")
+        label = "Assistant" + (f" · {safe_line(self.model)}" if self.model else "")
         yield Label(Text(label), classes="header")
         yield Label("searching the library…", classes="waiting")
         yield Markdown("", classes="body")
 
     def set_waiting(self, text: str) -> None:
         waiting = self.query_one(".waiting", Label)
-        waiting.update(Text(text))
+        waiting.update(Text(safe_text(text)))
         waiting.display = True
 
     async def append(self, piece: str) -> None:
@@ -148,6 +149,7 @@ class StreamingMessage(Vertical):
         if self._stream is None:
             self.query_one(".waiting", Label).display = False
             self._stream = Markdown.get_stream(self.query_one(Markdown))
+        piece = safe_text(piece)
         self.text += piece
         await self._stream.write(piece)
 
@@ -169,7 +171,7 @@ class Conversation(VerticalScroll, can_focus=True):
 def snippet_text(snippet: str, room: int, lines: int = 2) -> Text:
     """A search snippet in at most `lines` rows of `room` cells, starting just before
     its first match so the match is in view; matched words bold."""
-    parts = highlight_parts(" ".join(snippet.split()))
+    parts = highlight_parts(" ".join(safe_line(snippet).split()))
     first = next((i for i, (_, hit) in enumerate(parts) if hit), 0)
     before = sum(len(t) for t, _ in parts[:first])
     skip = max(0, before - room // 3)
@@ -214,7 +216,7 @@ class SessionList(OptionList):
         options = []
         room = max(10, (self.size.width or 26) - 3)
         for s in sessions:
-            prompt = Text(s.title)
+            prompt = Text(safe_line(s.title))
             prompt.truncate(room, overflow="ellipsis")
             snippet = (snippets or {}).get(s.id, s.snippet)
             if snippet:
@@ -260,8 +262,8 @@ class SourcesPanel(Vertical):
         for s in cited:
             item = Text()
             item.append(f"[{s.get('n')}] ", style="bold")
-            item.append(str(s.get("title", "")), style="bold")
-            item.append(f"\n{s.get('published') or 'undated'} · ")
+            item.append(safe_line(str(s.get("title", ""))), style="bold")
+            item.append(f"\n{safe_line(str(s.get('published') or 'undated'))} · ")
             if s["supported"]:
                 item.append("✓ supported", style="green")
             else:
@@ -269,10 +271,10 @@ class SourcesPanel(Vertical):
             quotes = [q for q in answer.get("evidence") or [] if q.get("n") == s.get("n")]
             if quotes:  # the verbatim sentences this answer rests on
                 for quote in quotes:
-                    item.append(f"\n“{quote.get('text', '')}”")
+                    item.append(f"\n“{safe_text(str(quote.get('text', '')))}”")
                 item.append("\n")
             else:
-                passage = " ".join(str(s.get("passage", "")).split())
+                passage = " ".join(safe_text(str(s.get("passage", ""))).split())
                 if len(passage) > 220:
                     passage = passage[:219].rstrip() + "…"
                 item.append(f"\n{passage}\n", style="dim")
