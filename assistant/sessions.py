@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import SessionNotFound, SessionsDamaged, StoreError
-from .safe_text import safe_line, safe_markdown, safe_url
+from .safe_text import safe_line, safe_markdown, safe_text, safe_url
 
 DB_NAME = "sessions.db"
 DEFAULT_TITLE = "New chat"
@@ -548,7 +548,13 @@ class SessionStore:
             cur = self._db.execute(
                 "INSERT INTO sessions (title, created, updated, model, filters) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (title.strip() or DEFAULT_TITLE, now, now, model, json.dumps(filters or {})),
+                (
+                    safe_line(title).strip() or DEFAULT_TITLE,
+                    now,
+                    now,
+                    model,
+                    json.dumps(filters or {}),
+                ),
             )
             return self.get_session(int(cur.lastrowid))
 
@@ -782,6 +788,9 @@ class SessionStore:
             raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
         session = self.get_session(session_id)
         now = self._now()
+        # A model's reply may hold a lone surrogate (JSON can say "\ud800"), which SQLite
+        # cannot encode, and controls a terminal obeys: stored inert (see `safe_text`).
+        content = safe_text(content)
         title = session.title
         if role == "user" and session.title == DEFAULT_TITLE:
             title = _title_from(content)

