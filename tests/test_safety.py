@@ -144,6 +144,28 @@ def hostile_home(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
     return home
 
 
+@pytest.fixture(scope="module")
+def plain_home(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
+    """A small library of ordinary papers (for the faults that are not about text)."""
+    from assistant.ingest import ingest
+    from assistant.store import Library
+
+    home = tmp_path_factory.mktemp("plain-home")
+    records = [
+        {
+            "title": f"Pruning attention heads, study {i}",
+            "abstract": f"Attention heads in transformers can be pruned ({i}). Accuracy holds.",
+            "published": f"2025-01-0{i + 2}",
+        }
+        for i in range(3)
+    ]
+    data = write_jsonl(home.parent / "plain.jsonl", records)
+    settings = make_settings(home)
+    report = ingest([data], settings, library=Library.open(settings), embedder=embedder)
+    assert report.total_papers == 3, report.to_dict()
+    return home
+
+
 # -- the text-safety function itself -------------------------------------------------------
 
 
@@ -233,7 +255,7 @@ def read_pty(master: int, into: list[bytes]) -> None:
 
 
 def test_item2_text_the_review_removes_is_not_left_on_a_real_terminal(
-    hostile_home: Path, tmp_path: Path
+    plain_home: Path, tmp_path: Path
 ):
     """A 61-line reply whose 60 unsupported lines the review removes, streamed into a
     24-row terminal: replayed through a terminal emulator (pyte), neither the screen
@@ -243,7 +265,7 @@ def test_item2_text_the_review_removes_is_not_left_on_a_real_terminal(
     import pyte
 
     home = tmp_path / "home"
-    shutil.copytree(hostile_home, home)
+    shutil.copytree(plain_home, home)
     removed = [f"Rambling line {i:02d} says zebra{i:02d} things." for i in range(60)]
     pieces = [line + "\n" for line in removed] + ["Attention heads can be pruned [1]."]
     with FakeServer(models=["smollm2"]) as server:
@@ -651,15 +673,15 @@ def _watch_stderr(proc: subprocess.Popen, needle: str, ready: threading.Event, i
 
 @pytest.mark.parametrize("command", ["ingest", "reindex"])
 def test_item15_sigterm_during_ingest_or_reindex_says_what_was_kept(
-    command: str, hostile_home: Path, tmp_path: Path
+    command: str, plain_home: Path, tmp_path: Path
 ):
     import shutil
 
     from assistant.store import Library
 
     home = tmp_path / "home"
-    shutil.copytree(hostile_home, home)
-    data = write_jsonl(tmp_path / "more.jsonl", [dict(HOSTILE_RECORDS[2], title="New one")])
+    shutil.copytree(plain_home, home)
+    data = write_jsonl(tmp_path / "more.jsonl", [{"title": "New one", "abstract": "Attention heads again.", "published": "2025-01-05"}])
     library = Library.open(make_settings(home))
     args = ["ingest", str(data)] if command == "ingest" else ["reindex"]
     with library.write_lock():  # the command waits for it, and says so: a known moment
@@ -683,7 +705,7 @@ def test_item15_sigterm_during_ingest_or_reindex_says_what_was_kept(
     assert json.loads(cli("papers", "--json", home=home).stdout)["papers"] == 3
 
 
-def test_item15_sigterm_during_digest_says_nothing_was_written(hostile_home: Path, tmp_path: Path):
+def test_item15_sigterm_during_digest_says_nothing_was_written(plain_home: Path, tmp_path: Path):
     with FakeServer(models=["smollm2"]) as server:
         for _ in range(20):
             server.add_hang(60)
@@ -702,7 +724,7 @@ def test_item15_sigterm_during_digest_says_nothing_was_written(hostile_home: Pat
                 str(out),
             ],
             cwd=ROOT,
-            env=env_for(hostile_home, **model_env(server)),
+            env=env_for(plain_home, **model_env(server)),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -716,3 +738,62 @@ def test_item15_sigterm_during_digest_says_nothing_was_written(hostile_home: Pat
     assert proc.returncode == 130, err
     assert "interrupted" in err and "no digest was written" in err and "Traceback" not in err
     assert not out.exists()
+
+
+# -- done-when: no key, in any command's output --------------------------------------------
+
+
+def test_no_command_prints_the_api_key_or_a_url_password(hostile_home: Path, tmp_path: Path):
+    """OPENAI_API_KEY and a password inside OPENAI_BASE_URL / ASSISTANT_CHROMA_URL: grep
+    every command's output (and the files they write) for them."""
+    import shutil
+
+    home = tmp_path / "home"
+    shutil.copytree(hostile_home, home)
+    key, url_pw = "sk-LEAKCHECK-0123456789", "urlpass-LEAKCHECK"
+    data = write_jsonl(tmp_path / "more.jsonl", [dict(HOSTILE_RECORDS[2], title="Key test")])
+    outputs: list[str] = []
+    with FakeServer(models=["smollm2"]) as server:
+        port = server.url.split(":")[2].split("/")[0]
+        env = {
+            **model_env(server),
+            "OPENAI_API_KEY": key,
+            "OPENAI_BASE_URL": f"http://user:{url_pw}@127.0.0.1:{port}/v1",
+        }
+        commands = [
+            ["doctor"],
+            ["doctor", "--json"],
+            ["ingest", str(data)],
+            ["search", "attention"],
+            ["papers", "--json"],
+            ["ask", "What is attention?", "--no-stream"],
+            ["ask", "What is attention?", "--json"],
+            ["ask", "What is attention?", "--model", "no-such-model"],
+            ["sessions", "list"],
+            ["sessions", "show", "1"],
+            ["sessions", "export", "1", "-o", str(tmp_path / "s.md")],
+            [
+                "digest",
+                "--since",
+                "2025-01-01",
+                "--until",
+                "2025-01-07",
+                "--out",
+                str(tmp_path / "d.md"),
+            ],
+            ["eval", "run", "--limit", "1", "--out", str(tmp_path / "run")],
+            ["reindex"],
+        ]
+        for args in commands:
+            proc = cli(*args, home=home, **env)
+            assert "Traceback" not in proc.stderr, (args, proc.stderr)
+            outputs.append(proc.stdout + proc.stderr)
+        server.add_error(401, f"bad key {key} for http://user:{url_pw}@host")
+        proc = cli("ask", "What?", "--no-stream", home=home, **env)
+        outputs.append(proc.stdout + proc.stderr)
+    for chroma in (f"http://admin:{url_pw}@127.0.0.1:1", f"http://admin:{url_pw}@[::1"):
+        proc = cli("papers", home=home, OPENAI_API_KEY=key, ASSISTANT_CHROMA_URL=chroma)
+        outputs.append(proc.stdout + proc.stderr)
+    written = [p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file()]
+    for text in outputs + written:
+        assert "LEAKCHECK" not in text, text[-2000:]
