@@ -681,7 +681,10 @@ def test_item15_sigterm_during_ingest_or_reindex_says_what_was_kept(
 
     home = tmp_path / "home"
     shutil.copytree(plain_home, home)
-    data = write_jsonl(tmp_path / "more.jsonl", [{"title": "New one", "abstract": "Attention heads again.", "published": "2025-01-05"}])
+    data = write_jsonl(
+        tmp_path / "more.jsonl",
+        [{"title": "New one", "abstract": "Attention heads again.", "published": "2025-01-05"}],
+    )
     library = Library.open(make_settings(home))
     args = ["ingest", str(data)] if command == "ingest" else ["reindex"]
     with library.write_lock():  # the command waits for it, and says so: a known moment

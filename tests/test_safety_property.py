@@ -7,7 +7,7 @@ run in-process as the CLI runs them. Asserted of every output and every written
 file: no control character but newline and tab, no surrogate, no bidi override,
 and no exception (a traceback) from any command.
 
-Kept fast: three papers per example, the session's embedder (patched in for the
+Kept fast: three papers per example, four generated examples and one fixed one, the session's embedder (patched in for the
 one the CLI would load), the fake model server, a modest number of examples.
 """
 
@@ -45,7 +45,10 @@ def _records(titles: list[str], abstracts: list[str]) -> list[dict]:
     return [
         {
             "title": f"Paper {i} {title}",
-            "abstract": f"Attention heads in transformers {i}. {abstract} More on attention.",
+            "abstract": (
+                "Attention heads in transformers can be pruned without losing accuracy "
+                f"({i}). {abstract} More on pruning attention heads."
+            ),
             "published": f"2025-01-0{i + 2}",
             "url": "https://arxiv.org/abs/2501.0000" + str(i),
             "authors": [f"Author {title[:20]}"],
@@ -70,18 +73,19 @@ COUNTER = iter(range(10**6))
 
 
 @settings(
-    max_examples=6,
+    max_examples=4,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
     titles=st.lists(field, min_size=3, max_size=3),
-    abstracts=st.lists(field, min_size=3, max_size=3),
+    # A 10,000-character abstract is a hundred chunks to embed: the fixed example has one.
+    abstracts=st.lists(piece, min_size=3, max_size=3),
     reply=piece,
 )
 @example(
-    titles=[EVERY_CONTROL, EVERY_CONTROL * 300, "\u202eevil\u202c"],
-    abstracts=[EVERY_CONTROL * 300, EVERY_CONTROL, "<script>x</script>"],
+    titles=[EVERY_CONTROL, (EVERY_CONTROL * 200)[:10_000], "\u202eevil\u202c"],
+    abstracts=[(EVERY_CONTROL * 200)[:10_000], EVERY_CONTROL, "<script>x</script>"],
     reply=EVERY_CONTROL,
 )
 def test_hostile_papers_through_every_command_leave_no_control_characters(
@@ -113,8 +117,8 @@ def test_hostile_papers_through_every_command_leave_no_control_characters(
             ["search", "attention heads"],
             ["search", "attention heads", "--json"],
             ["papers"],
-            ["ask", "What do attention heads do?", "--no-stream"],
-            ["ask", "What do attention heads do?", "--json"],
+            ["ask", "Can attention heads in transformers be pruned?", "--no-stream"],
+            ["ask", "Can attention heads in transformers be pruned?", "--json"],
             ["digest", *window, "--out", str(work / "d.md")],
             ["digest", *window, "--format", "html", "--out", str(work / "d.html")],
             ["sessions", "list"],
@@ -126,7 +130,8 @@ def test_hostile_papers_through_every_command_leave_no_control_characters(
             captured = capsys.readouterr()
             outputs.append(captured.out + captured.err)
             assert code in (0, 1), (args, code, captured.err[-2000:])
-    assert outputs[0].count("failed") <= 1  # the ingest table's column, no failed record
+    assert "\nfailed " not in outputs[0]  # no record refused: every field was made safe
+    assert server.chat_requests, "the model was never asked: nothing of its reply was shown"
     written = [p.read_text(encoding="utf-8") for p in work.glob("*.*") if p.suffix != ".jsonl"]
     assert {p.name for p in work.glob("s.md")} == {"s.md"}
     for text in outputs + written:
