@@ -7,8 +7,9 @@ run in-process as the CLI runs them. Asserted of every output and every written
 file: no control character but newline and tab, no surrogate, no bidi override,
 and no exception (a traceback) from any command.
 
-Kept fast: three papers per example, four generated examples and one fixed one, the session's embedder (patched in for the
-one the CLI would load), the fake model server, a modest number of examples.
+Kept fast: three papers per example, four generated examples and one fixed
+one, the session's embedder (patched in for the one the CLI would load), and
+the fake model server.
 """
 
 from __future__ import annotations
