@@ -160,11 +160,12 @@ def fts_query(text: str) -> str | None:
 
 
 def highlight_parts(snippet: str) -> list[tuple[str, bool]]:
-    """A snippet split into (text, is_a_match) runs, for a widget to style."""
+    """A snippet split into (text, is_a_match) runs, for a widget to style; each run is
+    made inert (`safe_line`) once the marks, themselves controls, are split off."""
     parts: list[tuple[str, bool]] = []
     for i, piece in enumerate(re.split("[\x02\x03]", snippet)):
         if piece:
-            parts.append((piece, i % 2 == 1))
+            parts.append((safe_line(piece), i % 2 == 1))
     return parts
 
 

@@ -104,7 +104,7 @@ def list_sessions(ctx: click.Context, search: str | None, as_json: bool) -> None
         if s.snippet:  # a search's best match, its words in bold on a terminal
             from ..sessions import highlight_parts
 
-            parts = highlight_parts(safe_line(s.snippet))
+            parts = highlight_parts(s.snippet)
             click.echo(" " * 30 + "".join(click.style(t, bold=True) if h else t for t, h in parts))
 
 

@@ -171,7 +171,7 @@ class Conversation(VerticalScroll, can_focus=True):
 def snippet_text(snippet: str, room: int, lines: int = 2) -> Text:
     """A search snippet in at most `lines` rows of `room` cells, starting just before
     its first match so the match is in view; matched words bold."""
-    parts = highlight_parts(" ".join(safe_line(snippet).split()))
+    parts = highlight_parts(" ".join(snippet.split()))
     first = next((i for i, (_, hit) in enumerate(parts) if hit), 0)
     before = sum(len(t) for t, _ in parts[:first])
     skip = max(0, before - room // 3)
