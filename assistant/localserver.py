@@ -373,8 +373,6 @@ def running_serve(home: Path) -> Served | None:
         url, pid, token = str(state["url"]), int(state["pid"]), state.get("token")
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    if not isinstance(token, str) or not token:
-        return None  # written by a serve that required no key: nothing proves it is ours
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -383,6 +381,8 @@ def running_serve(home: Path) -> Served | None:
         return None
     except PermissionError:
         pass  # someone else's process: whether it serves is what the URL check says
+    if not isinstance(token, str) or not token:
+        return None  # written by a serve that required no key: nothing proves it is ours
     parts = urlsplit(url)
     try:
         socket.create_connection(
