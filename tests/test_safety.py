@@ -35,7 +35,7 @@ from .fakeserver import FakeServer
 ESC_TITLE = "Clear \x1b[2J screen \x1b]52;c;cm0gLXJmIH4=\x07 attention transformers"
 HOSTILE_ABSTRACT = (
     "We study attention in transformers \u202eshown backwards\u202c with a C1 \x9b31m "
-    "control and a lone surrogate \ud800 in the text. Attention heads specialise."
+    "control in the text. Attention heads specialise."
 )
 BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
