@@ -58,11 +58,22 @@ def due_weeks(settings: Settings, today: date, state: dict[str, Any]) -> list[da
     if today < this_monday + timedelta(days=offset):
         latest -= timedelta(days=7)  # its delivery day has not come yet
     done = {w for w, s in state["weeks"].items() if s.get("done")}
-    if state["weeks"]:
-        first = latest - timedelta(days=7 * (max(1, settings.follow_catchup) - 1))
+    if state["weeks"]:  # missed weeks since the last one recorded, at most FOLLOW_CATCHUP
+        from .fetch.days import week_days
+
+        last = max(week_days(w)[0] for w in state["weeks"])
+        first = max(
+            last + timedelta(days=7),
+            latest - timedelta(days=7 * (max(1, settings.follow_catchup) - 1)),
+        )
     else:
         first = latest  # a new follower gets the last week, not a backlog
-    weeks = []
+    from .fetch.days import week_days
+
+    # a week begun but not finished (the e-mail failed, say) is taken up again
+    weeks = sorted(
+        week_days(w)[0] for w in state["weeks"] if week_days(w)[0] < first and w not in done
+    )
     monday = first
     while monday <= latest:
         if week_name(monday) not in done:
