@@ -59,3 +59,15 @@ def test_wrong_password_is_one_line_without_the_password(smtp: SMTPServer):
     assert "wrong-pw-123" not in str(info.value) and PASSWORD not in str(info.value)
     assert f"smtp://127.0.0.1:{smtp.port}" in str(info.value)
     assert smtp.messages == []
+
+
+def test_doctor_shows_the_smtp_url_without_its_password(monkeypatch: pytest.MonkeyPatch):
+    from assistant.doctor import _settings_check
+    from assistant.settings import Settings
+
+    monkeypatch.setenv("ASSISTANT_SMTP_URL", "smtp://me:verysecretpw@mail.example.org:587")
+    monkeypatch.setenv("ASSISTANT_FOLLOW_TO", "me@example.org")
+    settings = Settings.load(env_file=Path("/nonexistent/.env"))
+    detail = _settings_check(settings).detail
+    assert "smtp_url=smtp://mail.example.org:587" in detail and "follow_to=me@example.org" in detail
+    assert "verysecretpw" not in detail and "verysecretpw" not in repr(settings)

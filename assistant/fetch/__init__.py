@@ -105,8 +105,11 @@ class FetchReport:
         missing = self._with("failed", "not_fetched")
         future = self._with("future")
         papers = sum(r.papers for r in fetched)
-        unit = "days" if self.source == "hf" else "category-days"
-        head = f"fetch {self.source}: fetched {len(fetched)} {unit} ({papers} papers)"
+        def unit(n: int) -> str:
+            word = "day" if self.source == "hf" else "category-day"
+            return f"{n} {word}" + ("" if n == 1 else "s")
+
+        head = f"fetch {self.source}: fetched {unit(len(fetched))} ({papers} papers listed)"
         if cached:
             head += f", {len(cached)} already in the inbox (no request)"
         if future:
@@ -116,7 +119,7 @@ class FetchReport:
         why = "interrupted" if self.interrupted else self.fault
         first = missing[0].label if missing else "-"
         return (
-            f"{head}; NOT fetched: {len(missing)} {unit} from {first} on ({why}); "
+            f"{head}; NOT fetched: {unit(len(missing))} from {first} on ({why}); "
             f"what was fetched is kept and the library is consistent ({self.stored_line()}); "
             "run the same command again to fetch the rest"
         )
