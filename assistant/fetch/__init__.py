@@ -105,6 +105,7 @@ class FetchReport:
         missing = self._with("failed", "not_fetched")
         future = self._with("future")
         papers = sum(r.papers for r in fetched)
+
         def unit(n: int) -> str:
             word = "day" if self.source == "hf" else "category-day"
             return f"{n} {word}" + ("" if n == 1 else "s")
