@@ -260,3 +260,16 @@ def test_sigterm_half_way_keeps_the_fetched_days(tmp_path: Path, replay: Replay)
 def test_week_days():
     assert week_days(WEEK) == (MONDAY, MONDAY + timedelta(6))
     assert set(ARXIV_WEEK) == set(DAYS)
+
+
+@pytest.mark.parametrize(
+    "args", [["fetch", "--help"], ["fetch", "arxiv", "--help"], ["follow", "--help"]]
+)
+def test_new_commands_help_stays_light(args: list[str], tmp_path: Path):
+    from .test_cli import LIGHT_PROBE
+
+    env = {**os.environ, "ASSISTANT_HOME": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-c", LIGHT_PROBE, *args], env=env, capture_output=True, text=True
+    )
+    assert "RC 0 HEAVY []" in proc.stdout, proc.stdout + proc.stderr

@@ -90,3 +90,42 @@ def test_follow_twice_in_a_week_delivers_once(
         )
         assert [w.week for w in late.weeks] == ["2026-W25", "2026-W26", "2026-W27"]
         assert len(smtp.messages) == 1
+
+
+def test_cli_follow_twice_one_digest_one_entry_one_mail(
+    tmp_path: Path, replay: Replay, fake_llm: FakeServer
+):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import embed_model_dir
+
+    with SMTPServer(tmp_path) as smtp:
+        env = {
+            **os.environ,
+            "ASSISTANT_HOME": str(tmp_path / "home"),
+            "ASSISTANT_HF_URL": replay.base,
+            "ASSISTANT_FOLLOW_SOURCES": "hf",
+            "ASSISTANT_FOLLOW_TO": "reader@example.org",
+            "ASSISTANT_SMTP_URL": smtp.url(),
+            "ASSISTANT_SMTP_FROM": "digests@example.org",
+            "OPENAI_BASE_URL": fake_llm.url,
+            "ASSISTANT_MODEL": "smollm2",
+            "SSL_CERT_FILE": str(smtp.cert),
+        }
+        env.pop("OPENAI_API_KEY", None)
+        if embed_model_dir():
+            env["ASSISTANT_EMBED_MODEL_DIR"] = str(embed_model_dir())
+        cmd = [sys.executable, "-m", "assistant", "follow", "--today", "2026-06-15"]
+        first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert first.returncode == 0, first.stderr
+        assert "2026-W24: digest of" in first.stdout and "e-mailed" in first.stdout
+        assert smtp.url().split("@")[0].split(":")[-1] not in first.stdout + first.stderr
+        second = subprocess.run([*cmd, "--json"], env=env, capture_output=True, text=True)
+        assert second.returncode == 0, second.stderr
+        assert json.loads(second.stdout)["weeks"] == []
+        assert len(smtp.messages) == 1
+    feed = feedparser.parse(str(tmp_path / "home" / "follow" / "feed.xml"))
+    assert feed.bozo == 0 and len(feed.entries) == 1

@@ -5,15 +5,16 @@ from __future__ import annotations
 import click
 
 from ..errors import Interrupted
-from .common import CONTEXT, emit_json, model_settings, rich_console, settings_of
+from .common import CONTEXT, DATE, emit_json, model_settings, rich_console, settings_of
 from .fetch import day_progress, sigterm_as_interrupt
 
 
 @click.command(context_settings=CONTEXT)
 @click.option("--no-fetch", is_flag=True, help="Digest and deliver from what is already stored.")
+@click.option("--today", type=DATE, hidden=True, help="Run as if on this day (tests, replays).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
-def follow(ctx: click.Context, no_fetch: bool, as_json: bool) -> None:
+def follow(ctx: click.Context, no_fetch: bool, today, as_json: bool) -> None:
     """Fetch the days that matter, then write and deliver the digest of each finished week.
 
     Safe to run twice (nothing is written or sent twice) and safe to run late
@@ -37,6 +38,7 @@ def follow(ctx: click.Context, no_fetch: bool, as_json: bool) -> None:
         with sigterm_as_interrupt():
             report = run_follow(
                 settings,
+                today=today,
                 make_client=make_client,
                 progress=update,
                 notify=notify,
