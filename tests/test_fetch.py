@@ -273,3 +273,15 @@ def test_new_commands_help_stays_light(args: list[str], tmp_path: Path):
         [sys.executable, "-c", LIGHT_PROBE, *args], env=env, capture_output=True, text=True
     )
     assert "RC 0 HEAVY []" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_newer_arxiv_version_is_named(tmp_path: Path, replay: Replay):
+    from assistant.fetch.inbox import load_versions, save_versions
+
+    home = tmp_path / "home"
+    save_versions(home, {"2204.08348": 2, "2202.12139": 1})  # what an earlier run had seen
+    settings = _settings(home, replay)
+    report = run_fetch(settings, "arxiv", DAYS[:1], ["cs.CL"], today=TODAY, ingest=False)
+    assert report.newer_versions == [("2204.08348", 2, 3)]  # the Monday pages hold 2204.08348v3
+    assert "newer arXiv versions: 2204.08348 v2→v3" in report.line()
+    assert load_versions(home)["2204.08348"] == 3

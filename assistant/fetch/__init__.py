@@ -87,11 +87,13 @@ class FetchReport:
     def stored_line(self) -> str:
         if self.ingest is None:
             if self.interrupted:
-                return "the fetched files wait in the inbox; the next run ingests them"
-            return "nothing to ingest"
-        ing = self.ingest
-        parts = [f"{ing.added} added", f"{ing.updated} updated", f"{ing.unchanged} unchanged"]
-        line = f"library: {', '.join(parts)} ({ing.total_papers} papers in all)"
+                line = "the fetched files wait in the inbox; the next run ingests them"
+            else:
+                line = "nothing to ingest"
+        else:
+            ing = self.ingest
+            parts = [f"{ing.added} added", f"{ing.updated} updated", f"{ing.unchanged} unchanged"]
+            line = f"library: {', '.join(parts)} ({ing.total_papers} papers in all)"
         if self.newer_versions:
             shown = ", ".join(f"{pid} v{old}→v{new}" for pid, old, new in self.newer_versions[:5])
             more = len(self.newer_versions) - 5
