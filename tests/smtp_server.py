@@ -46,7 +46,7 @@ def _auth(server, session, envelope, mechanism, auth_data):
         USER.encode(),
         PASSWORD.encode(),
     )
-    return AuthResult(success=ok)
+    return AuthResult(success=ok, handled=False)  # handled=False: the server answers 535
 
 
 class SMTPServer:
