@@ -252,13 +252,20 @@ def run_fetch(
     if ingest and not report.interrupted:  # after Ctrl-C, stop: the next run ingests them
         files = [Path(f) for r in report.results for f in r.files]
         if files:
-            report.ingest = _ingest(files, settings, library, embedder, notify)
+            embedding = (
+                (lambda done, total: progress("embedding papers", done, total))
+                if progress
+                else None
+            )
+            report.ingest = _ingest(files, settings, library, embedder, notify, embedding)
             if report.ingest.interrupted:
                 report.interrupted = True
     return report
 
 
-def _ingest(files, settings, library, embedder, notify) -> IngestReport:
+def _ingest(files, settings, library, embedder, notify, progress) -> IngestReport:
     from ..ingest import ingest as run_ingest
 
-    return run_ingest(files, settings, library=library, embedder=embedder, notify=notify)
+    return run_ingest(
+        files, settings, library=library, embedder=embedder, notify=notify, progress=progress
+    )
