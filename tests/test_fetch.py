@@ -285,3 +285,21 @@ def test_newer_arxiv_version_is_named(tmp_path: Path, replay: Replay):
     assert report.newer_versions == [("2204.08348", 2, 3)]  # the Monday pages hold 2204.08348v3
     assert "newer arXiv versions: 2204.08348 v2→v3" in report.line()
     assert load_versions(home)["2204.08348"] == 3
+
+
+def test_arxiv_day_cut_on_its_third_page_resumes_from_the_pages_it_has(
+    tmp_path: Path, replay: Replay
+):
+    settings = _settings(tmp_path / "home", replay)
+    replay.faults[MONDAY] = "cut@20"  # pages 1-2 arrive whole, page 3 is cut short (once)
+    first = run_fetch(settings, "arxiv", DAYS[:1], ["cs.CL"], today=TODAY, ingest=False)
+    assert first.results[0].status == "failed" and "malformed" in first.fault
+    folder = tmp_path / "home/inbox/arxiv/cs.CL"
+    assert not list(folder.glob("2026-06-08*"))  # no half day where ingest would read it
+    assert len(list((folder / ".partial" / "2026-06-08").iterdir())) == 2
+    asked = replay.requests("/api/query")
+    again = run_fetch(settings, "arxiv", DAYS[:1], ["cs.CL"], today=TODAY, ingest=False)
+    assert again.complete and again.results[0].papers == 60
+    assert replay.requests("/api/query") - asked == 5  # pages 3-6 and the empty one, not 1-2
+    assert len(list(folder.glob("2026-06-08.page*.xml"))) == 7
+    assert not (folder / ".partial").exists()
