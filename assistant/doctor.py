@@ -36,6 +36,15 @@ _SHOWN_SETTINGS = (
     "embedder",
     "context_window",
     "local_model",
+    # following the field (`assistant fetch`, `assistant follow`); the SMTP URL without its password
+    "hf_url",
+    "arxiv_url",
+    "follow_sources",
+    "follow_categories",
+    "follow_day",
+    "follow_out",
+    "follow_to",
+    "smtp_url",
 )
 
 

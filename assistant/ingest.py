@@ -257,6 +257,7 @@ def ingest(
     progress: Callable[[int, int], None] | None = None,
     today: date | None = None,
     notify: Callable[[str], None] | None = None,
+    field_map: dict[str, str] | None = None,
 ) -> IngestReport:
     """Read `paths` (the bundled corpus when empty) into the library.
 
@@ -275,7 +276,7 @@ def ingest(
     papers: list[Paper] = []
     per_file: dict[str, FileReport] = {}
     for path in files:
-        result = read_file(path, fmt, page_year=page_year, today=today)
+        result = read_file(path, fmt, page_year=page_year, today=today, field_map=field_map)
         _make_safe(result)
         fr = FileReport(
             source=safe_line(str(path)),

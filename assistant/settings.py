@@ -32,6 +32,21 @@ ENV_VARS: dict[str, tuple[str, str | None]] = {
     "context_window": ("ASSISTANT_CONTEXT_WINDOW", "8192"),
     "timeout": ("ASSISTANT_TIMEOUT", "60"),
     "local_model": ("ASSISTANT_LOCAL_MODEL", "auto"),
+    # `assistant fetch` / `assistant follow` (see README "Following the field").
+    "hf_url": ("ASSISTANT_HF_URL", "https://huggingface.co"),
+    "arxiv_url": ("ASSISTANT_ARXIV_URL", "https://export.arxiv.org"),
+    "arxiv_delay": ("ASSISTANT_ARXIV_DELAY", "3"),
+    "arxiv_page_size": ("ASSISTANT_ARXIV_PAGE_SIZE", "200"),
+    "fetch_timeout": ("ASSISTANT_FETCH_TIMEOUT", "30"),
+    "fetch_max_wait": ("ASSISTANT_FETCH_MAX_WAIT", "60"),
+    "smtp_url": ("ASSISTANT_SMTP_URL", None),
+    "smtp_from": ("ASSISTANT_SMTP_FROM", None),
+    "follow_sources": ("ASSISTANT_FOLLOW_SOURCES", "hf,arxiv"),
+    "follow_categories": ("ASSISTANT_FOLLOW_CATEGORIES", "cs.CL,cs.LG"),
+    "follow_day": ("ASSISTANT_FOLLOW_DAY", "mon"),
+    "follow_out": ("ASSISTANT_FOLLOW_OUT", None),
+    "follow_to": ("ASSISTANT_FOLLOW_TO", None),
+    "follow_catchup": ("ASSISTANT_FOLLOW_CATCHUP", "4"),
 }
 LOCAL_MODEL_CHOICES = ("auto", "off")
 # Fields that describe where settings came from, not settings themselves.
@@ -44,6 +59,8 @@ URL_FIELDS = frozenset({"base_url", "chroma_url"})
 # million tokens the number is a typo, not a model.
 CONTEXT_WINDOW_RANGE = (1024, 1_048_576)
 MAX_TIMEOUT_S = 86_400.0
+# URLs that may carry a password (smtp://user:pass@host): shown without it.
+URL_SECRET_FIELDS = frozenset({"smtp_url"})
 
 
 def default_home() -> Path:
@@ -67,6 +84,21 @@ class Settings:
     timeout: float = 60.0
     # "auto": start the bundled SmolLM2 when no OPENAI_BASE_URL is set; "off": never.
     local_model: str = "auto"
+    # Following the field: fetch sources, delivery (README "Following the field").
+    hf_url: str = "https://huggingface.co"
+    arxiv_url: str = "https://export.arxiv.org"
+    arxiv_delay: float = 3.0  # seconds between arXiv requests, as arXiv asks
+    arxiv_page_size: int = 200
+    fetch_timeout: float = 30.0
+    fetch_max_wait: float = 60.0  # longest Retry-After waited for before giving up
+    smtp_url: str | None = field(default=None, repr=False)  # may hold a password
+    smtp_from: str | None = None
+    follow_sources: str = "hf,arxiv"
+    follow_categories: str = "cs.CL,cs.LG"
+    follow_day: str = "mon"
+    follow_out: Path | None = None
+    follow_to: str | None = None
+    follow_catchup: int = 4
     # The .env file that was read (None: none existed), and where each set value came from
     # ("flag", "environment" or ".env"): `doctor` shows both.
     env_file: Path | None = None
@@ -131,6 +163,20 @@ class Settings:
             ),
             timeout=_seconds("ASSISTANT_TIMEOUT", values["timeout"]),
             local_model=local_model,
+            hf_url=str(values["hf_url"]).rstrip("/"),
+            arxiv_url=str(values["arxiv_url"]).rstrip("/"),
+            arxiv_delay=_as_float("ASSISTANT_ARXIV_DELAY", values["arxiv_delay"]),
+            arxiv_page_size=_as_int("ASSISTANT_ARXIV_PAGE_SIZE", values["arxiv_page_size"]),
+            fetch_timeout=_as_float("ASSISTANT_FETCH_TIMEOUT", values["fetch_timeout"]),
+            fetch_max_wait=_as_float("ASSISTANT_FETCH_MAX_WAIT", values["fetch_max_wait"]),
+            smtp_url=values["smtp_url"] or None,
+            smtp_from=values["smtp_from"] or None,
+            follow_sources=str(values["follow_sources"]),
+            follow_categories=str(values["follow_categories"]),
+            follow_day=str(values["follow_day"]).lower(),
+            follow_out=Path(values["follow_out"]).expanduser() if values["follow_out"] else None,
+            follow_to=values["follow_to"] or None,
+            follow_catchup=_as_int("ASSISTANT_FOLLOW_CATCHUP", values["follow_catchup"]),
             env_file=dotenv_path.resolve() if dotenv_path.is_file() else None,
             origins=tuple(origins.items()),
             warnings=tuple(warnings),
@@ -148,7 +194,7 @@ class Settings:
         from urllib.parse import urlsplit
 
         found = [self.api_key] if self.api_key else []
-        for name in URL_FIELDS:
+        for name in sorted(URL_FIELDS | URL_SECRET_FIELDS):
             url = getattr(self, name)
             if not url:
                 continue
@@ -175,7 +221,7 @@ class Settings:
             value = getattr(self, f.name)
             if f.name in SECRET_FIELDS:
                 shown[f.name] = mask_secret(value)
-            elif f.name in URL_FIELDS and value:
+            elif (f.name in URL_FIELDS or f.name in URL_SECRET_FIELDS) and value:
                 shown[f.name] = display_url(str(value))
             else:
                 shown[f.name] = "" if value is None else str(value)

@@ -11,6 +11,8 @@ One module per command group, all importing their shared pieces from
 - `reindex`   `assistant reindex`
 - `sessions`  `assistant chat`, `assistant sessions ...`
 - `evaluate`  `assistant eval run|compare|digest`
+- `fetch`     `assistant fetch hf|arxiv`
+- `follow`    `assistant follow`
 
 Heavy libraries (chromadb, llama-index, the embedding model, Textual) are
 imported inside the commands that need them, so `--help` and listing commands
@@ -27,6 +29,8 @@ from pathlib import Path
 import click
 
 from . import ask, digest, doctor, evaluate, ingest, reindex, search, sessions
+from . import fetch as fetch_cli
+from . import follow as follow_cli
 from .common import CONTEXT, AssistantGroup
 
 
@@ -84,6 +88,8 @@ for _command in (
 ):
     cli.add_command(_command)
 cli.add_command(evaluate.eval_group, name="eval")
+cli.add_command(fetch_cli.fetch)
+cli.add_command(follow_cli.follow)
 
 
 def main(argv: list[str] | None = None) -> int:

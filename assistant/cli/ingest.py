@@ -33,6 +33,14 @@ from .common import (
     help="Year of the Daily Papers pages (default: the latest "
     "year that puts the page date on or before today).",
 )
+@click.option(
+    "--field",
+    "fields",
+    multiple=True,
+    metavar="OURS=THEIRS",
+    help="JSONL/CSV: read our field from another column, e.g. --field abstract=summary "
+    "(repeatable; ours: title, abstract, authors, published, arxiv_id, url, upvotes).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def ingest(
@@ -40,6 +48,7 @@ def ingest(
     paths: tuple[Path, ...],
     fmt: str | None,
     page_year: int | None,
+    fields: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Add papers from PATHS (files or folders) to the library.
@@ -51,6 +60,7 @@ def ingest(
     from ..ingest import ingest as run_ingest
 
     settings = settings_of(ctx)
+    field_map = parse_fields(fields)
     terminate_as_interrupt()
     progress_cb, finish = progress("Embedding papers", enabled=not as_json)
     try:
@@ -61,6 +71,7 @@ def ingest(
             page_year=page_year,
             progress=progress_cb,
             notify=lambda msg: click.echo(msg, err=True),
+            field_map=field_map,
         )
     except KeyboardInterrupt:  # outside the writes (reading, loading the embedder, indexing)
         raise Interrupted(
@@ -80,6 +91,19 @@ def ingest(
             "same command again to finish"
         )
     ctx.exit(report.exit_code)
+
+
+def parse_fields(pairs: tuple[str, ...]) -> dict[str, str]:
+    """`--field abstract=summary` -> {"abstract": "summary"}; a malformed pair is a usage error."""
+    from ..errors import UsageError
+
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        ours, sep, theirs = pair.partition("=")
+        if not sep or not ours.strip() or not theirs.strip():
+            raise UsageError(f"--field {pair!r}: expected OURS=THEIRS, e.g. abstract=summary")
+        mapping[ours.strip().lower()] = theirs.strip().lower()
+    return mapping
 
 
 def _print_ingest(report) -> None:

@@ -220,6 +220,7 @@ def read_file(
     *,
     page_year: int | None = None,
     today: date | None = None,
+    field_map: dict[str, str] | None = None,
 ) -> ReadResult:
     """Read one file into papers and errors; never raises for what the file holds.
 
@@ -243,7 +244,7 @@ def read_file(
             fmt = detect_format(Path(path), text[:_HEAD_CHARS])
         except RecordError as exc:
             return ReadResult([], [exc])
-    result = _parse(fmt, text, source, page_year, today, decoded.cut_short)
+    result = _parse(fmt, text, source, page_year, today, decoded.cut_short, field_map)
     _drop_damaged(result, decoded.bad_lines, source)
     if decoded.cut_short:
         result.warnings.append(
@@ -257,14 +258,20 @@ def read_file(
 
 
 def _parse(
-    fmt: str, text: str, source: str, page_year: int | None, today: date | None, cut_short: bool
+    fmt: str,
+    text: str,
+    source: str,
+    page_year: int | None,
+    today: date | None,
+    cut_short: bool,
+    field_map: dict[str, str] | None = None,
 ) -> ReadResult:
     if fmt == "hf-page":
         return read_hf_page(text, source, page_year=page_year, today=today, cut_short=cut_short)
     if fmt == "jsonl":
-        return read_jsonl(text, source)
+        return read_jsonl(text, source, field_map)
     if fmt == "csv":
-        return read_csv(text, source)
+        return read_csv(text, source, field_map)
     if fmt == "arxiv-atom":
         return read_atom(text, source)
     if fmt == "arxiv-snapshot":

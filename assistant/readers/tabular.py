@@ -68,6 +68,7 @@ def record_to_paper(
     line: int,
     warnings: list[RecordError] | None = None,
     default_date: date | None = None,
+    field_map: dict[str, str] | None = None,
 ) -> Paper | RecordError:
     """Map one JSONL object or CSV row onto a Paper, or say what is wrong with it.
 
@@ -77,6 +78,9 @@ def record_to_paper(
     carries no date of its own.
     """
     fields = {str(key).strip().lower(): value for key, value in record.items()}
+    for ours, theirs in (field_map or {}).items():  # `--field abstract=summary`
+        if theirs in fields:
+            fields[ours] = fields[theirs]
     title = clean(_get(fields, "title"))
     abstract = clean(_get(fields, *_ALIASES["abstract"]))
     problem = check_title_abstract(title, abstract, source, line)
@@ -155,17 +159,45 @@ def iter_json_lines(
         yield number, value
 
 
-def read_jsonl(text: str, source: str) -> ReadResult:
+def read_jsonl(text: str, source: str, field_map: dict[str, str] | None = None) -> ReadResult:
     """One JSON object per line; a bad line costs only that line."""
     result = ReadResult()
     listing_day = file_date(source)
+    names: set[str] = set()
     for number, record in iter_json_lines(text, source, result):
-        outcome = record_to_paper(record, source, number, result.warnings, listing_day)
+        names.update(str(key).strip().lower() for key in record)
+        outcome = record_to_paper(record, source, number, result.warnings, listing_day, field_map)
         _collect(result, outcome)
+    collapse_same_failure(result, source, names)
     return result
 
 
-def read_csv(text: str, source: str) -> ReadResult:
+_MISSING = (
+    ("no abstract", "abstract", "'abstract' or 'summary'"),
+    ("no title", "title", "'title'"),
+)
+
+
+def collapse_same_failure(result: ReadResult, source: str, names: set[str]) -> None:
+    """Every record failed for want of the same field: one line for the file, not one per record.
+
+    The line names the file, the missing field and the fields the records do
+    have, so the user sees at once which `--field ours=theirs` would map it.
+    """
+    if result.papers or len(result.errors) < 2:
+        return
+    for prefix, ours, expected in _MISSING:
+        if all(e.reason.startswith(prefix) for e in result.errors):
+            have = ", ".join(sorted(names)) or "none"
+            reason = (
+                f"all {len(result.errors)} records lack the {ours}: no {expected} field "
+                f"(the records have: {have}); map one with --field {ours}=NAME"
+            )
+            result.errors = [RecordError(source, None, reason)]
+            return
+
+
+def read_csv(text: str, source: str, field_map: dict[str, str] | None = None) -> ReadResult:
     """A CSV with a header row naming at least `title` and `abstract`.
 
     Quoted cells may span lines, so the record's line is taken from the csv
@@ -195,6 +227,9 @@ def read_csv(text: str, source: str) -> ReadResult:
             header_line = start
             if "abstract" not in header and "summary" in header:
                 header = ["abstract" if name == "summary" else name for name in header]
+            for ours, theirs in (field_map or {}).items():
+                if ours not in header and theirs in header:
+                    header = [ours if name == theirs else name for name in header]
             for needed in ("title", "abstract"):
                 if needed not in header:
                     result.errors.append(
