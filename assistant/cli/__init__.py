@@ -11,6 +11,7 @@ One module per command group, all importing their shared pieces from
 - `reindex`   `assistant reindex`
 - `sessions`  `assistant chat`, `assistant sessions ...`
 - `evaluate`  `assistant eval run|compare|digest`
+- `export`    `assistant export bibtex`
 
 Heavy libraries (chromadb, llama-index, the embedding model, Textual) are
 imported inside the commands that need them, so `--help` and listing commands
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import click
 
-from . import ask, digest, doctor, evaluate, ingest, reindex, search, sessions
+from . import ask, digest, doctor, evaluate, export, ingest, reindex, search, sessions
 from .common import CONTEXT, AssistantGroup
 
 
@@ -84,6 +85,7 @@ for _command in (
 ):
     cli.add_command(_command)
 cli.add_command(evaluate.eval_group, name="eval")
+cli.add_command(export.export_group, name="export")
 
 
 def main(argv: list[str] | None = None) -> int:

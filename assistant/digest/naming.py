@@ -163,19 +163,55 @@ def _capital(phrase: str) -> str:
     return phrase[:1].upper() + phrase[1:] if phrase[:1].islower() else phrase
 
 
-def phrase_name(phrases_: list[str], taken: set[str]) -> str:
-    """One or two key phrases as a name, avoiding names other themes have."""
-    for i, first in enumerate(phrases_):
-        if first.lower() in taken:
-            continue
-        name = _capital(first)
-        for second in phrases_[i + 1 :] if len(first.split()) == 1 else []:
-            joined = f"{name} and {second}"
-            if len(joined.split()) <= 4 and len(joined) <= MAX_NAME_CHARS:
-                return joined
-            break
-        return name
+def phrase_name(phrases_: list[str], taken: set[str], common: set[str] | None = None) -> str:
+    """A name of two to five words from the theme's key phrases (best first).
+
+    The name is the best phrase that shares no word sequence with a name
+    already given ("Video generation" vs "Video generation models": one
+    inside the other) and holds a word that is not `common` in the window (a
+    word in most papers, such as "language" in a week of LLM papers, names
+    nothing); a single word is joined to the next such phrase ("Jailbreak and
+    red teaming").
+    """
+    common = common or set()
+
+    def usable(phrase: str) -> bool:
+        low = phrase.lower()
+        if any(_inside(low, t) or _inside(t, low) for t in taken):
+            return False
+        return any(_norm(w) not in common for w in low.split())
+
+    choices = [p for p in phrases_ if usable(p)]
+    for i, first in enumerate(choices):
+        if len(first.split()) > 1:
+            return _capital(first)
+        for second in choices[i + 1 :]:
+            joined = f"{_capital(first)} and {second}"
+            if not (
+                _inside(first.lower(), second.lower()) or _inside(second.lower(), first.lower())
+            ):
+                if len(joined.split()) <= 5 and len(joined) <= MAX_NAME_CHARS:
+                    return joined
+        return _capital(first)
     return _capital(phrases_[0]) if phrases_ else "Untitled theme"
+
+
+def _inside(short: str, long: str) -> bool:
+    """Whether the words of `short` occur as a run in `long` (word-level, plural-blind)."""
+    a = [_norm(w) for w in short.split()]
+    b = [_norm(w) for w in long.split()]
+    return bool(a) and any(b[i : i + len(a)] == a for i in range(len(b) - len(a) + 1))
+
+
+def common_words(papers: list[DigestPaper], share: float = 0.12) -> set[str]:
+    """Words (normalised) in more than `share` of the window's papers: too common
+    to name a theme on their own."""
+    if len(papers) < 60:
+        return set()
+    seen: Counter = Counter()
+    for paper in papers:
+        seen.update({_norm(w) for w in _TOKEN.findall(f"{paper.title} {paper.abstract}")})
+    return {w for w, c in seen.items() if c > share * len(papers)}
 
 
 def clean_model_name(raw: str) -> str:
@@ -212,20 +248,32 @@ def valid_name(name: str, papers: list[DigestPaper]) -> tuple[bool, str]:
     return True, ""
 
 
-def name_themes(themes: list[Theme]) -> None:
-    """Key phrases and a key-phrase name for every named theme (the model may replace it)."""
+def name_themes(themes: list[Theme], areas: list[list[Theme]] | None = None) -> list[str]:
+    """Key phrases and a key-phrase name for every named theme (the model may
+    replace it); the names of `areas` (groups of themes) from their own key
+    phrases against each other, distinct from every theme's name."""
     named = [t for t in themes if not t.other]
     everyone = named + [t for t in themes if t.other]  # Other papers count as "the rest"
-    found = key_phrases(everyone)
+    found = key_phrases(everyone, top=8)
+    common = common_words([p for t in themes for p in t.papers])
     taken: set[str] = set()
     for theme, phrases_ in zip(everyone, found):
         if theme.other:
             continue
         theme.key_phrases = phrases_
-        theme.name = phrase_name(phrases_, taken)
+        theme.name = phrase_name(phrases_, taken, common)
         theme.name_source = "key phrases"
         taken.add(theme.name.lower())
-        taken.update(p.lower() for p in phrases_[:1])
+    area_names = []
+    if areas:
+        pooled = [Theme("", [p for t in area for p in t.papers]) for area in areas]
+        for area, phrases_ in zip(areas, key_phrases(pooled, top=10)):
+            name = phrase_name(phrases_, taken, common)
+            taken.add(name.lower())
+            area_names.append(name)
+            for theme in area:
+                theme.area = name
+    return area_names
 
 
 def accept_model_name(theme: Theme, raw: str, taken: set[str]) -> None:
@@ -238,6 +286,8 @@ def accept_model_name(theme: Theme, raw: str, taken: set[str]) -> None:
         proposal.lower() in (p.title.lower(), p.title.split(":")[0].strip().lower())
         for p in theme.papers
     )
-    if ok and not one_paper and 2 <= len(proposal.split()) and proposal.lower() not in taken:
+    low = proposal.lower()
+    distinct = not any(_inside(low, t) or _inside(t, low) for t in taken)
+    if ok and not one_paper and 2 <= len(proposal.split()) <= 5 and distinct:
         theme.name = proposal
         theme.name_source = "model"
