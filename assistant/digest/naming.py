@@ -50,6 +50,25 @@ often still without within across among generate generated generating produce pr
 lead leads yields yield obtain obtained found find finds shown well-known known particular
 """.split()
 )
+GENERIC = GENERIC | frozenset(
+    """
+training accuracy accurate robust robustness capabilities capability applications application
+information set sets feature features algorithm algorithms pipeline right system systems
+human humans text complex multiple findings integrate integrates integrating evaluating
+traditional region regions access representation representations semantic semantics
+architecture architectures structure structures critical user users across recent
+""".split()
+)
+# Generic head nouns that may end a phrase but never stand alone.
+TAIL = frozenset(
+    "learning model models understanding network networks system systems analysis".split()
+)
+# Words that name no theme on their own in any ML window, whatever their share.
+BROAD = frozenset(
+    "ai artificial intelligence llm llms mllm mllms vlm vlms large language model models "
+    "multimodal machine deep neural learning data".split()
+)
+COMMON_SHARE = 0.20  # a word in more of the window's papers than this is too common to name
 # Words, and figures as their own tokens so a phrase never runs across a number.
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9\-]*[A-Za-z0-9]|[A-Za-z]|\d[\d.,]*[A-Za-z%]*")
 _BRACKETS = re.compile(r"[\[\]{}()<>]")
@@ -86,6 +105,13 @@ def phrases(text: str, longest: int = 3) -> list[tuple[tuple[str, ...], str]]:
             if token and not _stop(token):
                 run.append(token)
                 continue
+            if run and not after_figure and token.lower() in TAIL:
+                # "Large Language Models", "Agent Reinforcement Learning": a generic
+                # head noun closes a phrase, so the phrase is not cut to a fragment.
+                for size in range(1, longest):
+                    if size <= len(run):
+                        words = run[-size:] + [token]
+                        found.append((tuple(_norm(w) for w in words), " ".join(words)))
             if not after_figure:
                 for size in range(1, longest + 1):
                     for i in range(len(run) - size + 1):
@@ -112,8 +138,13 @@ def _theme_counts(papers: list[DigestPaper]) -> tuple[Counter, dict, Counter]:
     return counts, surfaces, papers_with
 
 
-def key_phrases(themes: list[Theme], top: int = 5) -> list[list[str]]:
-    """The `top` most distinctive phrases of each theme against the whole window."""
+def key_phrases(
+    themes: list[Theme], top: int = 5, common: set[str] | None = None
+) -> list[list[str]]:
+    """The `top` most distinctive phrases of each theme against the whole window;
+    in a large window (`common` given) a phrase made only of its common words or
+    `BROAD` ones is no key phrase."""
+    common = (common | BROAD) if common else set()
     stats = [_theme_counts(t.papers) for t in themes]
     total: Counter = Counter()
     for counts, _, _ in stats:
@@ -124,7 +155,7 @@ def key_phrases(themes: list[Theme], top: int = 5) -> list[list[str]]:
         need = 2 if len(theme.papers) >= 2 else 1
         scored = []
         for key, tf in counts.items():
-            if papers_with[key] < need:
+            if papers_with[key] < need or (common and all(w in common for w in key)):
                 continue
             score = tf * math.log(1 + average / total[key]) * (1 + 0.6 * (len(key) - 1))
             score *= papers_with[key] / len(theme.papers)
@@ -179,21 +210,29 @@ def phrase_name(phrases_: list[str], taken: set[str], common: set[str] | None = 
         low = phrase.lower()
         if any(_inside(low, t) or _inside(t, low) for t in taken):
             return False
-        return any(_norm(w) not in common for w in low.split())
+        return any(_norm(w) not in common and _norm(w) not in BROAD for w in low.split())
 
     choices = [p for p in phrases_ if usable(p)]
+    # A phrase of two to four words among the first few reads as a name by itself
+    # ("Gaussian splatting", "Autonomous driving").
+    for phrase in choices[:3]:
+        if 2 <= len(phrase.split()) <= 4:
+            return _capital(phrase)
     for i, first in enumerate(choices):
-        if len(first.split()) > 1:
-            return _capital(first)
         for second in choices[i + 1 :]:
+            if _related(first, second):
+                continue  # "Emotion and emotional"
             joined = f"{_capital(first)} and {second}"
-            if not (
-                _inside(first.lower(), second.lower()) or _inside(second.lower(), first.lower())
-            ):
-                if len(joined.split()) <= 5 and len(joined) <= MAX_NAME_CHARS:
-                    return joined
+            if len(joined.split()) <= 5 and len(joined) <= MAX_NAME_CHARS:
+                return joined
         return _capital(first)
     return _capital(phrases_[0]) if phrases_ else "Untitled theme"
+
+
+def _related(a: str, b: str) -> bool:
+    """Whether two phrases share a word stem (its first five letters)."""
+    stems = {w.lower()[:5] for w in a.split()}
+    return any(w.lower()[:5] in stems for w in b.split())
 
 
 def _inside(short: str, long: str) -> bool:
@@ -203,7 +242,7 @@ def _inside(short: str, long: str) -> bool:
     return bool(a) and any(b[i : i + len(a)] == a for i in range(len(b) - len(a) + 1))
 
 
-def common_words(papers: list[DigestPaper], share: float = 0.12) -> set[str]:
+def common_words(papers: list[DigestPaper], share: float = COMMON_SHARE) -> set[str]:
     """Words (normalised) in more than `share` of the window's papers: too common
     to name a theme on their own."""
     if len(papers) < 60:
@@ -254,8 +293,8 @@ def name_themes(themes: list[Theme], areas: list[list[Theme]] | None = None) -> 
     phrases against each other, distinct from every theme's name."""
     named = [t for t in themes if not t.other]
     everyone = named + [t for t in themes if t.other]  # Other papers count as "the rest"
-    found = key_phrases(everyone, top=8)
     common = common_words([p for t in themes for p in t.papers])
+    found = key_phrases(everyone, top=8, common=common)
     taken: set[str] = set()
     for theme, phrases_ in zip(everyone, found):
         if theme.other:
@@ -267,7 +306,7 @@ def name_themes(themes: list[Theme], areas: list[list[Theme]] | None = None) -> 
     area_names = []
     if areas:
         pooled = [Theme("", [p for t in area for p in t.papers]) for area in areas]
-        for area, phrases_ in zip(areas, key_phrases(pooled, top=10)):
+        for area, phrases_ in zip(areas, key_phrases(pooled, top=10, common=common)):
             name = phrase_name(phrases_, taken, common)
             taken.add(name.lower())
             area_names.append(name)

@@ -575,6 +575,8 @@ def _theme_html(
             if collapsible and _safe_url(row.paper.url):
                 href = html.escape(row.paper.url or "", quote=True)
                 name = f'<a id="ref-{n}" href="{href}">{name}</a>'
+            elif collapsible:
+                name = f'<span id="ref-{n}">{name}</span>'
             mark = f"[{n}]" if collapsible else _ref(n)
             out.append(f'<tr><td class="paper">{mark} {name}</td>{cells}</tr>')
         out.append("</tbody></table>")
