@@ -56,10 +56,11 @@ PAPERS = [
     ),
     (
         "2511.00005",
-        "Evicting Tokens from the Attention Cache",
+        "Compressing the Key-Value Memory of Long-Context Transformers by Token Eviction",
         ["Edsger Dijkstra"],
-        "Long prompts exhaust memory in attention caches of transformers. We evict tokens from the "
-        "cache by attention score, cutting memory by 60% at equal perplexity.",
+        "The key-value memory of long-context transformers grows with context length. We evict "
+        "tokens from the key-value memory by attention score and keep accuracy within 1 point "
+        "on LongBench at 60% less memory.",
     ),
     (
         "2511.00006",
