@@ -68,6 +68,7 @@ BROAD = frozenset(
     "ai artificial intelligence llm llms mllm mllms vlm vlms large language model models "
     "multimodal machine deep neural learning data".split()
 )
+_DIMENSION = re.compile(r"[1-4]d")  # "3D", "2D": a topic word, not a figure
 COMMON_SHARE = 0.20  # a word in more of the window's papers than this is too common to name
 # Words, and figures as their own tokens so a phrase never runs across a number.
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9\-]*[A-Za-z0-9]|[A-Za-z]|\d[\d.,]*[A-Za-z%]*")
@@ -91,7 +92,7 @@ def _stop(word: str) -> bool:
         or low in GENERIC
         or _norm(low) in GENERIC
         or (len(low) < 3 and not word.isupper())
-        or low[0].isdigit()
+        or (low[0].isdigit() and not _DIMENSION.fullmatch(low))
     )
 
 
@@ -306,8 +307,10 @@ def name_themes(themes: list[Theme], areas: list[list[Theme]] | None = None) -> 
     area_names = []
     if areas:
         pooled = [Theme("", [p for t in area for p in t.papers]) for area in areas]
-        for area, phrases_ in zip(areas, key_phrases(pooled, top=10, common=common)):
-            name = phrase_name(phrases_, taken, common)
+        # An area is broad by nature: its words may be the window's common ones
+        # ("visual", "agents"), only not the ones every ML paper uses (`BROAD`).
+        for area, phrases_ in zip(areas, key_phrases(pooled, top=15, common=set(BROAD))):
+            name = phrase_name(phrases_, taken, set())
             taken.add(name.lower())
             area_names.append(name)
             for theme in area:

@@ -23,6 +23,7 @@ HEADINGS = {"problem": "Problem", "approach": "Approach", "result": "Key result"
 CITED_IN_TREND = 5  # papers cited per theme in the trends paragraph
 TOP_UPVOTED = 5
 TOP_PAPERS = 6
+TREND_MOVERS = 5  # themes named per trend group in a large window
 SHORT_TITLE_CHARS = 70
 _MD_SPECIAL = re.compile(r"([\\`*\[\]<>])")
 
@@ -100,7 +101,7 @@ def trend_parts(digest: Digest) -> tuple[str, list[tuple[str, str, Theme]]]:
         opening += (
             f", each assigned to this window's themes by the rule that formed them: "
             f"{digest.previous_total - digest.previous_other} in these themes, "
-            f"{digest.previous_other} in none"
+            f"{digest.previous_other} in none; this window has {len(digest.papers)}"
         )
     parts = []
     for theme in digest.named:
@@ -141,7 +142,7 @@ def top_papers(digest: Digest, limit: int = TOP_PAPERS) -> list[tuple[DigestPape
     if ranked:
         return [(p, f"{p.upvotes} upvotes") for p in ranked[:limit]]
     named = sorted(digest.named, key=lambda t: -len(t.papers))[:limit]
-    return [(t.papers[0], f"most central of {t.name}") for t in named]
+    return [(t.papers[0], t.name) for t in named]
 
 
 def _theme_numbers(digest: Digest) -> dict[int, int]:
@@ -245,6 +246,8 @@ def _for_you_markdown(digest: Digest, numbers: dict[str, int]) -> list[str]:
             "exclude): the most upvoted and the most central papers._",
             "",
         ]
+        if digest.areas:  # the overview's top papers already are those
+            return lines[:2] + [lines[2][:-2] + " stand in: see Top papers above._", ""]
     for pick in digest.for_you:
         p = pick.paper
         link = f" <{p.url}>" if _safe_url(p.url) else ""
@@ -259,6 +262,14 @@ def _trend_groups(digest: Digest) -> list[tuple[str, list[tuple[str, Theme]]]]:
     groups = []
     for label in ("new", "grew", "shrank"):
         members = [(detail, t) for lab, detail, t in parts if lab == label]
+        if digest.areas and len(members) > TREND_MOVERS:
+            # A week has dozens of themes: name the largest moves (relative), the
+            # overview shows every theme's count beside the previous one.
+            members.sort(
+                key=lambda m: -abs(len(m[1].papers) - m[1].previous) / (m[1].previous or 1)
+            )
+            rest = len(members) - TREND_MOVERS
+            members = members[:TREND_MOVERS] + [(f"and {rest} more", None)]
         if members:
             groups.append((label, members))
     return groups
@@ -280,7 +291,12 @@ def _trend_markdown(digest: Digest) -> str:
         + "; ".join(
             f"{TREND_LABELS[label]}: "
             + ", ".join(
-                f"**{md(t.name)}** ({detail})" + ("" if digest.areas else f" {_cites(digest, t)}")
+                (
+                    detail
+                    if t is None
+                    else f"**{md(t.name)}** ({detail})"
+                    + ("" if digest.areas else f" {_cites(digest, t)}")
+                )
                 for detail, t in members
             )
             for label, members in groups
@@ -493,8 +509,11 @@ def _for_you_html(digest: Digest, numbers: dict[str, int]) -> list[str]:
     if digest.for_you_basis != "interests":
         out.append(
             '<p class="note">No interests.toml in ASSISTANT_HOME (keywords, authors, liked '
-            "arXiv ids, exclude): the most upvoted and the most central papers.</p>"
+            "arXiv ids, exclude): the most upvoted and the most central papers"
+            + (" stand in: see Top papers above.</p>" if digest.areas else ".</p>")
         )
+        if digest.areas:
+            return out
     out.append("<ul>")
     for pick in digest.for_you:
         p = pick.paper
@@ -530,8 +549,12 @@ def _trend_html(digest: Digest) -> str:
         + "; ".join(
             f"{TREND_LABELS[label]}: "
             + ", ".join(
-                f"<strong>{_e(t.name)}</strong> ({_e(detail)})"
-                + ("" if digest.areas else f" {cites(t)}")
+                (
+                    _e(detail)
+                    if t is None
+                    else f"<strong>{_e(t.name)}</strong> ({_e(detail)})"
+                    + ("" if digest.areas else f" {cites(t)}")
+                )
                 for detail, t in members
             )
             for label, members in groups
