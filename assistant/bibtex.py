@@ -63,7 +63,11 @@ def entry(meta: dict[str, Any], taken: set[str]) -> str:
     url = meta.get("url") or (f"https://arxiv.org/abs/{arxiv}" if arxiv else None)
     if url:
         fields.append(("url", escape(url).replace("\\_", "_").replace("\\%", "%")))
-    body = ",\n".join(f"  {name} = {{{value}}}" for name, value in fields)
+    # A month is BibTeX's own macro (`month = nov`), never a braced string.
+    body = ",\n".join(
+        f"  {name} = {value}" if name == "month" else f"  {name} = {{{value}}}"
+        for name, value in fields
+    )
     return f"@misc{{{cite_key(meta, taken)},\n{body}\n}}\n"
 
 
