@@ -166,6 +166,8 @@ def check_prose(
         if not item.reason:
             earlier.append(words)
             item.cited = list(dict.fromkeys(item.cited))
+            if len(item.cited) == 1:
+                item.text = name_the_paper(item.text, local, item.cited[0])
         out.append(item)
     return out
 
@@ -186,6 +188,20 @@ def name_leading_markers(raw: str, local: dict[int, DigestPaper]) -> str:
         return f"{match.group(1)}{short_title(paper.title)} [{match.group(2)}]{match.group(3)} "
 
     return _LEADING_MARK.sub(subject, raw)
+
+
+_THIS_PAPER = re.compile(r"^(?:This|The) (?:paper|work|study|article)\b", re.IGNORECASE)
+
+
+def name_the_paper(text: str, local: dict[int, DigestPaper], paper_id: str) -> str:
+    """ "This paper presents a dataset [4]." -> "PAVE presents a dataset [4].": in a
+    digest "this paper" names nothing; the one paper the sentence cites does."""
+    from .render import short_title
+
+    paper = next((p for p in local.values() if p.paper_id == paper_id), None)
+    if paper is None or not _THIS_PAPER.match(text):
+        return text
+    return _THIS_PAPER.sub(lambda _: short_title(paper.title), text, count=1)
 
 
 def _overlap(a: set[str], b: set[str]) -> float:
