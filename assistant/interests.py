@@ -193,7 +193,7 @@ def fallback_picks(digest: Digest, top: int = FOR_YOU) -> list[Pick]:
     picks: list[Pick] = []
     upvoted = sorted((p for p in digest.papers if p.upvotes > 0), key=lambda p: -p.upvotes)
     for paper in upvoted[:FALLBACK_UPVOTED]:
-        picks.append(Pick(paper, [f"most upvoted this week ({paper.upvotes})"], paper.upvotes))
+        picks.append(Pick(paper, [f"most upvoted in this window ({paper.upvotes})"], paper.upvotes))
     seen = {p.paper.paper_id for p in picks}
     for theme in sorted(digest.named, key=lambda t: -len(t.papers)):
         if len(picks) >= top:

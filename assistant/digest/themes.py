@@ -336,12 +336,12 @@ def central_order(theme: Theme) -> list[DigestPaper]:
 def make_areas(themes: list[Theme]) -> list[list[Theme]]:
     """The named themes of a large window grouped into a few areas (Ward over the
     theme centres, about the square root of the number of themes), largest
-    area first; no areas below `AREA_MIN_THEMES` themes."""
+    area first; no areas below `AREA_MIN_THEMES` themes or in a small window."""
     import numpy as np
     from scipy.cluster.hierarchy import fcluster, linkage
 
     named = [t for t in themes if not t.other]
-    if len(named) < AREA_MIN_THEMES or named[0].centre is None:
+    if len(named) < AREA_MIN_THEMES or named[0].rule != "centre":
         return []
     k = max(2, min(7, round(math.sqrt(len(named)))))
     centres = np.stack([t.centre for t in named])
