@@ -8,6 +8,13 @@ llama.cpp's server (started here unless --base-url is given).
 Run: ASSISTANT_EMBED_MODEL_DIR=/work/shared/models/all-MiniLM-L6-v2 \\
      .venv/bin/python bench/digest_bench.py [--sizes 30,100,500] [--context-window 8192]
 
+`--real-week` instead writes the digest of the real week in
+tests/data/arxiv-week-2025 (2025-W47, 1,027 papers; the week before for trends),
+ingested into a temporary home unless `--home` names one that holds it, and
+prints the figures the issue asks for: share under "Other papers", areas and
+theme names, trend counts (which must add up), model calls, prompt tokens,
+build time, and `assistant eval digest`'s scores; `--out` keeps the Markdown.
+
 `--coherence SINCE UNTIL` instead prints, for the library in ASSISTANT_HOME, the
 cosine similarities behind `themes.MEMBER_MIN`: the distribution over all pairs
 of the window's papers and each paper's nearest neighbours (no model needed).
@@ -69,6 +76,9 @@ def main() -> None:
     parser.add_argument("--context-window", type=int, default=8192)
     parser.add_argument("--base-url")
     parser.add_argument("--coherence", nargs=2, metavar=("SINCE", "UNTIL"))
+    parser.add_argument("--real-week", action="store_true")
+    parser.add_argument("--home", type=Path, help="with --real-week: a home holding the week")
+    parser.add_argument("--out", type=Path, help="with --real-week: write the Markdown here")
     args = parser.parse_args()
     if args.coherence:
         coherence(*(date.fromisoformat(d) for d in args.coherence))
@@ -78,7 +88,72 @@ def main() -> None:
             base_url = args.base_url or stack.enter_context(llama_server(n_ctx=8192))
         except LocalServerError as exc:
             sys.exit(str(exc))
-        run(args, base_url)
+        if args.real_week:
+            real_week(args, base_url)
+        else:
+            run(args, base_url)
+
+
+def real_week(args: argparse.Namespace, base_url: str) -> None:
+    from assistant.digest.render import digest_json, render_html, render_markdown
+    from assistant.digest.score import score_digest
+
+    model_dir = os.environ.get("ASSISTANT_EMBED_MODEL_DIR")
+    home = args.home or Path(tempfile.mkdtemp(prefix="digest-week-"))
+    settings = Settings(
+        home=home,
+        embed_model_dir=Path(model_dir) if model_dir else None,
+        base_url=base_url,
+        model="smollm2",
+        context_window=args.context_window,
+        timeout=600.0,
+    )
+    embedder = make_embedder(settings)
+    library = Library.open(settings)
+    if library.counts()[0] == 0:
+        started = time.perf_counter()
+        folder = Path(__file__).resolve().parents[1] / "tests" / "data" / "arxiv-week-2025"
+        ingest([folder], settings, library=library, embedder=embedder)
+        print(f"ingested {library.counts()[0]} papers in {time.perf_counter() - started:.0f} s")
+    started = time.perf_counter()
+    digest = build_digest(
+        settings, library, embedder, ModelClient(settings), date(2025, 11, 17), date(2025, 11, 23)
+    )
+    wall = time.perf_counter() - started
+    markdown = render_markdown(digest)
+    if args.out:
+        args.out.write_text(markdown, encoding="utf-8")
+    others = sum(len(t.papers) for t in digest.themes if t.other)
+    print(
+        f"2025-W47: {len(digest.papers)} papers, {len(digest.areas)} areas, "
+        f"{len(digest.named)} themes, {others} other papers "
+        f"({100 * others / max(1, len(digest.papers)):.1f}%)"
+    )
+    for area in digest.areas:
+        print(f"  {area.name} ({area.size})")
+        for t in area.themes:
+            print(f"    {t.name}: {len(t.papers)} (previous {t.previous}, {t.status})")
+    counted = sum(t.previous for t in digest.named)
+    print(
+        f"previous window: {digest.previous_total} papers = {counted} in these themes "
+        f"+ {digest.previous_other} in none"
+    )
+    kept = sum(len(t.kept) for t in digest.named)
+    written = sum(len(t.prose) for t in digest.named)
+    print(
+        f"model calls {digest.model_calls}, prompt tokens {digest.prompt_tokens} "
+        f"(largest {digest.max_prompt_tokens}), prose kept {kept}/{written}, build {wall:.1f} s"
+    )
+    print(
+        f"Markdown {len(markdown.encode()) // 1024} KB, HTML "
+        f"{len(render_html(digest).encode()) // 1024} KB"
+    )
+    scores = score_digest(digest_json(digest), library)
+    keys = (
+        "names_valid names_distinct other_share trends_add_up rows_once prose_sentences "
+        "prose_supported invented_titles result_cells silhouette far_papers"
+    ).split()
+    print("eval digest: " + ", ".join(f"{k}={scores.get(k)}" for k in keys))
 
 
 def run(args: argparse.Namespace, base_url: str) -> None:

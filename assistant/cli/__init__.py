@@ -13,6 +13,7 @@ One module per command group, all importing their shared pieces from
 - `evaluate`  `assistant eval run|compare|digest`
 - `fetch`     `assistant fetch hf|arxiv`
 - `follow`    `assistant follow`
+- `export`    `assistant export bibtex`
 
 Heavy libraries (chromadb, llama-index, the embedding model, Textual) are
 imported inside the commands that need them, so `--help` and listing commands
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import click
 
-from . import ask, digest, doctor, evaluate, ingest, reindex, search, sessions
+from . import ask, digest, doctor, evaluate, export, ingest, reindex, search, sessions
 from . import fetch as fetch_cli
 from . import follow as follow_cli
 from .common import CONTEXT, AssistantGroup
@@ -90,6 +91,7 @@ for _command in (
 cli.add_command(evaluate.eval_group, name="eval")
 cli.add_command(fetch_cli.fetch)
 cli.add_command(follow_cli.follow)
+cli.add_command(export.export_group, name="export")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -145,6 +145,7 @@ def digest(
     shown = sum(1 for s in written if not s.reason)
     rich_console().print(
         f"wrote {safe_line(str(target))}: {len(result.papers)} papers in {len(result.named)} themes"
+        + (f" ({len(result.areas)} areas)" if result.areas else "")
         + (f" and {others} other papers" if others else "")
         + f"; {shown} of {len(written)} model sentences passed the support check "
         f"({result.model_calls} model calls)",

@@ -435,6 +435,11 @@ def _print_digest_scores(scores: dict[str, Any], met: bool) -> None:
         "cell_offsets_exact",
         "silhouette",
         "far_papers",
+        "areas",
+        "other_share",
+        "other_share_ok",
+        "names_distinct",
+        "trends_add_up",
     ):
         value = scores.get(key)
         shown = "—" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)

@@ -3,7 +3,8 @@
 One module per step, in the order `build.build_digest` runs them:
 
 - `select`  which papers: the window, a topic, a cap; the previous window
-- `themes`  Ward clustering of the papers' embeddings, "Other papers", coherence, trend
+- `themes`  Ward clustering (a large window: centroid themes with outlier reduction, areas),
+            "Other papers", coherence, trends by the same assignment rule
 - `naming`  theme names from distinctive key phrases (c-TF-IDF); the model's only if valid
 - `table`   per-theme comparison table, cells copied verbatim from the abstracts
 - `prose`   the model's comparative sentences, prompts budgeted to the context window
@@ -16,15 +17,17 @@ One module per step, in the order `build.build_digest` runs them:
 from __future__ import annotations
 
 from .build import build_digest, digest_markdown
-from .data import Cell, Digest, DigestPaper, ProseSentence, Row, Theme
+from .data import Area, Cell, Digest, DigestPaper, Pick, ProseSentence, Row, Theme
 from .render import default_output, digest_json, empty_message, render_html, render_markdown
 from .select import filter_topic, parse_week, resolve_window, select_papers
 from .themes import cluster
 
 __all__ = [
+    "Area",
     "Cell",
     "Digest",
     "DigestPaper",
+    "Pick",
     "ProseSentence",
     "Row",
     "Theme",

@@ -4,8 +4,9 @@ Everything but the prose and the optional model names is computed from the
 papers, so a digest is readable with any model: the tables are copied from
 the abstracts, the names come from key phrases, and a sentence the model
 wrote is shown only when the abstracts it cites support it. Model calls are
-two per named theme (name, prose), each prompt measured against
-`ASSISTANT_CONTEXT_WINDOW`, so calls grow with themes, never with papers.
+two per named theme in a small window (name, prose), one in a large one
+(prose), each prompt measured against `ASSISTANT_CONTEXT_WINDOW`, so calls
+grow with themes, never with papers.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ..store import int_to_date
-from .data import Digest
+from .data import Area, Digest
 from .naming import name_themes
 from .prose import SECTION_TOKENS, Writer, propose_name, write_prose
 from .select import cap, filter_topic, previous_window, select_papers
-from .table import build_tables
-from .themes import compare_with_previous, group
+from .table import TABLE_ALL_BELOW, build_tables
+from .themes import central_order, compare_with_previous, group, make_areas
 
 if TYPE_CHECKING:
     from ..embed import Embedder
@@ -64,24 +65,39 @@ def build_digest(
         raise NotConfigured("no model endpoint configured: set OPENAI_BASE_URL")
 
     themes, digest.silhouette = group(papers)
+    groups = make_areas(themes)
+    area_names = name_themes(themes, groups)
+    digest.areas = [Area(name, members) for name, members in zip(area_names, groups)]
+    if digest.areas:  # themes read area by area
+        themes = [t for a in digest.areas for t in a.themes] + [t for t in themes if t.other]
+    for theme in themes:  # most representative first: the table, then one line each
+        if not theme.other:
+            theme.papers = central_order(theme)
     digest.themes = themes
     digest.papers = [p for t in themes for p in t.papers]
     previous = select_papers(library, prev_since, prev_until, by)
     if topic:
         previous = filter_topic(previous, topic, embedder, library)
     digest.previous_total = len(previous)
-    compare_with_previous(themes, previous)
-    name_themes(themes)
-    build_tables(themes)
+    digest.previous_other = compare_with_previous(themes, previous)
+    build_tables(themes, small=len(papers) < TABLE_ALL_BELOW)
+    from ..interests import load_interests, rank
+
+    digest.for_you, digest.for_you_basis = rank(digest, load_interests(settings.home), library)
 
     writer = Writer(client, settings.context_window, section_tokens)
     titles = [p.title for p in digest.papers]
     taken = {t.name.lower() for t in themes}
     earlier: list[set[str]] = []
+    taken.update(a.name.lower() for a in digest.areas)
     for theme in digest.named:
-        taken.discard(theme.name.lower())
-        propose_name(writer, theme, taken)
-        taken.add(theme.name.lower())
+        if not digest.areas:
+            # A large window names its themes from key phrases only: one call a
+            # theme keeps a week within minutes, and the small model's names
+            # rarely pass `valid_name` there.
+            taken.discard(theme.name.lower())
+            propose_name(writer, theme, taken)
+            taken.add(theme.name.lower())
         write_prose(writer, theme, titles, earlier)
     digest.model = getattr(client, "model", None) if writer.calls else None
     digest.model_calls = writer.calls

@@ -124,6 +124,7 @@ def check_prose(
 ) -> list[ProseSentence]:
     """The model's paragraph as checked sentences; `earlier` (content words of the
     sentences already kept in this digest) is extended with the ones kept here."""
+    raw = name_leading_markers(raw, local)
     sources = [source_for(n, p) for n, p in local.items()]
     all_titles = _title_words(window_titles)
     title_words = set().union(*all_titles) if all_titles else set()
@@ -165,8 +166,42 @@ def check_prose(
         if not item.reason:
             earlier.append(words)
             item.cited = list(dict.fromkeys(item.cited))
+            if len(item.cited) == 1:
+                item.text = name_the_paper(item.text, local, item.cited[0])
         out.append(item)
     return out
+
+
+_LEADING_MARK = re.compile(r"(^|(?<=[.!?])[ \t]+|\n[ \t]*)\[(\d+)\]((?:\s*\[\d+\])*)\s*(?=[a-z])")
+
+
+def name_leading_markers(raw: str, local: dict[int, DigestPaper]) -> str:
+    """ "[7] proposes a guidance method." -> "CFG++ [7] proposes a guidance method.":
+    the marker moves to the sentence's end when shown, so the sentence keeps the
+    paper's short name as its subject instead of starting with a verb."""
+    from .render import short_title
+
+    def subject(match: re.Match[str]) -> str:
+        paper = local.get(int(match.group(2)))
+        if paper is None:
+            return match.group(0)
+        return f"{match.group(1)}{short_title(paper.title)} [{match.group(2)}]{match.group(3)} "
+
+    return _LEADING_MARK.sub(subject, raw)
+
+
+_THIS_PAPER = re.compile(r"^(?:This|The) (?:paper|work|study|article)\b", re.IGNORECASE)
+
+
+def name_the_paper(text: str, local: dict[int, DigestPaper], paper_id: str) -> str:
+    """ "This paper presents a dataset [4]." -> "PAVE presents a dataset [4].": in a
+    digest "this paper" names nothing; the one paper the sentence cites does."""
+    from .render import short_title
+
+    paper = next((p for p in local.values() if p.paper_id == paper_id), None)
+    if paper is None or not _THIS_PAPER.match(text):
+        return text
+    return _THIS_PAPER.sub(lambda _: short_title(paper.title), text, count=1)
 
 
 def _overlap(a: set[str], b: set[str]) -> float:

@@ -131,6 +131,10 @@ class Theme:
     status: str = "new"  # new / grew / shrank / steady
     other: bool = False  # the "Other papers" group: no name, no prose, no silhouette
     raw_prose: str = ""  # the model's reply before checking, for --json
+    rule: str = "members"  # how a paper is assigned to it: "members" or "centre" (themes.assign)
+    centre: Any = None  # unit mean vector of its papers
+    area: str = ""  # the area it belongs to in a large window
+    table_ids: list[str] = field(default_factory=list)  # its representative papers (the table)
 
     @property
     def kept(self) -> list[ProseSentence]:
@@ -164,7 +168,41 @@ class Theme:
             "citations": self.cited,
             "previous_count": self.previous,
             "status": self.status,
+            "area": self.area or None,
         }
+
+
+@dataclass
+class Area:
+    """A group of themes in a large window, named like a theme from its own key phrases."""
+
+    name: str
+    themes: list[Theme]
+    key_phrases: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return sum(len(t.papers) for t in self.themes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "key_phrases": self.key_phrases,
+            "themes": [t.name for t in self.themes],
+            "papers": self.size,
+        }
+
+
+@dataclass
+class Pick:
+    """A paper of the window picked for the reader, and why (`interests.rank`)."""
+
+    paper: DigestPaper
+    reasons: list[str]
+    score: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"paper_id": self.paper.paper_id, "reasons": self.reasons, "score": self.score}
 
 
 @dataclass
@@ -185,6 +223,10 @@ class Digest:
     model_calls: int = 0
     prompt_tokens: int = 0
     max_prompt_tokens: int = 0
+    areas: list[Area] = field(default_factory=list)  # empty in a small window
+    previous_other: int = 0  # previous-window papers in none of this window's themes
+    for_you: list[Pick] = field(default_factory=list)
+    for_you_basis: str = ""  # "interests" or "no interests": upvotes and centrality
 
     @property
     def named(self) -> list[Theme]:
@@ -211,7 +253,13 @@ class Digest:
                 "since": self.previous_since.isoformat(),
                 "until": self.previous_until.isoformat(),
                 "papers": self.previous_total,
+                "in_themes": self.previous_total - self.previous_other,
+                "other": self.previous_other,
             },
+            "areas": [a.to_dict() for a in self.areas],
+            "previous_other": self.previous_other,
+            "for_you": [p.to_dict() for p in self.for_you],
+            "for_you_basis": self.for_you_basis,
             "model_calls": self.model_calls,
             "prompt_tokens": self.prompt_tokens,
             "max_prompt_tokens": self.max_prompt_tokens,

@@ -50,6 +50,26 @@ often still without within across among generate generated generating produce pr
 lead leads yields yield obtain obtained found find finds shown well-known known particular
 """.split()
 )
+GENERIC = GENERIC | frozenset(
+    """
+training accuracy accurate robust robustness capabilities capability applications application
+information set sets feature features algorithm algorithms pipeline right system systems
+human humans text complex multiple findings integrate integrates integrating evaluating
+traditional region regions access representation representations semantic semantics
+architecture architectures structure structures critical user users across recent
+""".split()
+)
+# Generic head nouns that may end a phrase but never stand alone.
+TAIL = frozenset(
+    "learning model models understanding network networks system systems analysis".split()
+)
+# Words that name no theme on their own in any ML window, whatever their share.
+BROAD = frozenset(
+    "ai artificial intelligence llm llms mllm mllms vlm vlms large language model models "
+    "multimodal machine deep neural learning data".split()
+)
+_DIMENSION = re.compile(r"[1-4]d")  # "3D", "2D": a topic word, not a figure
+COMMON_SHARE = 0.20  # a word in more of the window's papers than this is too common to name
 # Words, and figures as their own tokens so a phrase never runs across a number.
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9\-]*[A-Za-z0-9]|[A-Za-z]|\d[\d.,]*[A-Za-z%]*")
 _BRACKETS = re.compile(r"[\[\]{}()<>]")
@@ -72,7 +92,7 @@ def _stop(word: str) -> bool:
         or low in GENERIC
         or _norm(low) in GENERIC
         or (len(low) < 3 and not word.isupper())
-        or low[0].isdigit()
+        or (low[0].isdigit() and not _DIMENSION.fullmatch(low))
     )
 
 
@@ -86,6 +106,13 @@ def phrases(text: str, longest: int = 3) -> list[tuple[tuple[str, ...], str]]:
             if token and not _stop(token):
                 run.append(token)
                 continue
+            if run and not after_figure and token.lower() in TAIL:
+                # "Large Language Models", "Agent Reinforcement Learning": a generic
+                # head noun closes a phrase, so the phrase is not cut to a fragment.
+                for size in range(1, longest):
+                    if size <= len(run):
+                        words = run[-size:] + [token]
+                        found.append((tuple(_norm(w) for w in words), " ".join(words)))
             if not after_figure:
                 for size in range(1, longest + 1):
                     for i in range(len(run) - size + 1):
@@ -112,8 +139,13 @@ def _theme_counts(papers: list[DigestPaper]) -> tuple[Counter, dict, Counter]:
     return counts, surfaces, papers_with
 
 
-def key_phrases(themes: list[Theme], top: int = 5) -> list[list[str]]:
-    """The `top` most distinctive phrases of each theme against the whole window."""
+def key_phrases(
+    themes: list[Theme], top: int = 5, common: set[str] | None = None
+) -> list[list[str]]:
+    """The `top` most distinctive phrases of each theme against the whole window;
+    in a large window (`common` given) a phrase made only of its common words or
+    `BROAD` ones is no key phrase."""
+    common = (common | BROAD) if common else set()
     stats = [_theme_counts(t.papers) for t in themes]
     total: Counter = Counter()
     for counts, _, _ in stats:
@@ -124,7 +156,7 @@ def key_phrases(themes: list[Theme], top: int = 5) -> list[list[str]]:
         need = 2 if len(theme.papers) >= 2 else 1
         scored = []
         for key, tf in counts.items():
-            if papers_with[key] < need:
+            if papers_with[key] < need or (common and all(w in common for w in key)):
                 continue
             score = tf * math.log(1 + average / total[key]) * (1 + 0.6 * (len(key) - 1))
             score *= papers_with[key] / len(theme.papers)
@@ -163,19 +195,63 @@ def _capital(phrase: str) -> str:
     return phrase[:1].upper() + phrase[1:] if phrase[:1].islower() else phrase
 
 
-def phrase_name(phrases_: list[str], taken: set[str]) -> str:
-    """One or two key phrases as a name, avoiding names other themes have."""
-    for i, first in enumerate(phrases_):
-        if first.lower() in taken:
-            continue
-        name = _capital(first)
-        for second in phrases_[i + 1 :] if len(first.split()) == 1 else []:
-            joined = f"{name} and {second}"
-            if len(joined.split()) <= 4 and len(joined) <= MAX_NAME_CHARS:
+def phrase_name(phrases_: list[str], taken: set[str], common: set[str] | None = None) -> str:
+    """A name of two to five words from the theme's key phrases (best first).
+
+    The name is the best phrase that shares no word sequence with a name
+    already given ("Video generation" vs "Video generation models": one
+    inside the other) and holds a word that is not `common` in the window (a
+    word in most papers, such as "language" in a week of LLM papers, names
+    nothing); a single word is joined to the next such phrase ("Jailbreak and
+    red teaming").
+    """
+    common = common or set()
+
+    def usable(phrase: str) -> bool:
+        low = phrase.lower()
+        if any(_inside(low, t) or _inside(t, low) for t in taken):
+            return False
+        return any(_norm(w) not in common and _norm(w) not in BROAD for w in low.split())
+
+    choices = [p for p in phrases_ if usable(p)]
+    # A phrase of two to four words among the first few reads as a name by itself
+    # ("Gaussian splatting", "Autonomous driving").
+    for phrase in choices[:3]:
+        if 2 <= len(phrase.split()) <= 4:
+            return _capital(phrase)
+    for i, first in enumerate(choices):
+        for second in choices[i + 1 :]:
+            if _related(first, second):
+                continue  # "Emotion and emotional"
+            joined = f"{_capital(first)} and {second}"
+            if len(joined.split()) <= 5 and len(joined) <= MAX_NAME_CHARS:
                 return joined
-            break
-        return name
+        return _capital(first)
     return _capital(phrases_[0]) if phrases_ else "Untitled theme"
+
+
+def _related(a: str, b: str) -> bool:
+    """Whether two phrases share a word stem (its first five letters)."""
+    stems = {w.lower()[:5] for w in a.split()}
+    return any(w.lower()[:5] in stems for w in b.split())
+
+
+def _inside(short: str, long: str) -> bool:
+    """Whether the words of `short` occur as a run in `long` (word-level, plural-blind)."""
+    a = [_norm(w) for w in short.split()]
+    b = [_norm(w) for w in long.split()]
+    return bool(a) and any(b[i : i + len(a)] == a for i in range(len(b) - len(a) + 1))
+
+
+def common_words(papers: list[DigestPaper], share: float = COMMON_SHARE) -> set[str]:
+    """Words (normalised) in more than `share` of the window's papers: too common
+    to name a theme on their own."""
+    if len(papers) < 60:
+        return set()
+    seen: Counter = Counter()
+    for paper in papers:
+        seen.update({_norm(w) for w in _TOKEN.findall(f"{paper.title} {paper.abstract}")})
+    return {w for w, c in seen.items() if c > share * len(papers)}
 
 
 def clean_model_name(raw: str) -> str:
@@ -212,20 +288,34 @@ def valid_name(name: str, papers: list[DigestPaper]) -> tuple[bool, str]:
     return True, ""
 
 
-def name_themes(themes: list[Theme]) -> None:
-    """Key phrases and a key-phrase name for every named theme (the model may replace it)."""
+def name_themes(themes: list[Theme], areas: list[list[Theme]] | None = None) -> list[str]:
+    """Key phrases and a key-phrase name for every named theme (the model may
+    replace it); the names of `areas` (groups of themes) from their own key
+    phrases against each other, distinct from every theme's name."""
     named = [t for t in themes if not t.other]
     everyone = named + [t for t in themes if t.other]  # Other papers count as "the rest"
-    found = key_phrases(everyone)
+    common = common_words([p for t in themes for p in t.papers])
+    found = key_phrases(everyone, top=8, common=common)
     taken: set[str] = set()
     for theme, phrases_ in zip(everyone, found):
         if theme.other:
             continue
         theme.key_phrases = phrases_
-        theme.name = phrase_name(phrases_, taken)
+        theme.name = phrase_name(phrases_, taken, common)
         theme.name_source = "key phrases"
         taken.add(theme.name.lower())
-        taken.update(p.lower() for p in phrases_[:1])
+    area_names = []
+    if areas:
+        pooled = [Theme("", [p for t in area for p in t.papers]) for area in areas]
+        # An area is broad by nature: its words may be the window's common ones
+        # ("visual", "agents"), only not the ones every ML paper uses (`BROAD`).
+        for area, phrases_ in zip(areas, key_phrases(pooled, top=15, common=set(BROAD))):
+            name = phrase_name(phrases_, taken, set())
+            taken.add(name.lower())
+            area_names.append(name)
+            for theme in area:
+                theme.area = name
+    return area_names
 
 
 def accept_model_name(theme: Theme, raw: str, taken: set[str]) -> None:
@@ -238,6 +328,8 @@ def accept_model_name(theme: Theme, raw: str, taken: set[str]) -> None:
         proposal.lower() in (p.title.lower(), p.title.split(":")[0].strip().lower())
         for p in theme.papers
     )
-    if ok and not one_paper and 2 <= len(proposal.split()) and proposal.lower() not in taken:
+    low = proposal.lower()
+    distinct = not any(_inside(low, t) or _inside(t, low) for t in taken)
+    if ok and not one_paper and 2 <= len(proposal.split()) <= 5 and distinct:
         theme.name = proposal
         theme.name_source = "model"

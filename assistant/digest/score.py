@@ -13,7 +13,13 @@ Figures:
 - invented_titles: paper names in the prose that match no paper of the window;
 - result_cells: of the papers whose abstract states a figure, the share whose
   table row has a result cell holding one;
-- rows_once: every paper of the window in exactly one table row;
+- rows_once: every paper of the window in exactly one theme, and in at most
+  one table row (a large window's tables hold each theme's representatives;
+  the rest are listed one line each);
+- other_share: share of the papers under "Other papers" (target at most 0.15);
+- names_distinct: no name (theme or area) equal to or inside another, word-wise;
+- trends_add_up: the previous window's papers counted per theme, plus those in
+  no theme, equal the previous window's total;
 - silhouette / far_papers: coherence of the themes (mean silhouette of the
   themed papers; share of themed papers far from their theme's centre).
 """
@@ -41,7 +47,11 @@ TARGETS = {
     "unsupported_marks": 0,
     "result_cells": 1.0,
     "rows_once": True,
+    "other_share_ok": True,
+    "names_distinct": True,
+    "trends_add_up": True,
 }
+OTHER_SHARE_MAX = 0.15
 
 
 def _papers(data: dict[str, Any], library: Library | None) -> list[DigestPaper]:
@@ -107,10 +117,13 @@ def score_digest(data: dict[str, Any], library: Library | None = None) -> dict[s
             invented += invented_titles(sentence.text, titles)
 
     rows: dict[str, int] = {}
+    placed: dict[str, int] = {}
     with_figure, with_result = 0, 0
     for theme in data.get("themes", []):
         for row in theme.get("table") or []:
             rows[row["paper_id"]] = rows.get(row["paper_id"], 0) + 1
+        for pid in theme.get("paper_ids") or []:
+            placed[pid] = placed.get(pid, 0) + 1
     cells = {row["paper_id"]: row for t in data.get("themes", []) for row in t.get("table") or []}
     offsets_ok = True
     for paper in papers:
@@ -119,7 +132,7 @@ def score_digest(data: dict[str, Any], library: Library | None = None) -> dict[s
             cell = (row or {}).get(role)
             if cell and paper.abstract[cell["start"] : cell["end"]] != cell["text"]:
                 offsets_ok = False
-        if has_figure(paper.abstract):
+        if row is not None and has_figure(paper.abstract):
             with_figure += 1
             result = (row or {}).get("result")
             with_result += bool(result and has_figure(result["text"]))
@@ -137,8 +150,33 @@ def score_digest(data: dict[str, Any], library: Library | None = None) -> dict[s
             own = centre_similarities(sub, labels)[np.arange(len(labels)), labels]
             far = float((own < FAR_SIMILARITY).mean())
 
+    from .naming import _inside
+
+    others = sum(len(t["paper_ids"]) for t in data.get("themes", []) if t.get("other"))
+    all_names = [t["name"].lower() for t in named] + [
+        a["name"].lower() for a in data.get("areas") or []
+    ]
+    clashes = [
+        (a, b)
+        for i, a in enumerate(all_names)
+        for b in all_names[i + 1 :]
+        if _inside(a, b) or _inside(b, a)
+    ]
+    previous = data.get("previous") or {}
+    counted = sum(int(t.get("previous_count") or 0) for t in named)
+    add_up = "other" not in previous or counted + int(previous["other"]) == int(
+        previous.get("papers") or 0
+    )
     return {
         "themes": len(named),
+        "areas": len(data.get("areas") or []),
+        "other_share": round(others / len(papers), 4) if papers else None,
+        "other_share_ok": (others / len(papers) <= OTHER_SHARE_MAX) if papers else None,
+        "names_distinct": not clashes,
+        "name_clashes": [f"{a} / {b}" for a, b in clashes],
+        "trends_add_up": add_up,
+        "previous_papers": previous.get("papers"),
+        "previous_in_themes": counted,
         "papers": len(papers),
         "names_valid": sum(n["valid"] for n in names) / len(names) if names else None,
         "prose_sentences": shown,
@@ -149,8 +187,9 @@ def score_digest(data: dict[str, Any], library: Library | None = None) -> dict[s
         "result_cells": with_result / with_figure if with_figure else None,
         "papers_with_figure": with_figure,
         "rows_once": bool(papers)
-        and all(rows.get(p.paper_id) == 1 for p in papers)
-        and len(rows) == len(papers),
+        and all(placed.get(p.paper_id) == 1 for p in papers)
+        and len(placed) == len(papers)
+        and all(c == 1 for c in rows.values()),
         "cell_offsets_exact": offsets_ok,
         "silhouette": None if silhouette is None else round(float(silhouette), 4),
         "far_papers": None if far is None else round(far, 4),

@@ -181,7 +181,15 @@ def _cell(text: str, span: tuple[int, int], role: str) -> Cell:
     return _trim(text, span, CELL_CHARS[role], figure)
 
 
-def build_tables(themes: list) -> None:
-    """Fill every theme's rows (the Other papers group included)."""
+TABLE_ROWS = 6  # a theme's comparison table: its most representative papers
+TABLE_ALL_BELOW = 60  # a window smaller than this gives every paper a row
+
+
+def build_tables(themes: list, small: bool = True) -> None:
+    """Fill the themes' rows: every paper's in a small window (the Other papers
+    group included), else the first `TABLE_ROWS` of each named theme (its
+    papers come most representative first); the rest are listed one line each."""
     for theme in themes:
-        theme.rows = [row_for(p) for p in theme.papers]
+        chosen = theme.papers if small else ([] if theme.other else theme.papers[:TABLE_ROWS])
+        theme.rows = [row_for(p) for p in chosen]
+        theme.table_ids = [p.paper_id for p in chosen]
