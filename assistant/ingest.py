@@ -83,8 +83,14 @@ class IngestReport:
         }
 
 
+def _notes(path: Path) -> bool:
+    """A folder's own notes (README, Markdown): data folders carry them beside the data,
+    and reading them as papers would only fail. Named on the command line, they are read."""
+    return path.name.lower().startswith("readme") or path.suffix.lower() == ".md"
+
+
 def expand_paths(paths: Iterable[Path]) -> list[Path]:
-    """Files to read: folders are walked (hidden files skipped), order is stable."""
+    """Files to read: folders are walked (hidden files and notes skipped), order is stable."""
     files: list[Path] = []
     for path in paths:
         if not path.exists():
@@ -94,6 +100,7 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
                 p
                 for p in sorted(path.rglob("*"))
                 if p.is_file()
+                and not _notes(p)
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
         else:

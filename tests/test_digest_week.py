@@ -33,7 +33,7 @@ def week_home(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
     home = tmp_path_factory.mktemp("week-home")
     settings = make_settings(home)
     report = ingest(
-        [WEEK / "dw-dengwei", WEEK / "hoder-zyf"],
+        [WEEK],  # the folder as a user ingests it (its README is skipped)
         settings,
         library=Library.open(settings),
         embedder=embedder,

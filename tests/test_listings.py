@@ -20,7 +20,9 @@ WEEK = ROOT / "tests" / "data" / "arxiv-week-2025"
 
 def test_daily_listing_folder_reads_every_paper_once():
     papers, ids = [], set()
-    for path in [p for p in expand_paths([WEEK]) if p.suffix == ".jsonl"]:
+    paths = expand_paths([WEEK])  # as `assistant ingest FOLDER` walks it: its README is skipped
+    assert paths and all(p.suffix == ".jsonl" for p in paths)
+    for path in paths:
         result = read_file(path)
         assert not result.errors, result.errors[:3]
         papers.extend(result.papers)
