@@ -452,6 +452,9 @@ def _answer(
         "evidence": d.get("evidence") or [],
         "removed": d.get("removed") or [],
         "prose_sentences": d.get("prose_sentences") or 0,
+        "prose_supported": bool(d.get("prose_supported")),
+        "model_declined": bool(d.get("model_declined")),
+        "answerability": d.get("answerability"),
         "error": None,
     }
 
