@@ -47,7 +47,8 @@ PROMPT_MARGIN_TOKENS = 64
 PROMPT_QUOTES_PER_SOURCE = 3  # evidence sentences the model sees per paper
 SHOWN_QUOTES_PER_SOURCE = 2  # evidence sentences the reader sees per paper
 MAX_EVIDENCE_SOURCES = 4
-WHOLE_ABSTRACT_TOKENS = 450  # an abstract up to this long goes to the model whole
+WHOLE_ABSTRACT_TOKENS = 450  # an abstract up to this long goes to the model whole ...
+WHOLE_ABSTRACT_SOURCES = 2  # ... for the strongest sources; the rest give their evidence
 EVIDENCE_RELATIVE = 0.85  # a paper's evidence is shown when it scores this share of the best
 EVIDENCE_RELATIVE_PLURAL = 0.6  # ... a lower bar when the question asks for several papers
 # Earlier turns a follow-up is condensed against: all that is loaded from a session for a question.
@@ -324,10 +325,12 @@ def build_messages(
     kept: list[Source] = []
     blocks: list[str] = []
     whole = prompt_sources() == "abstracts"
-    for source in sources:  # strongest first: the weakest are the ones left out
-        block = source_block(source, evidence.get(source.n), whole=whole)
+    for i, source in enumerate(sources):  # strongest first: the weakest are left out
+        block = source_block(
+            source, evidence.get(source.n), whole=whole and i < WHOLE_ABSTRACT_SOURCES
+        )
         cost = count_tokens(block) + 2
-        if cost > budget and whole and source.n in evidence:
+        if cost > budget and whole and i < WHOLE_ABSTRACT_SOURCES and source.n in evidence:
             block = source_block(source, evidence.get(source.n))  # the evidence fits
             cost = count_tokens(block) + 2
         if cost > budget:
