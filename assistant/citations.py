@@ -305,7 +305,7 @@ FIGURE_SUPPORT_MIN = 0.34
 # A sentence citing one paper whose words not found there are found in another retrieved
 # paper, at least this many and this share: two papers mixed under one citation.
 MIX_MIN_WORDS = 2
-MIX_SHARE = 0.25
+MIX_SHARE = 0.15
 MIN_PROSE_WORDS = 2
 
 
@@ -473,8 +473,15 @@ def mixes_papers(sentence: CitedSentence, sources: list[SourceText], question: s
     words = content_words(sentence.text)
     lacking = words - cited.words - content_words(question)
     others = set().union(*(s.words for s in sources if s.n != cited.n))
+    titles = set().union(*(content_words(s.title) for s in sources if s.n != cited.n))
     mixed = lacking & others
-    return len(mixed) >= MIX_MIN_WORDS and len(mixed) >= MIX_SHARE * len(words)
+    # Shared vocabulary ("sample", "create") is not another paper's content; a word
+    # of another paper's title among the mixed-in words is.
+    return (
+        len(mixed) >= MIX_MIN_WORDS
+        and len(mixed) >= MIX_SHARE * len(words)
+        and bool(mixed & titles)
+    )
 
 
 def _attach_marker_lines(answer: str) -> list[str]:

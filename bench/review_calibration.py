@@ -150,7 +150,9 @@ def report(as_json: bool) -> int:
     return 0
 
 
-def extract(run: Path, home: Path, model: str, set_name: str) -> int:
+def extract(
+    run: Path, home: Path, model: str, set_name: str, question_set: Path | None = None
+) -> int:
     """Append a run's answers (with whole abstracts) and print their sentences to label."""
     from assistant.evidence import fetch_abstracts, sentence_spans
     from assistant.settings import Settings
@@ -161,8 +163,16 @@ def extract(run: Path, home: Path, model: str, set_name: str) -> int:
     library = Library.open(settings)
     have = {a["id"] for a in _read(ANSWERS)}
     added = []
-    for line in (run / "results.jsonl").read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
+    results = run / "results.jsonl"
+    if results.is_file():
+        records = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()]
+    else:  # an unfinished run: its answer cache, with the questions from the set
+        questions = {q["id"]: q for q in _read(question_set)} if question_set else {}
+        records = []
+        for entry in _read(run / "answers.jsonl"):
+            if entry.get("type") == "answer" and entry["id"] in questions:
+                records.append({**questions[entry["id"]], **entry["outcome"]})
+    for record in records:
         raw = record.get("raw") or ""
         if not raw.strip():
             continue
@@ -222,10 +232,11 @@ def main() -> None:
     ext.add_argument("--home", type=Path, required=True)
     ext.add_argument("--model", required=True)
     ext.add_argument("--set", dest="set_name", required=True)
+    ext.add_argument("--questions", type=Path, help="the question set (for an unfinished run)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.command == "extract":
-        sys.exit(extract(args.run, args.home, args.model, args.set_name))
+        sys.exit(extract(args.run, args.home, args.model, args.set_name, args.questions))
     sys.exit(report(args.json or getattr(args, "json", False)))
 
 

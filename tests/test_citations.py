@@ -213,7 +213,7 @@ def test_a_sentence_mixing_two_papers_under_one_citation_is_removed():
     from assistant.citations import review
 
     mixed = review(
-        "MetaShift builds 12,868 sets of natural images for contrastive question answering [1].",
+        "MetaShift builds 12,868 sets of natural images by adaptively decoding conflicts [1].",
         SOURCES,
     )
     assert [r.reason for r in mixed.removed] == ["mixed-papers"]
