@@ -360,6 +360,14 @@ def foreign_names(text: str, known: str) -> list[str]:
     return found
 
 
+# A verb that makes a title's words a statement: "GaLore is a memory-efficient method".
+_STATES = re.compile(
+    r"\b(is|are|was|were|reduces?|improves?|proposes?|introduces?|uses?|achieves?|"
+    r"enables?|allows?|outperforms?|builds?|trains?|learns?)\b",
+    re.IGNORECASE,
+)
+
+
 def _title_shaped(text: str) -> bool:
     """ "Name: A Capitalised Subtitle" is how titles look, not how statements do."""
     if not _TITLE_SHAPE.match(text):
@@ -382,8 +390,12 @@ def _echoes_header(text: str, titles: list[str]) -> bool:
             return True
         if words and words <= t_words and len(words) >= 0.6 * len(t_words):
             return True
-        if len(words) <= 12 and len(words & t_words) >= 0.75 * len(words) >= 3:
-            return True
+        if (
+            len(words) <= 12
+            and len(words & t_words) >= 0.75 * len(words) >= 3
+            and not _STATES.search(text)
+        ):
+            return True  # a title's words said as a phrase; "X is a ..." states something
     return False
 
 
