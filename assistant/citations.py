@@ -526,12 +526,12 @@ def _verdict(
     shared = len(words & asked)
     # A restatement that carries something the question did not (a figure, a name,
     # a few words of content) answers it: "BLEU 28.4 on WMT14" for "What BLEU ...?".
-    adds = len(words - asked) >= ECHO_NEW_WORDS or bool(numbers(sentence.text) - numbers(question))
+    from .keyword import stem  # "trained" for "train" is not something new
+
+    new = set(stem(sorted(words))) - set(stem(sorted(asked)))
+    adds = len(new) >= ECHO_NEW_WORDS or bool(numbers(sentence.text) - numbers(question))
     if re.match(r"\s*(question|answer|sources?)\s*:", sentence.text, re.IGNORECASE) or (
-        asked
-        and not adds
-        and shared >= ECHO_SHARE * len(words)
-        and shared >= ECHO_SHARE * len(asked)
+        asked and not adds and shared >= ECHO_SHARE * len(words)
     ):
         return "echo"  # the prompt or the question said back, adding nothing
     if _echoes_header(sentence.text, titles):
