@@ -238,6 +238,16 @@ def version_pattern(name: str) -> re.Pattern[str]:
     )
 
 
+def _plain_word(token: str) -> bool:
+    """ "Visual", "Sophia": capitalised only; not GaLore, CSKV, GPT-4 or 2401.12345."""
+    return token[:1].isupper() and token[1:].islower() and token.isalpha()
+
+
+def _name_part(title: str) -> str:
+    """ "GaLore" of "GaLore: Memory-Efficient ..."; a title without a colon has none."""
+    return title.split(":", 1)[0] if ":" in title else ""
+
+
 def _title_words(title: str) -> set[str]:
     return {w.casefold().strip(".,;:!?()'\"") for w in re.split(r"[\s:,()]+", title) if w}
 
@@ -372,8 +382,16 @@ def answerability(
         for s in sources
         if ":" in s.title and s.title.split(":", 1)[0].strip().casefold() in folded_names
     ]
+    # A plain capitalised word ("Visual" of "Visual Genome") names a paper only when it
+    # is in the title's name, before the colon; GaLore, CSKV or Q-GaLore anywhere in it.
+    plain = {n.casefold() for n in names if _plain_word(n)}
     mentioned = [
-        s.n for s in sources if any(name in _title_words(s.title) for name in folded_names)
+        s.n
+        for s in sources
+        if any(
+            name in (_title_words(_name_part(s.title)) if name in plain else _title_words(s.title))
+            for name in folded_names
+        )
     ]
     # "What is GaLore?" means the paper called GaLore, not Q-GaLore; "Which papers
     # build on GaLore?" means every paper whose title names it.

@@ -292,3 +292,19 @@ def test_ask_ranks_its_sources_as_search_ranks_its_first_papers(sample_retriever
         four = [h.paper_id for h in sample_retriever.search(question, k=4)]
         ten = [h.paper_id for h in sample_retriever.search(question, k=10)]
         assert four == ten[:4], question
+
+
+def test_a_plain_capitalised_word_names_a_paper_only_in_its_title_name() -> None:
+    from types import SimpleNamespace
+
+    def src(n: int, title: str):
+        return SimpleNamespace(n=n, title=title, similarity=0.6, paper_id=f"p{n}", passage=title)
+
+    sources = [
+        src(1, "Complexity in Complexity: Understanding Visual Complexity Through Structure"),
+        src(2, "MetaShift: A Dataset of Datasets for Evaluating Contextual Distribution Shifts"),
+    ]
+    question = "How many image subsets are built by clustering Visual Genome images?"
+    assert answerability(question, sources, {}).named == []  # "Visual" is a word, not a name
+    sophia = [src(1, "Sophia: A Scalable Stochastic Second-order Optimizer"), *sources]
+    assert answerability("What is Sophia?", sophia, {}).named == [1]
