@@ -446,6 +446,13 @@ def review(
             words, figures = content_words(sentence.text), numbers(sentence.text)
             for n in sentence.cited:
                 sentence.supported[n] = supports(words, figures, by_n[n])
+            if sentence.cited and not any(sentence.supported.values()):
+                # A true sentence under the wrong number ("1,679 problems [1]" where [3]
+                # says it) is shown under the source that says it, never under [1].
+                right = [s.n for s in sources if supports(words, figures, s)]
+                if len(right) == 1 and len(words) >= MIN_CONTENT_WORDS:
+                    sentence.cited, sentence.attributed = right, True
+                    sentence.supported = {right[0]: True}
             reason = _verdict(sentence, titles, known, seen, question, texts)
             if not reason and mixes_papers(sentence, sources, question):
                 reason = "mixed-papers"

@@ -239,3 +239,18 @@ def test_a_model_refusal_on_an_answerable_question_shows_the_evidence_not_an_abs
     assert answer.text == DECLINED_LEAD and answer.text != ABSTAIN_TEXT
     assert [q.text for q in answer.evidence] == [text]
     assert [c.n for c in answer.citations] == [1]
+
+
+def test_a_true_sentence_under_the_wrong_number_moves_to_the_source_that_says_it():
+    from assistant.citations import review
+
+    kept = review(
+        "AdaCAD gains 14.21% average accuracy over a static contrastive baseline [1].", SOURCES
+    )
+    assert (
+        [s.cited for s in kept.sentences] == [[2]] and "[2]" in kept.text and "[1]" not in kept.text
+    )
+    wrong = review(
+        "AdaCAD gains 41.2% average accuracy over a static contrastive baseline [1].", SOURCES
+    )
+    assert [r.reason for r in wrong.removed] == ["unsupported"]
