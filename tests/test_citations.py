@@ -253,4 +253,4 @@ def test_a_true_sentence_under_the_wrong_number_moves_to_the_source_that_says_it
     wrong = review(
         "AdaCAD gains 41.2% average accuracy over a static contrastive baseline [1].", SOURCES
     )
-    assert [r.reason for r in wrong.removed] == ["unsupported"]
+    assert not wrong.sentences and len(wrong.removed) == 1  # a wrong figure moves nowhere
