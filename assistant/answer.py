@@ -13,6 +13,7 @@ the whole evidence (`evidence.answerability`), not on one cosine.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable
@@ -46,6 +47,8 @@ PROMPT_MARGIN_TOKENS = 64
 PROMPT_QUOTES_PER_SOURCE = 3  # evidence sentences the model sees per paper
 SHOWN_QUOTES_PER_SOURCE = 2  # evidence sentences the reader sees per paper
 MAX_EVIDENCE_SOURCES = 4
+WHOLE_ABSTRACT_TOKENS = 450  # an abstract up to this long goes to the model whole ...
+WHOLE_ABSTRACT_SOURCES = 2  # ... for the strongest sources; the rest give their evidence
 EVIDENCE_RELATIVE = 0.85  # a paper's evidence is shown when it scores this share of the best
 EVIDENCE_RELATIVE_PLURAL = 0.6  # ... a lower bar when the question asks for several papers
 # Earlier turns a follow-up is condensed against: all that is loaded from a session for a question.
@@ -54,6 +57,10 @@ ABSTAIN_TEXT = (
     "The library has nothing on this: none of the papers retrieved for the question answers it."
 )
 UNSUPPORTED_LEAD = "The model's answer was not supported by the sources; here is what they say:"
+# The retrieval found sources that can answer, but the model declined: its refusal is
+# about itself, not about the library, so the reader gets the sources' own words.
+DECLINED_LEAD = "The model did not answer from these sources; here is what they say:"
+NEAREST_SOURCES = 3  # titles named after "the nearest are"
 NO_PROSE_LEAD = "The model gave no answer of its own; here is what the sources say:"
 
 
@@ -140,6 +147,7 @@ class Answer:
     prose_sentences: int = 0  # model sentences reviewed (kept + removed)
     prose_supported: bool = False  # whether any of the model's own sentences is shown
     answerability: Answerability | None = None
+    model_declined: bool = False  # the model said the sources do not answer; evidence shown
 
     @property
     def cited_sources(self) -> list[Source]:
@@ -188,6 +196,7 @@ class Answer:
             "abstained": self.abstained,
             "abstain_reason": self.abstain_reason,
             "answerability": self.answerability.to_dict() if self.answerability else None,
+            "model_declined": self.model_declined,
             "dropped_citations": self.dropped_citations,
             "unknown_numbers": self.unknown_numbers,
             "model": self.model,
@@ -256,6 +265,7 @@ def answer_from_dict(d: dict[str, Any]) -> Answer:
         ],
         prose_sentences=int(d.get("prose_sentences") or 0),
         prose_supported=bool(d.get("prose_supported")),
+        model_declined=bool(d.get("model_declined")),
     )
 
 
@@ -267,9 +277,26 @@ def _fence(text: str) -> str:
     return _FENCE.sub(lambda m: "- " + m.group(1).lower(), " ".join(text.split()))
 
 
-def source_block(source: Source, quotes: list[Quote] | None = None) -> str:
-    """One source as the model sees it: its number, title and evidence (no placeholders)."""
-    passage = " ".join(q.text for q in quotes) if quotes else source.passage
+def prompt_sources() -> str:
+    """What the model reads per source: "abstracts" (whole, when short) or "evidence".
+
+    Measured on both models (README "How an answer is built"): given only the
+    selected sentences, a 1.5B model often says the sources do not answer;
+    given the whole short abstract it answers. `ASSISTANT_ANSWER_SOURCES=evidence`
+    restores the selected sentences, for comparing the two.
+    """
+    value = os.environ.get("ASSISTANT_ANSWER_SOURCES", "abstracts").strip().lower()
+    return value if value in ("abstracts", "evidence") else "abstracts"
+
+
+def source_block(source: Source, quotes: list[Quote] | None = None, whole: bool = False) -> str:
+    """One source as the model sees it: its number, title and text (no placeholders).
+
+    `whole`: the stored abstract when it is short enough, else the evidence."""
+    if whole and source.abstract and count_tokens(source.abstract) <= WHOLE_ABSTRACT_TOKENS:
+        passage = source.abstract
+    else:
+        passage = " ".join(q.text for q in quotes) if quotes else source.passage
     return prompts.render(
         "source", n=str(source.n), title=_fence(source.title), passage=_fence(passage)
     )
@@ -297,9 +324,15 @@ def build_messages(
     budget = context_window - max_tokens - PROMPT_MARGIN_TOKENS - count_message_tokens(empty)
     kept: list[Source] = []
     blocks: list[str] = []
-    for source in sources:  # strongest first: the weakest are the ones left out
-        block = source_block(source, evidence.get(source.n))
+    whole = prompt_sources() == "abstracts"
+    for i, source in enumerate(sources):  # strongest first: the weakest are left out
+        block = source_block(
+            source, evidence.get(source.n), whole=whole and i < WHOLE_ABSTRACT_SOURCES
+        )
         cost = count_tokens(block) + 2
+        if cost > budget and whole and i < WHOLE_ABSTRACT_SOURCES and source.n in evidence:
+            block = source_block(source, evidence.get(source.n))  # the evidence fits
+            cost = count_tokens(block) + 2
         if cost > budget:
             break
         budget -= cost
@@ -349,7 +382,7 @@ def ask(
     abstracts = fetch_abstracts(retriever.library, [s.paper_id for s in sources])
     for source in sources:
         source.abstract = abstracts.get(source.paper_id) or source.passage
-    verdict = answerability(query, sources, abstracts)
+    verdict = answerability(query, sources, abstracts, library_says(retriever))
     sources = _named_first(sources, verdict)
     retrieval_s = time.perf_counter() - started
     usage = Usage(retrieval_s=retrieval_s)
@@ -358,7 +391,7 @@ def ask(
         usage.total_s = time.perf_counter() - started
         return Answer(
             question,
-            ABSTAIN_TEXT,
+            abstain_text(verdict, sources),
             [],
             sources,
             True,
@@ -417,6 +450,45 @@ def ask(
     return answer
 
 
+def abstain_text(verdict: Answerability | None, sources: list[Source]) -> str:
+    """What an abstention says: the library's verdict, true when said.
+
+    A question about a version the library does not hold ("Llama 5" beside Llama 3
+    work) is told so, with the nearest papers named as neighbours, not cited as answers.
+    """
+    if verdict is None or not verdict.absent or not sources:
+        return ABSTAIN_TEXT
+    nearest = "; ".join(f"“{' '.join(s.title.split())}”" for s in sources[:NEAREST_SOURCES])
+    absent = " or ".join(verdict.absent)
+    return f"No paper in the library is about {absent}; the nearest are {nearest}."
+
+
+def library_says(retriever: Retriever) -> Callable[[str], bool]:
+    """Whether any paper of the library (not only the retrieved ones) says a name.
+
+    The keyword index finds the candidates (every paper holding the name's words
+    ranks), and their stored titles and abstracts are read for the exact name.
+    """
+    from .evidence import version_pattern
+
+    def says(name: str) -> bool:
+        keyword = getattr(retriever, "_keyword", None)
+        if keyword is None:
+            return False
+        pattern = version_pattern(name)
+        pids = [pid for pid, _ in keyword.search(name, 50)]
+        if not pids:
+            return False
+        texts = fetch_abstracts(retriever.library, pids)
+        papers = retriever.papers
+        return any(
+            pattern.search(f"{papers.get(pid, {}).get('title', '')} {texts.get(pid, '')}")
+            for pid in pids
+        )
+
+    return says
+
+
 def _named_first(sources: list[Source], verdict: Answerability) -> list[Source]:
     """Papers the question names go first (and are renumbered): the model cites [1] most."""
     if not verdict.named or verdict.named == list(range(1, len(verdict.named) + 1)):
@@ -453,8 +525,8 @@ def finish(
     refused = not raw.strip() or says_no_answer(raw)
     named = bool(verdict and verdict.named)
     model_refused = dict(raw=raw, abstain_reason="model", answerability=verdict)
-    if refused and not named:
-        # The model's refusal stands unless the question names a paper we hold.
+    if refused and (verdict is None or not verdict.answerable):
+        # No retrieval verdict to stand on: the refusal is all there is.
         return Answer(question, ABSTAIN_TEXT, [], sources, True, Usage(), **model_refused)
     focus = set(verdict.named) if named and verdict else None
     checked: Review = review(
@@ -466,6 +538,8 @@ def finish(
     evidence = _shown_evidence(quotes, pointed, verdict, plural=asks_for_several(question))
     if checked.sentences:
         text, prose = checked.text, True
+    elif refused and raw.strip():
+        text, prose = DECLINED_LEAD, False
     else:
         text, prose = (NO_PROSE_LEAD if refused or not checked.removed else UNSUPPORTED_LEAD), False
     if not checked.sentences and not evidence:
@@ -497,6 +571,7 @@ def finish(
         prose_sentences=checked.total,
         prose_supported=prose,
         answerability=verdict,
+        model_declined=refused and bool(raw.strip()),
     )
 
 

@@ -128,6 +128,26 @@ def support(sentence_words: set[str], sentence_numbers: set[str], source: Source
     return len(sentence_words & source.words) / len(sentence_words)
 
 
+def supports(sentence_words: set[str], sentence_numbers: set[str], source: SourceText) -> bool:
+    """The review's verdict: enough shared words, or the source's exact figures and some.
+
+    A faithful paraphrase ("doubles the speed, 2.1x") shares few words but
+    carries the figures only that source gives; every figure must be there.
+    """
+    share = support(sentence_words, sentence_numbers, source)
+    if share >= SUPPORT_MIN:
+        return True
+    if not sentence_numbers or sentence_numbers - source.numbers:
+        return False
+    # A paraphrase changes word forms ("adaptive decoder" for "adaptively decoding"):
+    # compare stems, and accept fewer of them when every figure matches.
+    from .keyword import stem
+
+    stems = set(stem(sorted(sentence_words)))
+    source_stems = set(stem(sorted(source.words)))
+    return bool(stems) and len(stems & source_stems) / len(stems) >= FIGURE_SUPPORT_MIN
+
+
 @dataclass
 class CitedSentence:
     text: str  # without citation markers
@@ -279,6 +299,13 @@ def unfinished(text: str) -> bool:
 REPEAT_JACCARD = 0.7
 REPEAT_CONTAINED = 0.85  # this share of a sentence's words already said: a repeat
 ECHO_SHARE = 0.8  # a sentence and the question sharing this much both ways: an echo
+ECHO_NEW_WORDS = 2  # ... unless it adds this many content words of its own (or a figure)
+# A paraphrase that carries the source's exact figures needs fewer of its words.
+FIGURE_SUPPORT_MIN = 0.34
+# A sentence citing one paper whose words not found there are found in another retrieved
+# paper, at least this many and this share: two papers mixed under one citation.
+MIX_MIN_WORDS = 2
+MIX_SHARE = 0.15
 MIN_PROSE_WORDS = 2
 
 
@@ -333,6 +360,14 @@ def foreign_names(text: str, known: str) -> list[str]:
     return found
 
 
+# A verb that makes a title's words a statement: "GaLore is a memory-efficient method".
+_STATES = re.compile(
+    r"\b(is|are|was|were|reduces?|improves?|proposes?|introduces?|uses?|achieves?|"
+    r"enables?|allows?|outperforms?|builds?|trains?|learns?)\b",
+    re.IGNORECASE,
+)
+
+
 def _title_shaped(text: str) -> bool:
     """ "Name: A Capitalised Subtitle" is how titles look, not how statements do."""
     if not _TITLE_SHAPE.match(text):
@@ -355,8 +390,12 @@ def _echoes_header(text: str, titles: list[str]) -> bool:
             return True
         if words and words <= t_words and len(words) >= 0.6 * len(t_words):
             return True
-        if len(words) <= 12 and len(words & t_words) >= 0.75 * len(words) >= 3:
-            return True
+        if (
+            len(words) <= 12
+            and len(words & t_words) >= 0.75 * len(words) >= 3
+            and not _STATES.search(text)
+        ):
+            return True  # a title's words said as a phrase; "X is a ..." states something
     return False
 
 
@@ -375,6 +414,11 @@ def review(
     titles = [s.title for s in sources]
     texts = {s.n: f"{s.title} {s.passage}" for s in sources}
     known = " ".join(texts.values())
+    by_n = {s.n: s for s in sources}
+    # In a one-source answer (one source given, or every marker the same) a sentence
+    # without a marker belongs to that source: it is checked against it, not dropped.
+    marked = {n for m in _CITE.finditer(answer) for n in _expand(m.group(1)) if n in by_n}
+    only = next(iter(marked)) if len(marked) == 1 else (sources[0].n if len(sources) == 1 else None)
     kept: list[CitedSentence] = []
     removed: list[Removed] = []
     dropped = 0
@@ -397,7 +441,21 @@ def review(
         dropped += checked.dropped_citations
         shown: list[str] = []
         for sentence in checked.sentences:
+            if not sentence.cited and only is not None:
+                sentence.cited, sentence.attributed = [only], True
+            words, figures = content_words(sentence.text), numbers(sentence.text)
+            for n in sentence.cited:
+                sentence.supported[n] = supports(words, figures, by_n[n])
+            if sentence.cited and not any(sentence.supported.values()):
+                # A true sentence under the wrong number ("1,679 problems [1]" where [3]
+                # says it) is shown under the source that says it, never under [1].
+                right = [s.n for s in sources if supports(words, figures, s)]
+                if len(right) == 1 and len(words) >= MIN_CONTENT_WORDS:
+                    sentence.cited, sentence.attributed = right, True
+                    sentence.supported = {right[0]: True}
             reason = _verdict(sentence, titles, known, seen, question, texts)
+            if not reason and mixes_papers(sentence, sources, question):
+                reason = "mixed-papers"
             if not reason and focus and not set(sentence.cited) & focus:
                 reason = "off-question"
             if reason:
@@ -416,6 +474,33 @@ def review(
             pending_heading = None
         lines_out.append(prefix + " ".join(shown))
     return Review("\n".join(lines_out).strip(), kept, removed, dropped)
+
+
+def mixes_papers(sentence: CitedSentence, sources: list[SourceText], question: str = "") -> bool:
+    """A sentence citing one paper that carries another retrieved paper's content.
+
+    "X does audio captioning and lip-reading [1]" where lip-reading is paper 2's:
+    the words the cited paper lacks, and another paper has (the question's own
+    words aside), are the mixed-in part.
+    """
+    if len(sentence.cited) != 1 or len(sources) < 2:
+        return False
+    by_n = {s.n: s for s in sources}
+    cited = by_n.get(sentence.cited[0])
+    if cited is None:
+        return False
+    words = content_words(sentence.text)
+    lacking = words - cited.words - content_words(question)
+    others = set().union(*(s.words for s in sources if s.n != cited.n))
+    titles = set().union(*(content_words(s.title) for s in sources if s.n != cited.n))
+    mixed = lacking & others
+    # Shared vocabulary ("sample", "create") is not another paper's content; a word
+    # of another paper's title among the mixed-in words is.
+    return (
+        len(mixed) >= MIX_MIN_WORDS
+        and len(mixed) >= MIX_SHARE * len(words)
+        and bool(mixed & titles)
+    )
 
 
 def _attach_marker_lines(answer: str) -> list[str]:
@@ -446,8 +531,14 @@ def _verdict(
         return "no-content"
     asked = content_words(question)
     shared = len(words & asked)
+    # A restatement that carries something the question did not (a figure, a name,
+    # a few words of content) answers it: "BLEU 28.4 on WMT14" for "What BLEU ...?".
+    from .keyword import stem  # "trained" for "train" is not something new
+
+    new = set(stem(sorted(words))) - set(stem(sorted(asked)))
+    adds = len(new) >= ECHO_NEW_WORDS or bool(numbers(sentence.text) - numbers(question))
     if re.match(r"\s*(question|answer|sources?)\s*:", sentence.text, re.IGNORECASE) or (
-        asked and shared >= ECHO_SHARE * len(words) and shared >= ECHO_SHARE * len(asked)
+        asked and not adds and shared >= ECHO_SHARE * len(words)
     ):
         return "echo"  # the prompt or the question said back, adding nothing
     if _echoes_header(sentence.text, titles):

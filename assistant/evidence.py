@@ -17,7 +17,7 @@ occur nowhere in the retrieved papers, and whose dense match is weak, is not.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -128,6 +128,8 @@ class Answerability:
     best_similarity: float = 0.0
     coverage: float = 0.0  # share of the question's distinctive terms found in the sources
     missing_names: list[str] = field(default_factory=list)
+    # Versioned names ("Llama 5") no paper of the library says, though a sibling is there.
+    absent: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -137,6 +139,7 @@ class Answerability:
             "best_similarity": round(self.best_similarity, 4),
             "coverage": round(self.coverage, 4),
             "missing_names": self.missing_names,
+            "absent": self.absent,
         }
 
 
@@ -198,6 +201,51 @@ def name_tokens(question: str) -> list[str]:
         if inner_cap or has_digit or arxiv or capitalised:
             names.append(plain)
     return list(dict.fromkeys(names))
+
+
+# "Llama 5", "AlphaFold 3", "GPT-6", "YOLOv13", "Qwen4": a family name and a version.
+_VERSIONED = re.compile(
+    r"\b([A-Z][A-Za-z]*(?:-[A-Za-z]+)*?)(?:[\s-]?v?)(\d+(?:\.\d+)?)(?![\w.]*[A-Za-z])(?!\.\d)"
+)
+
+
+def versioned_names(question: str) -> list[tuple[str, str]]:
+    """(name as written, family) for each versioned name: ("Llama 5", "llama").
+
+    A version is what tells "Llama 5" from the Llama 3 work a library holds, so a
+    question about a version that no paper mentions is not answered by its sibling.
+    """
+    out = []
+    for match in _VERSIONED.finditer(question):
+        family = match.group(1)
+        low = family.casefold()
+        if low in _GENERIC_NAMES or low in QUESTION_WORDS or len(family) < 2:
+            continue
+        inner = any(c.isupper() for c in family[1:])
+        if match.start() == 0 and not inner:
+            continue  # a capital that only starts the sentence
+        out.append((match.group(0), family.casefold()))
+    return out
+
+
+def version_pattern(name: str) -> re.Pattern[str]:
+    """ "Llama 5" also as "Llama-5" and "Llama5", but not "Llama 50" or "Llama 5.1"."""
+    m = re.fullmatch(r"(.*?)[\s-]?(v?)(\d+(?:\.\d+)?)", name.strip())
+    family, v, version = (m.group(1), m.group(2), m.group(3)) if m else (name, "", "")
+    return re.compile(
+        rf"(?<![\w-]){re.escape(family)}[\s-]?{v}{re.escape(version)}(?![\dA-Za-z]|\.\d)",
+        re.IGNORECASE,
+    )
+
+
+def _plain_word(token: str) -> bool:
+    """ "Visual", "Sophia": capitalised only; not GaLore, CSKV, GPT-4 or 2401.12345."""
+    return token[:1].isupper() and token[1:].islower() and token.isalpha()
+
+
+def _name_part(title: str) -> str:
+    """ "GaLore" of "GaLore: Memory-Efficient ..."; a title without a colon has none."""
+    return title.split(":", 1)[0] if ":" in title else ""
 
 
 def _title_words(title: str) -> set[str]:
@@ -312,7 +360,10 @@ MISSING_NAMES_SHARE = 0.5  # this share of its names in no source, and a weak co
 
 
 def answerability(
-    question: str, sources: Sequence[Any], abstracts: dict[str, str]
+    question: str,
+    sources: Sequence[Any],
+    abstracts: dict[str, str],
+    library_says: Callable[[str], bool] | None = None,
 ) -> Answerability:
     """Decide on the whole evidence whether the retrieved sources can answer.
 
@@ -331,8 +382,16 @@ def answerability(
         for s in sources
         if ":" in s.title and s.title.split(":", 1)[0].strip().casefold() in folded_names
     ]
+    # A plain capitalised word ("Visual" of "Visual Genome") names a paper only when it
+    # is in the title's name, before the colon; GaLore, CSKV or Q-GaLore anywhere in it.
+    plain = {n.casefold() for n in names if _plain_word(n)}
     mentioned = [
-        s.n for s in sources if any(name in _title_words(s.title) for name in folded_names)
+        s.n
+        for s in sources
+        if any(
+            name in (_title_words(_name_part(s.title)) if name in plain else _title_words(s.title))
+            for name in folded_names
+        )
     ]
     # "What is GaLore?" means the paper called GaLore, not Q-GaLore; "Which papers
     # build on GaLore?" means every paper whose title names it.
@@ -345,6 +404,19 @@ def answerability(
     present = content_words(" ".join(texts))
     coverage = len(terms & present) / len(terms) if terms else 1.0
     verdict = Answerability(True, "", named, best, coverage, missing)
+    # A version no paper says ("Llama 5") while its family is there ("Llama 3"): the
+    # neighbour does not answer it, however close its cosine. `library_says` looks
+    # beyond the retrieved papers, so "no paper in the library is about X" is true.
+    for name, family in versioned_names(question):
+        pattern = version_pattern(name)
+        if any(pattern.search(t) for t in texts):
+            continue
+        if family in folded and (library_says is None or not library_says(name)):
+            verdict.absent.append(name)
+    if verdict.absent:
+        verdict.answerable, verdict.named = False, []
+        verdict.reason = "no paper in the library mentions " + ", ".join(verdict.absent)
+        return verdict
     if named:
         verdict.reason = "the question names a paper in the library"
         return verdict

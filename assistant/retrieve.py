@@ -44,6 +44,9 @@ RRF_K = 60
 NAME_WEIGHT = 2.0  # a query that says a paper's name wants it: twice a dense or keyword vote
 CANDIDATES_PER_RESULT = 8
 MIN_CANDIDATES = 60
+# The candidate pool is the same for every k up to `search`'s default, so `ask` (k=4)
+# ranks its sources exactly as `search` (k=10) ranks its first four papers.
+SEARCH_K = 10
 FILTERED_WIDTH = 4  # a filtered search's dense query is at most this many times wider
 PASSAGE_KEYWORD_SHARE = 0.25  # weight of the query's rare words when choosing a passage
 ALLOWED_CACHE_SIZE = 32  # distinct filters whose admitted papers are kept per generation
@@ -240,7 +243,7 @@ class Retriever:
             d = doc_of.get(pid)
             return d is not None and (mask is None or bool(mask[d]))
 
-        n = max(MIN_CANDIDATES, k * CANDIDATES_PER_RESULT)
+        n = max(MIN_CANDIDATES, max(k, SEARCH_K) * CANDIDATES_PER_RESULT)
         query_vector = self.embedder.embed([query])[0]
 
         # Dense: papers in the order of their best chunk. Only ids and distances come

@@ -27,7 +27,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from assistant import evidence
-from assistant.answer import sources_from_hits
+from assistant.answer import library_says, sources_from_hits
 from assistant.embed import make_embedder
 from assistant.ingest import ingest
 from assistant.retrieve import Retriever
@@ -43,6 +43,10 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--set", type=Path, default=ROOT / "eval" / "questions.jsonl")
     parser.add_argument("--verbose", action="store_true", help="one line per question")
+    parser.add_argument(
+        "--ingest", type=Path, help="a folder to ingest into an empty home instead of the sample"
+    )
+    parser.add_argument("--no-grid", action="store_true", help="skip the threshold grid")
     args = parser.parse_args()
     model_dir = os.environ.get("ASSISTANT_EMBED_MODEL_DIR")
     home = args.home or Path(tempfile.mkdtemp(prefix="calibrate-"))
@@ -50,9 +54,10 @@ def main() -> None:
     embedder = make_embedder(settings)
     library = Library.open(settings)
     if library.counts()[0] == 0:
-        ingest([], settings, library=library, embedder=embedder)
+        ingest([args.ingest] if args.ingest else [], settings, library=library, embedder=embedder)
     retriever = Retriever(library, embedder, settings)
 
+    says = library_says(retriever)
     rows = []
     for line in args.set.read_text().splitlines():
         q = json.loads(line)
@@ -72,7 +77,7 @@ def main() -> None:
             errors: dict = defaultdict(lambda: [0, 0])
             lines = []
             for q, sources, abstracts in rows:
-                verdict = evidence.answerability(q["question"], sources, abstracts)
+                verdict = evidence.answerability(q["question"], sources, abstracts, says)
                 wrong = verdict.answerable != bool(q["answerable"])
                 errors[q["kind"]][0] += wrong
                 errors[q["kind"]][1] += 1
@@ -96,7 +101,8 @@ def main() -> None:
             print(
                 f"{'WRONG' if wrong else 'ok   '} {q['kind']:17s} {q['id']:24s} "
                 f"sim={v.best_similarity:.3f} cov={v.coverage:.2f} named={v.named} "
-                f"missing={v.missing_names} -> {'answer' if v.answerable else 'abstain'}"
+                f"missing={v.missing_names} absent={v.absent} "
+                f"-> {'answer' if v.answerable else 'abstain'}"
             )
     print(
         "rule as configured: ABSTAIN_SIMILARITY={:.2f} WEAK_COVERAGE={:.2f} "
@@ -111,6 +117,8 @@ def main() -> None:
     wrong, n = errors.get("unanswerable", [0, 0])
     print(f"  answered although unanswerable: {wrong}/{n} (abstained on {n - wrong}/{n})")
 
+    if args.no_grid:
+        return
     print("\ngrid (false abstentions / unanswerable answered):")
     for sim in (0.30, 0.33, 0.36, 0.40):
         cells = []

@@ -168,3 +168,89 @@ def test_a_sentence_that_stops_mid_way_is_unfinished_even_with_a_stop():
     assert not unfinished("It is used as.")
     assert not unfinished("It reduces memory by 65.5% [1].")
     assert not unfinished("CSKV compresses the KV cache [1][2].")
+
+
+# -- the review's calibrated rules (issue 23) -------------------------------------------------
+
+
+def test_a_restatement_of_the_question_with_the_asked_fact_is_an_answer_not_an_echo():
+    from assistant.citations import review
+
+    question = "How many sets of natural images does MetaShift contain?"
+    kept = review(
+        "MetaShift contains 12,868 sets of natural images [1].", SOURCES, question=question
+    )
+    assert [s.text for s in kept.sentences] == ["MetaShift contains 12,868 sets of natural images."]
+    echo = review("MetaShift contains sets of natural images [1].", SOURCES, question=question)
+    assert [r.reason for r in echo.removed] == ["echo"]  # says it back, adds nothing
+
+
+def test_in_a_one_source_answer_an_uncited_sentence_belongs_to_that_source():
+    from assistant.citations import review
+
+    answer = (
+        "MetaShift is a collection of 12,868 sets of natural images [1]. "
+        "It spans 410 classes built from Visual Genome annotations."
+    )
+    kept = review(answer, SOURCES)
+    assert len(kept.sentences) == 2 and not kept.removed
+    assert kept.sentences[1].cited == [1] and kept.sentences[1].attributed
+    # ... but the same sentence with a figure the source lacks is still removed
+    wrong = review(answer.replace("410", "520"), SOURCES)
+    assert [r.reason for r in wrong.removed] == ["unsupported"]
+
+
+def test_a_paraphrase_carrying_the_exact_figures_is_supported_and_a_wrong_figure_is_not():
+    from assistant.citations import review
+
+    paraphrase = "Compared with a fixed baseline, the adaptive decoder is 14.21% more accurate [2]."
+    assert len(review(paraphrase, SOURCES).sentences) == 1
+    wrong = review(paraphrase.replace("14.21", "41.2"), SOURCES)
+    assert [r.reason for r in wrong.removed] == ["unsupported"]
+
+
+def test_a_sentence_mixing_two_papers_under_one_citation_is_removed():
+    from assistant.citations import review
+
+    mixed = review(
+        "MetaShift builds 12,868 sets of natural images by adaptively decoding conflicts [1].",
+        SOURCES,
+    )
+    assert [r.reason for r in mixed.removed] == ["mixed-papers"]
+
+
+def test_a_model_refusal_on_an_answerable_question_shows_the_evidence_not_an_abstention():
+    from assistant.answer import ABSTAIN_TEXT, DECLINED_LEAD
+    from assistant.evidence import Answerability, Quote
+
+    text = SOURCES[0].passage
+    sources = [Source(1, "p1", SOURCES[0].title, date(2022, 1, 1), text, None, 0.7)]
+    quotes = {1: [Quote(1, "p1", text, 0, len(text), 0.8)]}
+    verdict = Answerability(True, "the sources match the question", [], 0.7, 1.0)
+    answer = finish(
+        "How big is MetaShift?",
+        "The sources do not answer this question.",
+        sources,
+        sources,
+        quotes,
+        verdict,
+    )
+    assert not answer.abstained and answer.model_declined
+    assert answer.text == DECLINED_LEAD and answer.text != ABSTAIN_TEXT
+    assert [q.text for q in answer.evidence] == [text]
+    assert [c.n for c in answer.citations] == [1]
+
+
+def test_a_true_sentence_under_the_wrong_number_moves_to_the_source_that_says_it():
+    from assistant.citations import review
+
+    kept = review(
+        "AdaCAD gains 14.21% average accuracy over a static contrastive baseline [1].", SOURCES
+    )
+    assert (
+        [s.cited for s in kept.sentences] == [[2]] and "[2]" in kept.text and "[1]" not in kept.text
+    )
+    wrong = review(
+        "AdaCAD gains 41.2% average accuracy over a static contrastive baseline [1].", SOURCES
+    )
+    assert not wrong.sentences and len(wrong.removed) == 1  # a wrong figure moves nowhere

@@ -746,3 +746,19 @@ def test_eval_run_cli_on_local_server(sample_copy: Path, llama_server: str, tmp_
     )
     report_md = (out / "report.md").read_text()
     assert "| recall@2 |" in report_md and "## Settings" in report_md
+
+
+def test_prose_shown_and_model_declined_are_counted_on_answered_questions():
+    shown = rec("shown", answer="MetaShift has 12,868 sets [1].")
+    shown["prose_supported"] = True
+    declined = rec("declined", answer="The model did not answer from these sources.")
+    declined["model_declined"] = True
+    bare = rec("bare", answer="The model's answer was not supported by the sources.")
+    gone = rec("gone", answer=ABSTAIN_TEXT, abstained=True, abstain_reason="retrieval")
+    metrics = m.aggregate([shown, declined, bare, gone], 3)
+    assert value(metrics, "prose_shown") == (
+        pytest.approx(1 / 3, abs=1e-4),
+        3,
+    )  # abstention not counted
+    assert value(metrics, "model_declined") == (pytest.approx(1 / 4), 4)
+    assert value(metrics, "false_abstention_rate") == (pytest.approx(1 / 4), 4)

@@ -253,3 +253,58 @@ def test_real_model_answers_a_question_by_a_papers_name(
     shown = answer.full_text()
     assert "?]" not in shown and "(unknown)" not in shown
     assert "KV cache" in shown
+
+
+# -- abstention that generalises, and ask agreeing with search (issue 23) --------------------
+
+
+def test_versioned_names_are_found_and_matched_exactly() -> None:
+    from assistant.evidence import version_pattern, versioned_names
+
+    found = versioned_names("What does Llama 5 improve over Llama 4 and YOLOv13 over GPT-4o?")
+    assert [name for name, _ in found] == ["Llama 5", "Llama 4", "YOLOv13"]
+    assert versioned_names("Explain 3 ways to fine-tune.") == []
+    pattern = version_pattern("Llama 5")
+    assert pattern.search("we fine-tune Llama-5 and Llama5")
+    assert not pattern.search("Llama 50 and Llama 5.1 and Llama 3")
+
+
+def test_a_version_the_library_lacks_beside_its_sibling_names_the_nearest_without_citing(
+    sample_retriever, fake
+) -> None:
+    answer = ask(
+        "What does LLaMA 7 improve over LLaMA 2?", sample_retriever, _client(fake.url), stream=False
+    )
+    assert answer.abstained and answer.abstain_reason == "retrieval"
+    assert answer.text.startswith("No paper in the library is about LLaMA 7")
+    assert "the nearest are “" in answer.text
+    assert answer.citations == [] and not answer.evidence  # neighbours, not answers
+    assert fake.chat_requests == []
+
+
+def test_ask_ranks_its_sources_as_search_ranks_its_first_papers(sample_retriever) -> None:
+    for question in [
+        "How can optimizer memory be reduced when training large models?",
+        "Which methods compress the KV cache?",
+        "What is GaLore?",
+        "reinforcement learning for web agents",
+    ]:
+        four = [h.paper_id for h in sample_retriever.search(question, k=4)]
+        ten = [h.paper_id for h in sample_retriever.search(question, k=10)]
+        assert four == ten[:4], question
+
+
+def test_a_plain_capitalised_word_names_a_paper_only_in_its_title_name() -> None:
+    from types import SimpleNamespace
+
+    def src(n: int, title: str):
+        return SimpleNamespace(n=n, title=title, similarity=0.6, paper_id=f"p{n}", passage=title)
+
+    sources = [
+        src(1, "Complexity in Complexity: Understanding Visual Complexity Through Structure"),
+        src(2, "MetaShift: A Dataset of Datasets for Evaluating Contextual Distribution Shifts"),
+    ]
+    question = "How many image subsets are built by clustering Visual Genome images?"
+    assert answerability(question, sources, {}).named == []  # "Visual" is a word, not a name
+    sophia = [src(1, "Sophia: A Scalable Stochastic Second-order Optimizer"), *sources]
+    assert answerability("What is Sophia?", sophia, {}).named == [1]

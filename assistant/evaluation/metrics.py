@@ -71,6 +71,17 @@ METRIC_INFO: dict[str, tuple[str, bool, str]] = {
         False,
         "rate",
     ),
+    "prose_shown": (
+        "answers (not abstained) that show some of the model's own prose",
+        True,
+        "rate",
+    ),
+    "model_declined": (
+        "answerable questions the model declined although the library can answer "
+        "(the evidence is shown instead)",
+        False,
+        "rate",
+    ),
     "accuracy": (
         "LitQA2-style: correct / all (a match, or an abstention on an unanswerable question)",
         True,
@@ -298,6 +309,12 @@ def aggregate(
     reviewed = sum(int(r.get("prose_sentences") or 0) for r in done)
     metrics["prose_removed_share"] = _share(
         sum(len(r.get("removed") or []) for r in done), reviewed
+    )
+    metrics["prose_shown"] = _share(
+        sum(bool(r.get("prose_supported")) for r, _ in answered), len(answered)
+    )
+    metrics["model_declined"] = _share(
+        sum(bool(r.get("model_declined")) for r, _ in answerable), len(answerable)
     )
     metrics["accuracy"] = _share(sum(s["correct"] for _, s in scored), len(scored))
     metrics["precision"] = _share(sum(s["correct"] for _, s in answered), len(answered))

@@ -151,7 +151,7 @@ def _sha(text: str, n: int = 16) -> str:
 def answer_settings(settings: Settings, model: str, k: int, embedder: str) -> dict[str, Any]:
     """Everything that changes an answer: the cache key's settings part, shown in the report."""
     from .. import prompts
-    from ..answer import ABSTAIN_SIMILARITY, ANSWER_MAX_TOKENS
+    from ..answer import ABSTAIN_SIMILARITY, ANSWER_MAX_TOKENS, prompt_sources
     from ..settings import display_url
 
     return {
@@ -163,6 +163,7 @@ def answer_settings(settings: Settings, model: str, k: int, embedder: str) -> di
         "prompts": {name: _sha(prompts.load(name), 12) for name in ANSWER_PROMPTS},
         "abstain_similarity": ABSTAIN_SIMILARITY,
         "answer_max_tokens": ANSWER_MAX_TOKENS,
+        "answer_sources": prompt_sources(),
     }
 
 
@@ -175,6 +176,7 @@ _HASHED = (
     "prompts",
     "abstain_similarity",
     "answer_max_tokens",
+    "answer_sources",
 )
 
 
@@ -484,6 +486,9 @@ def _answer(
         "evidence": d.get("evidence") or [],
         "removed": d.get("removed") or [],
         "prose_sentences": d.get("prose_sentences") or 0,
+        "prose_supported": bool(d.get("prose_supported")),
+        "model_declined": bool(d.get("model_declined")),
+        "answerability": d.get("answerability"),
         "error": None,
     }
 
