@@ -187,3 +187,20 @@ def test_export_bibtex_from_a_digest_uses_stored_metadata(tmp_path, embedder):
     )
     assert bad.returncode == 2 and "exactly one of" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_chat_like_command_adds_the_paper_to_the_liked_list(tmp_path: Path):
+    """`/like` in the chat writes interests.toml, which the digest's For you then reads."""
+    from assistant.tui.service import ChatService, Command
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "interests.toml").write_text('keywords = ["kv cache"]\n', encoding="utf-8")
+    service = ChatService(make_settings(home))
+    said = service.run_setting(Command("like", "https://arxiv.org/abs/2511.16624v2"))
+    assert "2511.16624 added to the liked list" in said
+    assert "already" in service.run_setting(Command("like", "2511.16624"))
+    interests = load_interests(home)
+    assert interests.liked == ["2511.16624"] and interests.keywords == ["kv cache"]
+    with pytest.raises(UsageError, match="arXiv id"):
+        service.run_setting(Command("like", "not-an-id"))

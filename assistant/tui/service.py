@@ -47,6 +47,7 @@ COMMANDS: dict[str, str] = {
     "/model NAME": "ask another model on the same endpoint",
     "/digest": "this week's digest (its 12 most upvoted papers) into the conversation",
     "/export": "write the session as Markdown under ASSISTANT_HOME/exports",
+    "/like ARXIV_ID": "add a paper to the liked list that the digest's For you ranks by",
     "/help": "keys and commands",
 }
 
@@ -195,12 +196,27 @@ class ChatService:
                 raise UsageError(f"/k wants a whole number from 1 to {MAX_K}, not {k}")
             self.k = k
             return f"k={k}: the model gets the {k} best papers"
+        if name == "like":
+            return self.like(arg)
         if name == "model":
             if not arg:
                 raise UsageError("/model wants a model name, e.g. /model llama3.2")
             self.set_model(arg)
             return f"model {arg} (checked with the next question)"
         raise UsageError(f"unknown command /{name}: /help lists them")
+
+    def like(self, arg: str) -> str:
+        """`/like 2511.12345` (an id or an arXiv URL): the digest's For you section ranks the
+        week by closeness to liked papers, so liking one from the chat is how a user teaches it."""
+        from ..interests import add_liked, interests_path
+        from ..records import parse_arxiv_id
+
+        arxiv_id = parse_arxiv_id(arg)
+        if arxiv_id is None:
+            raise UsageError(f"/like wants an arXiv id such as 2511.12345, not {arg!r}")
+        added = add_liked(self.settings.home, arxiv_id)
+        where = interests_path(self.settings.home)
+        return f"{arxiv_id} {'added to' if added else 'is already in'} the liked list in {where}"
 
     # -- answering -----------------------------------------------------------------------
 
