@@ -1,5 +1,5 @@
-"""A real week (tests/data/arxiv-week-2025: 1,027 papers in 2025-W47 and 749 the week
-before) as a digest: the map (areas, themes, "Other papers"), the names, the trends
+"""A real week (tests/data/arxiv-week-2025: 1,027 papers in 2025-W47 and 981 the week
+before, from the same two tools) as a digest: the map (areas, themes, "Other papers"), the names, the trends
 and the length. The model's words are not what is tested here, so the digest runs
 against the fake endpoint (tests/fakeserver.py); the folder is ingested once for the
 module with the real MiniLM embedder (about a minute: the structure depends on real
@@ -84,7 +84,7 @@ def test_trends_assign_the_previous_week_by_the_same_rule_and_add_up(week_digest
     from assistant.digest.themes import assign
 
     digest, _ = week_digest
-    assert digest.previous_total == 749
+    assert digest.previous_total == 981  # the 981 distinct papers of the W46 listings
     counted = sum(t.previous for t in digest.named)
     assert counted + digest.previous_other == digest.previous_total
     # The rule is the one that placed this week's papers: applied to them, it
