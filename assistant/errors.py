@@ -186,3 +186,19 @@ class NotConfigured(LLMError):
 
 class LocalServerError(AssistantError):
     """The bundled server could not be started; the message says why (plus its log tail)."""
+
+
+class FetchFault(AssistantError):
+    """A request of `assistant fetch` that could not be completed; `reason` is the short
+    form for the one line. `url` comes already shown without its password
+    (`settings.display_url`), so the line can be printed whole."""
+
+    def __init__(self, reason: str, url: str = ""):
+        super().__init__(reason)
+        self.reason = reason
+        self.url = url
+
+
+class DeliveryError(AssistantError):
+    """A digest could not be delivered (e-mail); the message names the server, never the
+    password."""

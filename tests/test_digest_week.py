@@ -1,9 +1,9 @@
-"""A real week (tests/data/arxiv-week-2025: 1,027 papers in 2025-W47 and 981 the week
-before, from the same two tools) as a digest: the map (areas, themes, "Other papers"), the names, the trends
-and the length. The model's words are not what is tested here, so the digest runs
-against the fake endpoint (tests/fakeserver.py); the folder is ingested once for the
-module with the real MiniLM embedder (about a minute: the structure depends on real
-embeddings, so no subset or fake vectors stand in)."""
+"""A real week (tests/data/arxiv-week-2025: 1,027 papers in 2025-W47 and 981 the week before,
+from the same two tools) as a digest: the map (areas, themes, "Other papers"), the names,
+the trends and the length. The model's words are not what is tested here, so the digest runs
+against the fake endpoint (tests/fakeserver.py); the folder is ingested once for the module
+with the real MiniLM embedder (about a minute: the structure depends on real embeddings, so
+no subset or fake vectors stand in)."""
 
 from __future__ import annotations
 

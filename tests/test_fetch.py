@@ -191,8 +191,8 @@ def test_retry_after_429_is_waited_for_then_the_day_is_fetched(tmp_path: Path, r
 
 
 def test_arxiv_error_entry_is_a_fault(tmp_path: Path, replay: Replay):
+    from assistant.errors import FetchFault
     from assistant.fetch.arxiv import check_page
-    from assistant.fetch.http import FetchFault
 
     body = (ROOT / "tests/data/recorded/arxiv/arxivpy-id_abc_s0_m100.xml").read_bytes()
     with pytest.raises(FetchFault, match="incorrect id format for abc"):

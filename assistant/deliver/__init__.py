@@ -7,8 +7,9 @@
 
 from __future__ import annotations
 
+from ..errors import DeliveryError
 from .feed import FeedEntry, build_feed, entry_id
 from .files import write_week
-from .mail import DeliveryError, send_digest
+from .mail import send_digest
 
 __all__ = ["DeliveryError", "FeedEntry", "build_feed", "entry_id", "send_digest", "write_week"]

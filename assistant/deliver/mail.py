@@ -10,12 +10,8 @@ import ssl
 from email.message import EmailMessage
 from urllib.parse import unquote, urlsplit
 
-from ..errors import AssistantError, UsageError
+from ..errors import DeliveryError, UsageError
 from ..settings import display_url
-
-
-class DeliveryError(AssistantError):
-    """The digest could not be sent; the message names the server, never the password."""
 
 
 def send_digest(

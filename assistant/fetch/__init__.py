@@ -19,8 +19,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UsageError
-from .http import FetchFault
+from ..errors import FetchFault, UsageError
 
 if TYPE_CHECKING:
     from ..ingest import IngestReport

@@ -22,7 +22,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from .http import FetchFault, get
+from ..errors import FetchFault
+from ..settings import display_url
+from .http import get
 from .inbox import arxiv_files, arxiv_folder, arxiv_partial, write_atomic
 
 # Entries per request, and the most one day of one category may bring (arXiv serves
@@ -72,11 +74,13 @@ def check_page(body: bytes, url: str) -> Page:
 
     parsed = feedparser.parse(body)
     if parsed.bozo or not str(parsed.get("version", "")).startswith("atom"):
-        raise FetchFault("a malformed response (not a whole Atom feed: cut short?)", url)
+        raise FetchFault(
+            "a malformed response (not a whole Atom feed: cut short?)", display_url(url)
+        )
     for entry in parsed.entries:
         if "/api/errors" in entry.get("id", ""):
             summary = " ".join(entry.get("summary", "").split())
-            raise FetchFault(f"arXiv refused the query: {summary}", url)
+            raise FetchFault(f"arXiv refused the query: {summary}", display_url(url))
     try:
         total = int(parsed.feed.get("opensearch_totalresults", len(parsed.entries)))
     except (TypeError, ValueError):

@@ -16,7 +16,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from .http import FetchFault, get
+from ..errors import FetchFault
+from ..settings import display_url
+from .http import get
 from .inbox import hf_file, write_atomic
 
 
@@ -25,11 +27,13 @@ def check_page(body: bytes, url: str) -> list[Any]:
     try:
         value = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
-        raise FetchFault("a malformed response (not whole JSON: cut short?)", url) from None
+        raise FetchFault(
+            "a malformed response (not whole JSON: cut short?)", display_url(url)
+        ) from None
     if not isinstance(value, list) or any(
         not isinstance(item, dict) or not isinstance(item.get("paper"), dict) for item in value
     ):
-        raise FetchFault("a malformed response (not a daily-papers list)", url)
+        raise FetchFault("a malformed response (not a daily-papers list)", display_url(url))
     return value
 
 

@@ -17,22 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from ..errors import AssistantError
+from ..errors import FetchFault
 from ..settings import display_url
 
 RETRY_STATUSES = (429, 503)
 # Retries of one request after a 429/503 before the fetch stops.
 MAX_RETRIES = 3
 USER_AGENT = "paper-assistant (https://github.com/; weekly digest of new papers)"
-
-
-class FetchFault(AssistantError):
-    """A request that could not be completed; `reason` is the short form for the one line."""
-
-    def __init__(self, reason: str, url: str = ""):
-        super().__init__(reason)
-        self.reason = reason
-        self.url = display_url(url) if url else ""
 
 
 @dataclass
@@ -104,20 +95,20 @@ def get(
         try:
             resp = client.get(url, params=params)
         except httpx.HTTPError as exc:
-            raise FetchFault(_describe(exc), url) from None
+            raise FetchFault(_describe(exc), display_url(url)) from None
         if resp.status_code in RETRY_STATUSES:
             wait = retry_after(resp.headers.get("retry-after"))
             shown = f"{resp.status_code}" + (f", Retry-After {wait:.0f} s" if wait else "")
             if wait is None:
                 wait = 2.0**attempt  # no header: a short back-off
             if attempt == MAX_RETRIES or wait > max_wait:
-                raise FetchFault(f"the server answered {shown} (busy; try later)", url)
+                raise FetchFault(f"the server answered {shown} (busy; try later)", display_url(url))
             if on_wait:
                 on_wait(f"server busy ({shown}); waiting {wait:.0f} s")
             sleep(wait)
             continue
         if resp.status_code >= 400:
-            raise FetchFault(f"the server answered {resp.status_code}", url)
+            raise FetchFault(f"the server answered {resp.status_code}", display_url(url))
         return Response(resp.status_code, resp.content, str(resp.url))
     raise AssertionError("unreachable")  # pragma: no cover
 
