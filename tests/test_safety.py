@@ -92,7 +92,8 @@ def model_env(server: FakeServer) -> dict[str, str]:
     }
 
 
-def one_line_error(proc: subprocess.CompletedProcess, code: int, *needles: str) -> None:
+def one_line_error(proc: subprocess.CompletedProcess, code: int, *needles: str) -> str:
+    """Check the shape of a one-line failure and return its error line (the last stderr line)."""
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
     assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
@@ -100,6 +101,7 @@ def one_line_error(proc: subprocess.CompletedProcess, code: int, *needles: str) 
     assert lines, proc.stderr
     for needle in needles:
         assert needle in proc.stderr, proc.stderr
+    return lines[-1]
 
 
 def write_jsonl(path: Path, records: list[dict]) -> Path:
@@ -484,7 +486,8 @@ def test_item7_lone_surrogates_and_undecodable_names_are_ingested_whole(tmp_path
 )
 def test_item7_non_utf8_arguments_are_one_line(args: list[bytes], tmp_path: Path):
     proc = cli(*args, home=tmp_path)
-    one_line_error(proc, 2, "UTF-8")
+    line = one_line_error(proc, 2, "UTF-8")
+    assert line.startswith("Error:") and "UTF-8" in line, proc.stderr
 
 
 # -- item 8: digest --out checked before any model call ------------------------------------
@@ -579,7 +582,8 @@ def test_item11_eval_set_errors_name_file_line_and_field(line: bytes, field: str
     qset = tmp_path / "set.jsonl"
     qset.write_bytes(json.dumps({**GOOD_Q, "id": "q0"}).encode() + b"\n" + line + b"\n")
     proc = cli("eval", "run", "--retrieval-only", "--set", str(qset), home=tmp_path / "h")
-    one_line_error(proc, 2, f"{qset}:2", field)
+    line = one_line_error(proc, 2, f"{qset}:2", field)
+    assert f"{qset}:2" in line and field in line, proc.stderr
 
 
 # -- item 12: session ids past SQLite's integers -------------------------------------------
