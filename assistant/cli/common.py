@@ -247,7 +247,8 @@ def short_path(path: str) -> str:
 def progress(label: str, enabled: bool = True):
     """A rich progress bar on stderr, only when stderr is a terminal: (update, stop).
 
-    `update(done, total)`; both are no-ops (update is None) off a terminal.
+    `update(done, total, label=None)` (a label renames the bar: fetch names each day); both
+    are no-ops (update is None) off a terminal.
     """
     if not enabled or not sys.stderr.isatty():
         return None, lambda: None
@@ -264,7 +265,9 @@ def progress(label: str, enabled: bool = True):
     task = bar.add_task(label, total=None)
     bar.start()
 
-    def update(done: int, total: int) -> None:
+    def update(done: int, total: int, label: str | None = None) -> None:
+        if label is not None:
+            bar.update(task, description=label)
         bar.update(task, completed=done, total=total)
 
     return update, bar.stop

@@ -2,56 +2,36 @@
 
 from __future__ import annotations
 
-import signal
 from contextlib import contextmanager
 from datetime import date
 
 import click
 
 from ..errors import Interrupted
-from .common import CONTEXT, DATE, emit_json, rich_console, settings_of
-
-
-def _raise_interrupt(signum, frame):  # noqa: ARG001
-    raise KeyboardInterrupt
+from .common import (
+    CONTEXT,
+    DATE,
+    emit_json,
+    progress,
+    rich_console,
+    settings_of,
+    terminate_as_interrupt,
+)
 
 
 @contextmanager
 def sigterm_as_interrupt():
     """SIGTERM (cron's kill, systemd's stop) ends a fetch as Ctrl-C does: cleanly, with its line."""
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    terminate_as_interrupt()
+    yield
 
 
 def day_progress(enabled: bool):
-    """A rich bar per source on a terminal: (update(label, done, total), stop)."""
-    import sys
-
-    if not enabled or not sys.stderr.isatty():
-        return None, lambda: None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress
-
-    bar = Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=rich_console(stderr=True),
-        transient=True,
-    )
-    task = bar.add_task("fetching", total=None)
-    bar.start()
-
-    def update(label: str, done: int, total: int) -> None:
-        bar.update(task, description=label, completed=done, total=total)
-
-    return update, bar.stop
+    """The shared bar, relabelled per source and day: (update(label, done, total), stop)."""
+    update, stop = progress("fetching", enabled)
+    if update is None:
+        return None, stop
+    return (lambda label, done, total: update(done, total, label)), stop
 
 
 def window_options(func):
