@@ -610,7 +610,8 @@ def _shown_evidence(
     out: list[Quote] = []
     focus = set(verdict.named) if verdict else set()
     for n in chosen[:MAX_EVIDENCE_SOURCES]:
-        single = (n in focus and len(focus) == 1) or (not focus and n == chosen[0])
+        # One paper's evidence gets a sentence more, unless papers are to be compared.
+        single = (n in focus and len(focus) == 1) or (not focus and not plural and n == chosen[0])
         width = SHOWN_QUOTES_PER_SOURCE + (1 if single else 0)
         strongest = sorted(quotes[n], key=lambda q: -q.score)[:width]
         out.extend(sorted(strongest, key=lambda q: q.start))

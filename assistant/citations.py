@@ -285,15 +285,45 @@ _DANGLING = frozenset(
 _DANGLING_WITHOUT_STOP = frozenset("in on as".split())
 
 
-def unfinished(text: str) -> bool:
-    """Whether a sentence stops mid-way: the model ran out, or copied a cut-off abstract."""
+# A clause that opens with one of these needs a main clause after a comma.
+_SUBORDINATE = frozenset("while although though because since if when whereas unless".split())
+
+
+def unfinished(text: str, sources: str = "") -> bool:
+    """Whether a sentence stops mid-way: the model ran out, or copied a cut-off abstract.
+
+    Without a final stop, a sentence is also cut when it copies the start of a
+    longer sentence of `sources` word for word ("While we made alignment faking
+    easier by telling the model when and by what criteria" of "... criteria it
+    was being trained, we did not ..."), or is a subordinate clause with no
+    main clause ("While X does Y").
+    """
     plain = _CITE.sub("", text).strip()
     words = plain.rstrip(" .,;:!?\"')").split()
     if not words:
         return False
     word = words[-1].strip("\"'(").lower()
     stopped = plain.rstrip("\"') ").endswith((".", "!", "?"))
-    return word in _DANGLING or (word in _DANGLING_WITHOUT_STOP and not stopped)
+    if word in _DANGLING or (word in _DANGLING_WITHOUT_STOP and not stopped):
+        return True
+    if stopped:
+        return False
+    if words[0].lower() in _SUBORDINATE and "," not in plain:
+        return True
+    return len(words) >= 4 and _copies_start_of_longer(" ".join(words), sources)
+
+
+def _copies_start_of_longer(plain: str, sources: str) -> bool:
+    """Whether `plain` occurs in `sources` followed by more of the same sentence."""
+    haystack = " ".join(sources.split()).casefold()
+    needle = plain.casefold()
+    start = haystack.find(needle)
+    while start >= 0:
+        rest = haystack[start + len(needle) :].lstrip()
+        if rest and rest[0] not in ".!?":
+            return True
+        start = haystack.find(needle, start + 1)
+    return False
 
 
 REPEAT_JACCARD = 0.7
@@ -543,7 +573,7 @@ def _verdict(
         return "echo"  # the prompt or the question said back, adding nothing
     if _echoes_header(sentence.text, titles):
         return "header"
-    if unfinished(sentence.text):
+    if unfinished(sentence.text, known):
         return "cut-off"  # the model stopped mid-sentence ("... integrating length extension into")
     if _INVENTED_REF.search(sentence.text) or foreign_names(sentence.text, known):
         return "unknown-paper"

@@ -40,6 +40,10 @@ KEEP_RELATIVE = 0.8
 KEEP_RELATIVE_FOCUS = 0.6
 FOLLOWS_DEFINITION_BONUS = 0.1
 APPROACH_BONUS = 0.15  # a paper's "we propose ..." when the question asks how papers do it
+# "Which papers ..., how do they differ?": each paper's own contribution is what is
+# compared, so its "we propose ..." sentence leads and its background opening goes.
+SEVERAL_DEFINES_BONUS = 0.3
+SEVERAL_BACKGROUND_PENALTY = 0.3
 MAX_QUOTE_CHARS = 420
 
 _ASKS_QUANTITY = re.compile(
@@ -63,9 +67,11 @@ _DEFINES = re.compile(
     re.IGNORECASE,
 )
 # Pointers to code and data say nothing about the question.
+# So do sentences about whom a paper helps ("For end users, our benchmark helps ...").
 _BOILERPLATE = re.compile(
     r"(https?://|github\.com|\b(code|models?|data(sets?)?|weights) (is|are|will be) "
-    r"(publicly |freely |open-?sourced? )?(available|released)|\bavailable at\b)",
+    r"(publicly |freely |open-?sourced? )?(available|released)|\bavailable at\b|"
+    r"^\s*for (end[- ])?(users|researchers|practitioners|developers|the community),)",
     re.IGNORECASE,
 )
 BOILERPLATE_PENALTY = 0.3
@@ -282,17 +288,24 @@ def select_evidence(
     asks_approach = bool(_ASKS_APPROACH.search(question))
     names = {n.casefold() for n in name_tokens(question)}
     name_words = content_words(" ".join(names))
+    several = asks_for_several(question)
 
     candidates: list[tuple[int, str, str, int, int]] = []  # n, paper_id, text, start, end
     defining: set[int] = set()  # per source: its first "we propose ..." sentence, and the next
     opening: set[int] = set()  # an abstract's first sentence when it is background
+    # ... and, when papers are compared, every sentence before the paper's own ("we ...").
+    background: set[int] = set()
     for source in sources:
         text = abstracts.get(source.paper_id) or source.passage
         found = None
+        own = False
         for k, (start, end) in enumerate(sentence_spans(text)):
             sentence = text[start:end]
-            if k == 0 and not _CONTRIBUTION.search(sentence):
+            own = own or bool(_CONTRIBUTION.search(sentence))
+            if k == 0 and not own:
                 opening.add(len(candidates))
+            if not own and several and source.n not in focus:
+                background.add(len(candidates))
             if found is None and _DEFINES.search(sentence) and _CONTRIBUTION.search(sentence):
                 found = len(candidates)
                 defining.update((found, found + 1))
@@ -304,6 +317,7 @@ def select_evidence(
         vectors = embedder.embed([question] + [c[2] for c in candidates])
         dense = vectors[1:] @ vectors[0]
     by_source: dict[int, list[Quote]] = {}
+    field_only: set[int] = set()  # quotes of `background`: shown only when a paper has no other
     for i, (n, pid, text, start, end) in enumerate(candidates):
         words = content_words(text)
         # In a paper the question names, every sentence names it: the name says
@@ -315,24 +329,33 @@ def select_evidence(
             score += CONTRIBUTION_BONUS
         if _BOILERPLATE.search(text):
             score -= BOILERPLATE_PENALTY
-        if i in opening:
+        if i in background:
+            score -= SEVERAL_BACKGROUND_PENALTY
+        elif i in opening:
             score -= BACKGROUND_PENALTY  # "Training LLMs is costly": the field, not the paper
         if asks_quantity and numbers(text):
             score += FIGURE_BONUS
         if i in defining and _DEFINES.search(text) and not asks_definition:
             # A paper's "we propose X" names its method, which most questions are after;
             # more so when the question asks how papers go about it.
-            score += APPROACH_BONUS if asks_approach else DEFINES_BONUS
+            if several and n not in focus:
+                score += SEVERAL_DEFINES_BONUS
+            else:
+                score += APPROACH_BONUS if asks_approach else DEFINES_BONUS
         if asks_definition:
             named_here = any(name in text.casefold() for name in names)
             if _DEFINES.search(text) and (named_here or i in defining):
                 score += NAMED_DEFINES_BONUS if names else DEFINES_BONUS
             elif i in defining and n in focus:
                 score += FOLLOWS_DEFINITION_BONUS  # "Specifically, X does ...": how it works
-        by_source.setdefault(n, []).append(Quote(n, pid, text, start, end, score))
+        quote = Quote(n, pid, text, start, end, score)
+        if i in background:
+            field_only.add(id(quote))
+        by_source.setdefault(n, []).append(quote)
     chosen: dict[int, list[Quote]] = {}
     for n, quotes in by_source.items():
-        best = sorted(quotes, key=lambda q: (-q.score, q.start))
+        own = [q for q in quotes if id(q) not in field_only]
+        best = sorted(own or quotes, key=lambda q: (-q.score, q.start))
         top = best[0].score
         width, bar = (
             (per_source + 1, KEEP_RELATIVE_FOCUS) if n in focus else (per_source, KEEP_RELATIVE)

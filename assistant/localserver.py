@@ -70,6 +70,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def physical_cores() -> int:
+    """The cores this process may run on, counting a core's hyper-threads once.
+
+    llama-cpp-python's server generates with `cpu_count() // 2` threads by
+    default, a guess at the physical cores: on a two-core laptop or VM without
+    hyper-threading that is one thread, and every answer and digest takes
+    twice as long. Linux says which logical CPUs share a core; elsewhere the
+    same halving guess is kept.
+    """
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return max(1, (os.cpu_count() or 2) // 2)
+    cores = set()
+    for cpu in allowed:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            package = (topology / "physical_package_id").read_text().strip()
+            core = (topology / "core_id").read_text().strip()
+        except OSError:
+            return max(1, len(allowed) // 2)
+        cores.add((package, core))
+    return max(1, len(cores))
+
+
 def missing_parts() -> list[str]:
     """What the `local` extra would install and is not here (empty: the bundled model works)."""
     missing = [m for m in _SERVER_MODULES if importlib.util.find_spec(m) is None]
@@ -195,6 +220,8 @@ class BundledServer:
                 str(self.port),
                 "--n_ctx",
                 str(self.n_ctx),
+                "--n_threads",
+                str(physical_cores()),
                 *(["--api_key", self.api_key] if self.api_key else []),
             ],
             stdin=subprocess.DEVNULL,

@@ -158,6 +158,24 @@ def test_a_size_said_in_words_must_be_in_the_source_too():
     assert numbers("a tenfold speed-up, then 3-fold, never manifold") == {"ten-fold", "3-fold"}
 
 
+def test_a_copied_sentence_cut_before_its_end_is_unfinished():
+    from assistant.citations import unfinished
+
+    source = (
+        "While we made alignment faking easier by telling the model when and by what "
+        "criteria it was being trained, we did not instruct the model to fake alignment. "
+        "Experiments reduce generation MMD by 76%, improving IoU by 32%."
+    )
+    # Seen with Qwen 1.5B: the reply copied the abstract and stopped mid-sentence.
+    assert unfinished("While we made alignment faking easier by telling the model when", source)
+    assert unfinished("Experiments reduce generation MMD by 76%, improving IoU by 32", source)
+    assert unfinished("While the model complies with harmful queries from free users")
+    # A whole sentence, or a shortening that ends on its own stop, is finished.
+    assert not unfinished("Experiments reduce generation MMD by 76%, improving IoU by 32%", source)
+    assert not unfinished("We did not instruct the model to fake alignment [1].", source)
+    assert not unfinished("While it is faster, it uses more memory", source)
+
+
 def test_a_sentence_that_stops_mid_way_is_unfinished_even_with_a_stop():
     from assistant.citations import unfinished
 

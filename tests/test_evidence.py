@@ -9,6 +9,7 @@ run against the real SmolLM2 server.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -210,6 +211,23 @@ def test_a_multi_paper_answer_groups_evidence_per_paper(sample_retriever, fake) 
     titles = [source.title for source, _ in groups]
     assert len(set(titles)) == len(titles)  # one block per paper
     assert sum("GaLore" in t for t in titles) >= 2
+
+
+def test_papers_compared_lead_with_what_each_proposes_not_the_fields_background(
+    sample_retriever, fake
+) -> None:
+    question = "Which papers reduce memory when training LLMs, and how do they differ?"
+    answer = _ask(sample_retriever, fake, question, "The sources describe several methods.")
+    groups = answer.evidence_by_source()
+    assert len(groups) >= 3
+    shown = [q.text for _, quotes in groups for q in quotes]
+    # Before: "Training and deploying LLMs are expensive ...", "For end users, our
+    # benchmark ...", and Natural GaLore's "Training LLMs presents ... challenges".
+    assert not any(t.startswith(("Training ", "For end users", "For researchers")) for t in shown)
+    for source, quotes in groups:
+        if "GaLore" in source.title:  # each GaLore paper's evidence says what it proposes
+            assert any(re.search(r"\b(we propose|introduces)\b", q.text) for q in quotes)
+    assert all(len(quotes) <= 2 for _, quotes in groups)  # compared side by side
 
 
 def test_review_removes_a_sentence_the_model_left_unfinished() -> None:
