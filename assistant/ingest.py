@@ -132,7 +132,15 @@ def _make_safe(result: Any) -> None:
 
 # -- merging ----------------------------------------------------------------
 
-_FILLABLE = ("arxiv_id", "url", "author_count", "organisation", "published", "upvotes")
+_FILLABLE = (
+    "arxiv_id",
+    "url",
+    "author_count",
+    "organisation",
+    "published",
+    "upvotes",
+    "primary_class",
+)
 
 
 def _merge_into(base: Paper, other: Paper) -> None:
@@ -225,6 +233,7 @@ def paper_metadata(merged: Merged, embedder_name: str, added: float) -> dict[str
         "organisation": p.organisation,
         "published": date_to_int(p.published),
         "upvotes": p.upvotes,
+        "primary_class": p.primary_class,
     }
     meta.update({k: v for k, v in optional.items() if v is not None})
     return meta
@@ -238,7 +247,7 @@ def _fill_from_stored(merged: Merged, stored: dict[str, Any]) -> None:
     if p.published is None and stored.get("published"):
         p.published = int_to_date(int(stored["published"]))
         p.year_inferred = bool(stored.get("year_inferred"))
-    for name in ("arxiv_id", "author_count", "organisation", "upvotes"):
+    for name in ("arxiv_id", "author_count", "organisation", "upvotes", "primary_class"):
         if getattr(p, name) in (None, "") and stored.get(name) not in (None, ""):
             setattr(p, name, stored[name])
     if p.url is None and stored.get("url") and not stored.get("arxiv_id"):

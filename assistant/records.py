@@ -69,6 +69,7 @@ class Paper:
     published: date | None = None
     year_inferred: bool = False
     upvotes: int | None = None
+    primary_class: str | None = None  # arXiv's primary category ("cs.CL"), for BibTeX
 
     @property
     def paper_id(self) -> str:

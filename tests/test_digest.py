@@ -527,3 +527,14 @@ def test_eval_digest_scores_by_the_rules_and_refuses_a_file_that_is_no_digest(tm
     )
     assert proc.returncode == 2 and "not a digest JSON file" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_name_never_ends_on_a_lone_adjective_or_is_a_bare_natural_language():
+    from assistant.digest.naming import phrase_name
+
+    # Seen on the real 2025 week: "Motion and temporal", and "Natural language" for a
+    # theme of document retrieval and extraction papers.
+    assert phrase_name(["motion", "temporal", "pose"], set()) == "Motion and pose"
+    assert phrase_name(["clinical", "medical", "patient"], set()) == "Clinical and medical"
+    named = phrase_name(["natural language", "documents", "extraction"], set(), {"language"})
+    assert named == "Documents and extraction"

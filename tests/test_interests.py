@@ -84,6 +84,8 @@ def _home(tmp_path: Path, embedder) -> Path:
                 "authors": authors,
                 "summary": abstract,
                 "published": f"2025-11-{17 + i % 5}",
+                # As daily-arXiv listings store them: several in any order, or one.
+                "categories": ["cs.CL"] if i == 1 else ["cs.LG", "cs.CL"],
             }
             out.write(json.dumps(row) + "\n")
     home = tmp_path / "home"
@@ -177,6 +179,8 @@ def test_export_bibtex_from_a_digest_uses_stored_metadata(tmp_path, embedder):
     assert "eprint = {2511.00002}" in bib and "archivePrefix = {arXiv}" in bib
     assert "author = {Alan Turing}" in bib and "year = {2025}" in bib
     assert "@misc{turing2025speculative," in bib
+    # The one listed category is the primary class; of two in arbitrary order, neither.
+    assert bib.count("primaryClass = {cs.CL}") == 1
     bad = subprocess.run(
         [sys.executable, "-m", "assistant", "export", "bibtex"],
         cwd=ROOT,

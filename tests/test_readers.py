@@ -314,6 +314,7 @@ def test_arxiv_atom_response():
     for paper in result.papers:
         assert lines[paper.line - 1].strip() == "<entry>"
     assert [p.line for p in result.papers] == [11, 35, 55]
+    assert [p.primary_class for p in result.papers] == ["cs.CL", "cs.LG", "hep-th"]
 
 
 def test_arxiv_atom_broken_xml_is_one_error_with_line(tmp_path):
@@ -370,6 +371,7 @@ def test_arxiv_snapshot():
     assert third.published == date(2024, 5, 31)  # no versions: update_date
     assert third.authors == ["Albert Gu", "Tri Dao"]  # "A and B" string split
     assert third.url == "https://arxiv.org/abs/2312.00752"
+    assert [p.primary_class for p in result.papers] == ["hep-ph", "hep-th", "cs.LG"]
 
 
 def test_arxiv_snapshot_bad_version_date(tmp_path):

@@ -66,8 +66,19 @@ TAIL = frozenset(
 # Words that name no theme on their own in any ML window, whatever their share.
 BROAD = frozenset(
     "ai artificial intelligence llm llms mllm mllms vlm vlms large language model models "
-    "multimodal machine deep neural learning data".split()
+    "multimodal machine deep neural learning data natural".split()
 )
+# Adjectives modify a theme's noun; after "and" they read as a fragment ("Motion and
+# temporal", "Prediction and diagnostic").
+_ADJECTIVE = re.compile(r"(?:al|ic|ical|ive|ous|ary|ful|less|able|ible)$", re.IGNORECASE)
+_NOT_ADJECTIVES = frozenset("signal animal interval proposal retrieval survival rival".split())
+
+
+def _adjective(word: str) -> bool:
+    low = word.lower()
+    return bool(_ADJECTIVE.search(low)) and low not in _NOT_ADJECTIVES and len(low) > 4
+
+
 _DIMENSION = re.compile(r"[1-4]d")  # "3D", "2D": a topic word, not a figure
 COMMON_SHARE = 0.20  # a word in more of the window's papers than this is too common to name
 # Words, and figures as their own tokens so a phrase never runs across a number.
@@ -221,8 +232,10 @@ def phrase_name(phrases_: list[str], taken: set[str], common: set[str] | None = 
             return _capital(phrase)
     for i, first in enumerate(choices):
         for second in choices[i + 1 :]:
-            if _related(first, second):
-                continue  # "Emotion and emotional"
+            if _related(first, second) or (
+                len(second.split()) == 1 and _adjective(second) and not _adjective(first)
+            ):
+                continue  # "Emotion and emotional", "Motion and temporal"
             joined = f"{_capital(first)} and {second}"
             if len(joined.split()) <= 5 and len(joined) <= MAX_NAME_CHARS:
                 return joined

@@ -24,6 +24,7 @@ from assistant.readers.tabular import iter_json_lines
 from assistant.records import Paper, RecordError, parse_arxiv_id
 
 ATOM = "{http://www.w3.org/2005/Atom}"
+ARXIV = "{http://arxiv.org/schemas/atom}"
 _ENTRY_START = re.compile(r"<(?:[A-Za-z_][\w.-]*:)?entry(?=[\s/>])")
 _NOT_MARKUP = re.compile(r"<!--.*?-->|<!\[CDATA\[.*?\]\]>", re.S)
 _POSITION_SUFFIX = re.compile(r": line \d+, column \d+$")
@@ -126,7 +127,13 @@ def _entry_to_paper(
         authors=authors,
         author_count=len(authors) or None,
         published=published,
+        primary_class=_primary_category(entry),
     )
+
+
+def _primary_category(entry: ET.Element) -> str | None:
+    element = entry.find(f"{ARXIV}primary_category")
+    return (clean(element.get("term")) or None) if element is not None else None
 
 
 def read_snapshot(text: str, source: str) -> ReadResult:
@@ -203,4 +210,6 @@ def _snapshot_to_paper(
         authors=authors,
         author_count=len(authors) or None,
         published=published,
+        # The snapshot lists the primary category first ("cs.CL cs.LG").
+        primary_class=(clean(record.get("categories")).split() or [None])[0],
     )

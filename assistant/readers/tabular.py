@@ -53,6 +53,24 @@ def file_date(source: str) -> date | None:
         return None
 
 
+_CATEGORY = re.compile(r"^[a-z\-]+(\.[A-Za-z\-]+)?$")
+
+
+def only_category(categories: Any) -> str | None:
+    """The primary category when a record lists exactly one.
+
+    Daily-arXiv listings store `categories` in arbitrary order, so of several
+    none can be called primary; a Kaggle snapshot lists the primary first
+    (its reader says so itself).
+    """
+    if isinstance(categories, str):
+        categories = categories.replace(",", " ").split()
+    if not isinstance(categories, list):
+        return None
+    names = [str(c).strip() for c in categories if str(c).strip()]
+    return names[0] if len(names) == 1 and _CATEGORY.match(names[0]) else None
+
+
 def _get(record: dict[str, Any], *names: str) -> Any:
     """First non-empty value among the names: CSV gives "" for absent cells."""
     for name in names:
@@ -118,6 +136,9 @@ def record_to_paper(
 
     authors = split_authors(_get(fields, "authors"))
     organisation = _get(fields, *_ALIASES["organisation"])
+    primary = clean(_get(fields, "primary_class", "primary_category")) or only_category(
+        _get(fields, "categories")
+    )
     return Paper(
         title=title,
         abstract=abstract,
@@ -130,6 +151,7 @@ def record_to_paper(
         organisation=clean(organisation) or None,
         published=published,
         upvotes=upvotes,
+        primary_class=primary,
     )
 
 
