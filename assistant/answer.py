@@ -620,7 +620,7 @@ def _shown_evidence(
 
 def extract_sentence(question: str, passage: str) -> str:
     """The passage sentence sharing most content words with the question."""
-    from .citations import content_words, split_sentences
+    from .text import content_words, split_sentences
 
     wanted = content_words(question)
     sentences = split_sentences(passage) or [passage]
@@ -702,7 +702,7 @@ def condense(
     text = result.text.strip()
     rewritten = text.splitlines()[0].strip().strip('"') if text else ""
     rewritten = re.sub(r"^(standalone question|question)\s*:\s*", "", rewritten, flags=re.I)
-    from .citations import content_words
+    from .text import content_words
 
     own = content_words(question) - {"compare", "compared", "comparison"}
     if (

@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from .text import content_words, numbers, split_sentences
+
 # A sentence is attributed to a source when at least this share of its content
 # words appears there, and a citation is "supported" at the same bar. Chosen on
 # the bundled eval set (bench/calibrate.py prints the distributions).
@@ -27,84 +29,10 @@ ATTRIBUTE_MIN = 0.5
 SUPPORT_MIN = 0.5
 MIN_CONTENT_WORDS = 3
 
-STOPWORDS = frozenset(
-    """
-a about above after again against all also am an and any are as at be because been before being
-below between both but by can could did do does doing down during each few for from further had has
-have having he her here hers him his how i if in into is it its itself just me more most my no nor
-not now of off on once only or other our ours out over own same she should so some such than that
-the their theirs them then there these they this those through to too under until up very was we
-were
-what when where which while who whom why will with would you your yours paper papers source sources
-propose proposes proposed present presents presented show shows use uses using used based approach
-method methods study work new novel results result also however thus via
-""".split()
-)
-
 _CITE = re.compile(
     r"\[(?:(?:sources?|refs?|references?)\s*)?(\d+(?:\s*(?:,|;|and|&|-|–)\s*\d+)*)\]",
     re.IGNORECASE,
 )
-_WORD = re.compile(r"[a-z][a-z0-9\-]*[a-z0-9]|[a-z]")
-_NUMBER = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)*)(\s*%|x\b|×)?")
-# Sizes said in words are figures too: a small model's favourite invention is "by
-# orders of magnitude" or "tenfold" where the source gives 80%.
-_WORD_FIGURE = re.compile(
-    r"\b(?:an?\s+)?(orders?\s+of\s+magnitude|(?:\w+|\d+(?:\.\d+)?)[- ]fold"
-    r"|(?:two|three|four|five|six|seven|eight|nine|ten|twenty|hundred|thousand)fold)\b",
-    re.IGNORECASE,
-)
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
-_ABBREV = re.compile(r"\b(?:e\.g|i\.e|et al|vs|cf|Fig|Eq|approx)\.$", re.IGNORECASE)
-
-
-def content_words(text: str) -> set[str]:
-    words = set()
-    for word in _WORD.findall(text.lower()):
-        if word in STOPWORDS or len(word) < 2:
-            continue
-        if len(word) > 4 and word.endswith("s") and not word.endswith("ss"):
-            word = word[:-1]
-        words.add(word)
-    return words
-
-
-def numbers(text: str) -> set[str]:
-    """Figures in a text, normalised ("12,868" -> "12868"); years and 1-digit counts skipped.
-
-    "Orders of magnitude" and "N-fold" count as figures (one spelling each), so a
-    sentence that claims them must find them in its source."""
-    found = set()
-    for digits, _unit in _NUMBER.findall(text):
-        plain = digits.replace(",", "")
-        if len(plain) == 1:
-            continue
-        found.add(plain.rstrip(".").rstrip("0").rstrip(".") if "." in plain else plain)
-    for phrase in _WORD_FIGURE.findall(text):
-        words = phrase.lower().replace("-", " ").split()
-        if "magnitude" in words:
-            found.add("order of magnitude")
-        else:
-            found.add(f"{words[0].removesuffix('fold')}-fold")
-    return found
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of an answer, keeping abbreviations such as "e.g." inside their sentence."""
-    pieces: list[str] = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        buffer = ""
-        for part in _SENTENCE_END.split(line):
-            buffer = f"{buffer} {part}".strip() if buffer else part
-            if not _ABBREV.search(buffer):
-                pieces.append(buffer)
-                buffer = ""
-        if buffer:
-            pieces.append(buffer)
-    return pieces
 
 
 @dataclass

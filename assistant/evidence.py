@@ -21,15 +21,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .citations import STOPWORDS, content_words, numbers
+from .text import STOPWORDS, content_words, numbers, sentence_spans
 
 if TYPE_CHECKING:
     from .embed import Embedder
     from .store import Library
 
-# Sentence boundaries: end punctuation, space, then something that starts a sentence.
-_BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[A-Z0-9\"'(\[])")
-_ABBREV = re.compile(r"\b(?:e\.g|i\.e|et al|vs|cf|Fig|Eq|approx|resp|etc|al)\.$", re.IGNORECASE)
 # Sentence weights: meaning, keyword overlap, and bonuses for what a question asks.
 W_DENSE, W_KEYWORD = 0.6, 0.4
 FIGURE_BONUS = 0.12  # a sentence with figures, when the question asks for a quantity
@@ -147,30 +144,6 @@ class Answerability:
             "missing_names": self.missing_names,
             "absent": self.absent,
         }
-
-
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each sentence of `text`, so every sentence is an exact slice."""
-    spans: list[tuple[int, int]] = []
-    start = 0
-    for match in _BOUNDARY.finditer(text):
-        candidate = text[start : match.start()].rstrip()
-        closing = text[match.start() : match.end()].strip()
-        if _ABBREV.search(candidate) or len(candidate.strip()) < 12:
-            continue
-        end = match.start() + len(closing)
-        spans.append((start, end))
-        start = match.end()
-    if text[start:].strip():
-        spans.append((start, len(text.rstrip())))
-    # Leading whitespace inside a span is trimmed so quotes start on a word.
-    out = []
-    for s, e in spans:
-        while s < e and text[s].isspace():
-            s += 1
-        if e > s:
-            out.append((s, e))
-    return out
 
 
 def fetch_abstracts(library: Library, paper_ids: Sequence[str]) -> dict[str, str]:

@@ -154,9 +154,10 @@ def extract(
     run: Path, home: Path, model: str, set_name: str, question_set: Path | None = None
 ) -> int:
     """Append a run's answers (with whole abstracts) and print their sentences to label."""
-    from assistant.evidence import fetch_abstracts, sentence_spans
+    from assistant.evidence import fetch_abstracts
     from assistant.settings import Settings
     from assistant.store import Library
+    from assistant.text import sentence_spans
 
     model_dir = os.environ.get("ASSISTANT_EMBED_MODEL_DIR")
     settings = Settings(home=home, embed_model_dir=Path(model_dir) if model_dir else None)
@@ -203,7 +204,7 @@ def extract(
     with ANSWERS.open("a", encoding="utf-8") as out:
         for entry in added:
             out.write(json.dumps(entry, ensure_ascii=False) + "\n")
-    from assistant.citations import content_words
+    from assistant.text import content_words
 
     for entry in added:
         print(f"=== {entry['id']}  Q: {entry['question']}")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 from assistant.answer import Source, build_messages, finish
-from assistant.citations import SourceText, check, numbers, says_no_answer, split_sentences
+from assistant.citations import SourceText, check, says_no_answer
+from assistant.text import numbers, split_sentences
 from assistant.tokens import count_message_tokens
 
 SOURCES = [

@@ -21,9 +21,10 @@ from assistant.answer import (
     ask,
 )
 from assistant.citations import SourceText, review
-from assistant.evidence import answerability, fetch_abstracts, name_tokens, sentence_spans
+from assistant.evidence import answerability, fetch_abstracts, name_tokens
 from assistant.llm import ModelClient
 from assistant.settings import Settings
+from assistant.text import sentence_spans
 
 try:
     from tests.fakeserver import FakeServer

@@ -24,12 +24,10 @@ from ..citations import (
     SUPPORT_MIN,
     SourceText,
     check,
-    content_words,
-    numbers,
-    split_sentences,
     support,
     unfinished,
 )
+from ..text import content_words, numbers, split_sentences
 from .data import DigestPaper, ProseSentence
 
 REPEAT_MIN = 0.8  # share of the shorter sentence's content words that makes it a repeat

@@ -20,7 +20,7 @@ import math
 import re
 from collections import Counter, defaultdict
 
-from ..citations import STOPWORDS, content_words
+from ..text import STOPWORDS, content_words
 from .data import DigestPaper, Theme
 
 MAX_NAME_WORDS = 6

@@ -31,10 +31,10 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from ..citations import SUPPORT_MIN, check
+from ..text import has_figure
 from .check import invented_titles, source_for
 from .data import DigestPaper
 from .naming import valid_name
-from .table import has_figure
 from .themes import FAR_SIMILARITY, centre_similarities, silhouette_samples
 
 if TYPE_CHECKING:

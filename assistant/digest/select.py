@@ -6,9 +6,9 @@ import re
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
-from ..citations import content_words
 from ..errors import UsageError
 from ..store import date_to_int, int_to_date
+from ..text import content_words
 from .data import DigestPaper
 
 if TYPE_CHECKING:

@@ -13,18 +13,13 @@ from __future__ import annotations
 
 import re
 
+from ..text import FIGURE, has_figure, sentence_spans
 from .data import Cell, DigestPaper, Row
 
 CELL_CHARS = {"problem": 150, "approach": 170, "result": 190}
 PROBLEM_MIN = 1.0  # a problem cue, or context words in the opening sentences
 APPROACH_MIN = 0.85  # a cue, or "we" in one of the first three sentences
 
-_ABBREV = re.compile(
-    r"\b(?:e\.g|i\.e|et al|vs|cf|Fig|Figs|Eq|Sec|approx|resp|etc|No)\.$", re.IGNORECASE
-)
-_END = re.compile(r"[.!?](?=\s+[A-Z0-9\"'(\[])")
-# A figure as the support check reads one: two or more digits, or a decimal.
-FIGURE = re.compile(r"(?<![\w.])(?:\d{2,}(?:[.,]\d+)*|\d+[.,]\d+)(?:\s*%|x\b|×)?")
 _PROBLEM = re.compile(
     r"\b(?:challeng\w*|problems?|limit(?:s|ed|ation|ations)|lacks?|lacking|suffers?|suffering|"
     r"difficult\w*|bottlenecks?|struggles?|costly|expensive|however|despite|hinders?|issues?|"
@@ -59,29 +54,6 @@ _LEAD_IN = re.compile(
     r"As a result|Concretely|Empirically|Experimentally)\s*,\s*",
     re.IGNORECASE,
 )
-
-
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each sentence of an abstract, abbreviations kept inside."""
-    spans, start = [], 0
-    while start < len(text) and text[start].isspace():
-        start += 1
-    for match in _END.finditer(text):
-        end = match.end()
-        if _ABBREV.search(text[start:end]) or end <= start:
-            continue
-        spans.append((start, end))
-        start = end
-        while start < len(text) and text[start].isspace():
-            start += 1
-    tail = text[start:].rstrip()
-    if tail:
-        spans.append((start, start + len(tail)))
-    return spans
-
-
-def has_figure(text: str) -> bool:
-    return FIGURE.search(text) is not None
 
 
 def _scores(text: str, spans: list[tuple[int, int]]) -> dict[str, list[float]]:
