@@ -377,7 +377,7 @@ def _diff_and_write(
             to_write.append((m, meta, pid))
 
     written: set[str] = set()
-    from . import keyword
+    from .lexical import sync
 
     since_generation = library.generation
     try:
@@ -408,7 +408,7 @@ def _diff_and_write(
         for sighting in m.sightings[1:]:
             per_file[sighting.source].duplicates += 1
     # What was stored is indexed; an interrupted write is indexed as far as it went.
-    keyword.update(
+    sync.update(
         library,
         settings,
         sorted(written),
@@ -555,7 +555,7 @@ def reindex(
                 progress(min(start + len(batch), len(records)), len(records))
         if records:
             library.swap_in(target)
-            from . import keyword
+            from .lexical import sync
 
-            keyword.update(library, settings, None)  # a new store: index it whole
+            sync.update(library, settings, None)  # a new store: index it whole
     return len(records)

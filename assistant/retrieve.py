@@ -6,7 +6,7 @@ reciprocal rank fusion (which needs no score calibration between them):
 
 * dense: papers in the order of their best chunk's cosine similarity;
 * keyword: BM25F over each paper's title and abstract, the title weighted
-  above the body (`keyword.py`), so a paper counts its evidence once, from
+  above the body (`lexical/index.py`), so a paper counts its evidence once, from
   all its text, instead of each chunk competing on its own;
 * names: papers whose name (the title before its colon, "GaLore" in
   "GaLore: Memory-Efficient ...") the query says.
@@ -20,7 +20,7 @@ cosine similarity plus a share for the query's rare words it holds), and
 abstains on, shown by `search` so a weak match looks weak.
 
 The keyword index and the paper table are kept current by ingest
-(`keyword.update`); a retriever only checks the store's write generation
+(`lexical.sync.update`); a retriever only checks the store's write generation
 per query and catches up if another client wrote.
 """
 
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from .embed import Embedder
-    from .keyword import KeywordIndex
+    from .lexical.index import KeywordIndex
     from .settings import Settings
     from .store import Library
 
@@ -186,15 +186,15 @@ class Retriever:
 
     def refresh(self) -> None:
         """Bring the paper table and keyword index up to the store's write generation."""
-        from . import keyword
+        from .lexical import sync
 
         # One store call per query: the papers collection's id (a reindex replaces it)
         # and write generation (every write bumps it).
-        state = keyword.store_state(self.library)
+        state = self.library.state()
         if state == self._generation and self._keyword is not None:
             return
         self.library.check_embedder(self.embedder.name, self.embedder.dim)
-        self._keyword = keyword.load(self.library, self.settings, self._keyword)
+        self._keyword = sync.load(self.library, self.settings, self._keyword)
         self._papers = self._keyword.papers
         self._n_chunks = self._keyword.n_chunks
         self._masks = {}
@@ -207,7 +207,7 @@ class Retriever:
 
     def _mask(self, filters: Filters) -> np.ndarray:
         """Documents of the keyword index that `filters` admits (cached per generation)."""
-        from .keyword import filter_mask
+        from .lexical.index import filter_mask
         from .store import date_to_int
 
         mask = self._masks.get(filters)
@@ -344,8 +344,8 @@ class Retriever:
         """
         import numpy as np
 
-        from .keyword import TOKEN_RE as KEYWORD_WORDS
-        from .keyword import stem
+        from .lexical.terms import TOKEN_RE as KEYWORD_WORDS
+        from .lexical.terms import stem
 
         ids = [
             f"{pid}#{i}"

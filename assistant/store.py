@@ -284,26 +284,31 @@ class Library:
             handle.close()
 
     # -- collections -------------------------------------------------------
-    def _existing(self, name: str):
-        """The collection, or None when it does not exist.
-
-        Only "does not exist" means absent: a store that cannot be read is an
-        error, never an empty library.
-        """
-        full = name + self.suffix
+    @contextmanager
+    def _reading(self, doing: str) -> Iterator[None]:
+        """As `_guard`, and a read fault (Chroma's, SQLite's, the disk's) is damage."""
         try:
-            with self._guard(f"open the collection {full}"):
-                return self.client.get_collection(full, embedding_function=None)
+            with self._guard(doing):
+                yield
         except StoreError:
             raise
-        except Exception as exc:  # only "does not exist" means absent; a read fault is damage
+        except Exception as exc:  # classified here; what is not a read fault re-raises
             from chromadb.errors import ChromaError
 
-            if _is_not_found(exc):
-                return None
             if isinstance(exc, (ChromaError, sqlite3.Error, OSError)):
                 raise self._damaged(exc) from exc
             raise
+
+    def _existing(self, name: str, suffixed: bool = True):
+        """The collection, or None when it does not exist (only "does not exist" means absent)."""
+        full = name + self.suffix if suffixed else name
+        with self._reading(f"open the collection {full}"):
+            try:
+                return self.client.get_collection(full, embedding_function=None)
+            except Exception as exc:  # only "does not exist" is absence; the rest re-raises
+                if _is_not_found(exc):
+                    return None
+                raise
 
     def _damaged(self, exc: BaseException) -> StoreDamaged:
         if self.remote:
@@ -318,17 +323,8 @@ class Library:
         )
 
     def _names(self) -> set[str]:
-        try:
-            with self._guard("list the collections"):
-                listed = self.client.list_collections()
-        except StoreError:
-            raise
-        except Exception as exc:  # a read fault is damage; anything else is a bug, re-raised
-            from chromadb.errors import ChromaError
-
-            if isinstance(exc, (ChromaError, sqlite3.Error, OSError)):
-                raise self._damaged(exc) from exc
-            raise
+        with self._reading("list the collections"):
+            listed = self.client.list_collections()
         return {c if isinstance(c, str) else c.name for c in listed}
 
     def _drop(self, name: str) -> None:
@@ -391,8 +387,23 @@ class Library:
     @property
     def generation(self) -> int:
         """Bumped after every write; caches built from the store key on it."""
+        return self.state()[1]
+
+    def state(self) -> tuple[str | None, int]:
+        """(papers collection id, write generation) in one read; (None, 0) for an empty store.
+        A cache keys on both: a reindex replaces the collection, every write bumps the number."""
         papers = self._existing(PAPERS)
-        return int((papers.metadata or {}).get("generation", 0)) if papers else 0
+        if papers is None:
+            return None, 0
+        return str(papers.id), int((papers.metadata or {}).get("generation", 0))
+
+    def side_collection(self, name: str, create: bool = False):
+        """A collection another part keeps in this store (the keyword index's change log):
+        never suffixed or swapped by reindex; None when absent and not `create`d."""
+        if not create:
+            return self._existing(name, suffixed=False)
+        with self._guard(f"create the collection {name}"):
+            return self.client.get_or_create_collection(name, embedding_function=None)
 
     def _bump_generation(self) -> None:
         """Read-modify-write under `write_lock` (re-entrant: ingest already holds
@@ -409,31 +420,14 @@ class Library:
     # -- reading -----------------------------------------------------------
     def get_papers(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Stored paper metadata by id (missing ids are absent)."""
-        papers = self.papers()
-        if papers is None:
-            return {}
-        found: dict[str, dict[str, Any]] = {}
-        ids = list(ids)
-        for start in range(0, len(ids), READ_BATCH):
-            with self._guard("read paper records"):
-                batch = papers.get(ids=ids[start : start + READ_BATCH], include=["metadatas"])
-            for pid, meta in zip(batch["ids"], batch["metadatas"]):
-                found[pid] = dict(meta or {})
-        return found
+        return {pid: meta for pid, meta, _ in self.iter_papers(ids=ids)}
 
     def paper(self, paper_id: str) -> dict[str, Any] | None:
         """One paper's stored metadata with its whole abstract under "abstract";
         None when it is not stored (or the library is empty)."""
-        papers = self.papers()
-        if papers is None:
-            return None
-        with self._guard("read a paper record"):
-            got = papers.get(ids=[paper_id], include=["documents", "metadatas"])
-        if not got["ids"]:
-            return None
-        meta = dict(got["metadatas"][0] or {})
-        meta["abstract"] = got["documents"][0] or ""
-        return meta
+        for _, meta, extra in self.iter_papers(("metadatas", "documents"), ids=[paper_id]):
+            return {**meta, "abstract": extra["document"] or ""}
+        return None
 
     def find_by_title_keys(self, keys: Iterable[str]) -> dict[str, str]:
         """title_key -> stored paper id, to unify a paper seen with and without its arXiv id."""
@@ -452,20 +446,27 @@ class Library:
         return found
 
     def iter_papers(
-        self, include: tuple[str, ...] = ("metadatas",), where: dict | None = None
+        self,
+        include: tuple[str, ...] = ("metadatas",),
+        where: dict | None = None,
+        ids: Iterable[str] | None = None,
     ) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
-        """Every stored paper as (id, metadata, extra) where extra holds the
-        requested documents/embeddings."""
+        """Every stored paper, or those of `ids` that are stored, as (id, metadata, extra)
+        where extra holds the requested documents/embeddings; read in batches."""
         papers = self.papers()
         if papers is None:
             return
+        wanted = None if ids is None else list(ids)
         offset = 0
-        while True:
+        while wanted is None or offset < len(wanted):
+            page: dict[str, Any] = (
+                {"limit": READ_BATCH, "offset": offset}
+                if wanted is None
+                else {"ids": wanted[offset : offset + READ_BATCH]}
+            )
             with self._guard("read paper records"):
-                batch = papers.get(
-                    include=list(include), limit=READ_BATCH, offset=offset, where=where
-                )
-            if not batch["ids"]:
+                batch = papers.get(include=list(include), where=where, **page)
+            if wanted is None and not batch["ids"]:
                 return
             for i, pid in enumerate(batch["ids"]):
                 extra = {}
@@ -474,7 +475,7 @@ class Library:
                 if "embeddings" in include:
                     extra["embedding"] = batch["embeddings"][i]
                 yield pid, dict(batch["metadatas"][i] or {}), extra
-            offset += len(batch["ids"])
+            offset += len(batch["ids"]) if wanted is None else READ_BATCH
 
     def iter_chunks(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
         chunks = self.chunks()

@@ -14,7 +14,7 @@ grown with synthetic papers until it holds each requested number of chunks:
   convex combination (Dirichlet weights) of its parents' chunk vectors plus
   small Gaussian noise, re-normalised.
 * everything goes through `Library.write` (paper records with metadata from
-  `paper_metadata`, chunk records, vectors), then `keyword.update` with the
+  `paper_metadata`, chunk records, vectors), then `sync.update` with the
   new ids, as ingest does (timed: "index update").
 
 Per size: a new `Retriever`'s first `refresh()` (loads the keyword index and
@@ -206,15 +206,16 @@ class TimedCollection:
 
 def install_timers():
     """Time the retriever's building blocks without touching the package's files."""
-    from assistant import keyword, retrieve
+    from assistant import retrieve
+    from assistant.lexical import index, sync
     from assistant.store import Library
 
-    kw = keyword.KeywordIndex
+    kw = index.KeywordIndex
     kw.search = TIMERS.wrap("bm25.search", kw.search)
-    keyword.catch_up = TIMERS.wrap("index.catch_up", keyword.catch_up)
-    keyword._rebuild = TIMERS.wrap("index.rebuild", keyword._rebuild)
-    keyword._compare = TIMERS.wrap("index.compare", keyword._compare)
-    keyword.Segment.load = classmethod(TIMERS.wrap("index.load", keyword.Segment.load.__func__))
+    sync.catch_up = TIMERS.wrap("index.catch_up", sync.catch_up)
+    sync._rebuild = TIMERS.wrap("index.rebuild", sync._rebuild)
+    sync._compare = TIMERS.wrap("index.compare", sync._compare)
+    index.Segment.load = classmethod(TIMERS.wrap("index.load", index.Segment.load.__func__))
     retrieve.Retriever._passages = TIMERS.wrap("passages", retrieve.Retriever._passages)
 
     class TimedLibrary(Library):
@@ -232,33 +233,36 @@ def install_timers():
 # -- the synthetic library ------------------------------------------------------
 
 
-def load_real(embedder) -> list[RealPaper]:
-    import numpy as np
-
+def read_real(paths: list[Path] | None = None, fits=None) -> list[RealPaper]:
+    """The papers of `paths` (default: the bundled sample), merged as ingest merges them and
+    split into chunks of sentences; no vectors."""
     from assistant.chunking import split_abstract
     from assistant.ingest import bundled_corpus, expand_paths, merge_records
     from assistant.readers import read_file
 
     papers = []
-    for path in expand_paths([bundled_corpus()]):
+    for path in expand_paths(paths or [bundled_corpus()]):
         papers.extend(read_file(path).papers)
-    merged = list(merge_records(papers).values())
-    bodies = [split_abstract(m.paper.title, m.paper.abstract, embedder.fits) for m in merged]
-    texts = [f"{m.paper.title}\n\n{b}" for m, bs in zip(merged, bodies) for b in bs]
+    out = []
+    for m in merge_records(papers).values():
+        bodies = split_abstract(m.paper.title, m.paper.abstract, fits)
+        out.append(RealPaper(m, [split_sentences(b) for b in bodies], None, list(m.paper.authors)))
+    return out
+
+
+def load_real(embedder) -> list[RealPaper]:
+    """The bundled sample with its chunks embedded once."""
+    import numpy as np
+
+    real = read_real(fits=embedder.fits)
+    texts = [f"{rp.merged.paper.title}\n\n{' '.join(b)}" for rp in real for b in rp.bodies]
     t, vectors = timed(embedder.embed, texts)
     print(f"embedded the {len(texts)} real sample chunks once: {t:.1f} s", flush=True)
-    out, offset = [], 0
-    for m, bs in zip(merged, bodies):
-        out.append(
-            RealPaper(
-                m,
-                [split_sentences(b) for b in bs],
-                np.asarray(vectors[offset : offset + len(bs)]),
-                list(m.paper.authors),
-            )
-        )
-        offset += len(bs)
-    return out
+    offset = 0
+    for rp in real:
+        rp.vectors = np.asarray(vectors[offset : offset + len(rp.bodies)])
+        offset += len(rp.bodies)
+    return real
 
 
 def split_sentences(text: str) -> list[str]:
@@ -281,7 +285,8 @@ def perturb_title(rng, title: str, other: str) -> str:
 
 
 def synth_paper(rng, real: list[RealPaper], index: int, embedder_name: str, now: float):
-    """One synthetic paper: (id, metadata, abstract, chunk texts, vectors)."""
+    """One synthetic paper: (id, metadata, abstract, chunk texts, vectors); the vectors are
+    None when the real papers have none (a keyword-only library)."""
     import numpy as np
 
     from assistant.ingest import Merged, paper_metadata
@@ -293,16 +298,19 @@ def synth_paper(rng, real: list[RealPaper], index: int, embedder_name: str, now:
     bodies, vectors = [], []
     for j in range(len(base.bodies)):
         weights = rng.dirichlet(np.ones(len(parents)))
-        sentences, mix = [], np.zeros(base.vectors.shape[1], dtype=np.float64)
+        sentences = []
+        mix = None if base.vectors is None else np.zeros(base.vectors.shape[1], dtype=np.float64)
         for w, parent in zip(weights, parents):
             c = j % len(parent.bodies)
             src = parent.bodies[c]
             take = max(1, round(w * len(src)))
             start = int(rng.integers(0, len(src) - take + 1))
             sentences.extend(src[start : start + take])
-            mix += w * parent.vectors[c]
-        mix += rng.normal(0.0, NOISE_NORM / np.sqrt(mix.size), size=mix.size)
-        vectors.append(mix / np.linalg.norm(mix))
+            if mix is not None:
+                mix += w * parent.vectors[c]
+        if mix is not None:
+            mix += rng.normal(0.0, NOISE_NORM / np.sqrt(mix.size), size=mix.size)
+            vectors.append(mix / np.linalg.norm(mix))
         bodies.append(" ".join(sentences))
     authors = list(dict.fromkeys(a for p in parents for a in p.authors[:3]))
     published = date(2023, 1, 1) + timedelta(days=int(rng.integers(0, 900)))
@@ -322,7 +330,7 @@ def synth_paper(rng, real: list[RealPaper], index: int, embedder_name: str, now:
         meta,
         paper.abstract,
         texts,
-        np.asarray(vectors, dtype=np.float32),
+        None if base.vectors is None else np.asarray(vectors, dtype=np.float32),
     )
 
 
@@ -347,7 +355,7 @@ def grow(
 ) -> tuple[float, float]:
     """Add synthetic papers until the library holds `target` chunks, then bring the keyword
     index up to date as ingest does; returns (seconds writing, seconds updating the index)."""
-    from assistant import keyword
+    from assistant.lexical import sync
     from assistant.store import PaperWrite
 
     started = time.perf_counter()
@@ -385,7 +393,7 @@ def grow(
                 flush=True,
             )
     t_written = time.perf_counter() - started
-    t_update, _ = timed(keyword.update, library, settings, new_ids, (), since)
+    t_update, _ = timed(sync.update, library, settings, new_ids, (), since)
     return t_written, t_update
 
 
@@ -476,7 +484,7 @@ def after_ingest(retriever, writer, real, inner, rng, state, settings, n_new, qu
 
     from _common import REPO, child_env
 
-    from assistant import keyword
+    from assistant.lexical import sync
     from assistant.store import PaperWrite
 
     since = writer.generation
@@ -490,7 +498,7 @@ def after_ingest(retriever, writer, real, inner, rng, state, settings, n_new, qu
     for start in range(0, len(writes), 32):  # ingest's batch size
         t, _ = timed(writer.write, writes[start : start + 32], (inner.name, inner.dim))
         t_write += t
-    t_update, _ = timed(keyword.update, writer, settings, [w.paper_id for w in writes], (), since)
+    t_update, _ = timed(sync.update, writer, settings, [w.paper_id for w in writes], (), since)
     TIMERS.reset()
     t_warm, hits = timed(retriever.search, queries[0], k)
     warm = {
@@ -645,7 +653,7 @@ def main() -> None:
         settings = Settings(home=Path(home), embed_model_dir=model_dir)
         real = load_real(inner)
         writer = Library.open(settings)
-        from assistant import keyword
+        from assistant.lexical import sync
 
         n_papers, n_chunks = writer.counts()
         if n_papers:  # --home with a library grown by an earlier run: carry on from it
@@ -653,7 +661,7 @@ def main() -> None:
             print(f"reusing {home}: {n_papers} papers, {n_chunks} chunks", flush=True)
         else:
             t_real, _ = timed(write_real, writer, real, inner)
-            keyword.update(writer, settings, [r.merged.paper.paper_id for r in real], (), 0)
+            sync.update(writer, settings, [r.merged.paper.paper_id for r in real], (), 0)
             state = {"papers": len(real), "chunks": sum(len(r.bodies) for r in real), "next": 0}
             print(
                 f"wrote the sample ({state['papers']} papers, {state['chunks']} chunks) "

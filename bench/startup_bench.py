@@ -50,7 +50,6 @@ HEAVY = [
     "onnxruntime",
     "numpy",
     "tiktoken",
-    "bm25s",
     "openai",
     "textual",
     "rich",

@@ -195,8 +195,8 @@ def test_item1_reindex_interrupted_between_the_two_steps_of_swap_in_keeps_all_26
 
 
 def _data_collections(library: Library) -> list[str]:
-    """The store's collections other than the keyword index's change log (keyword.py)."""
-    from assistant.keyword import LOG_COLLECTION
+    """The store's collections other than the keyword index's change log (lexical/sync.py)."""
+    from assistant.lexical.sync import LOG_COLLECTION
 
     return sorted(c.name for c in library.client.list_collections() if c.name != LOG_COLLECTION)
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant import keyword
 from assistant.ingest import ingest
-from assistant.keyword import KeywordIndex, Segment
+from assistant.lexical import index as keyword_index
+from assistant.lexical import sync, terms
+from assistant.lexical.index import KeywordIndex, Segment
 from assistant.retrieve import Retriever
 from assistant.store import Library
 
@@ -63,7 +64,7 @@ def _all_scores(index: KeywordIndex, query: str) -> dict[str, float]:
 def quiet(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """What the index says on stderr, collected instead of printed."""
     said: list[str] = []
-    monkeypatch.setattr(keyword, "notice", said.append)
+    monkeypatch.setattr(sync, "notice", said.append)
     return said
 
 
@@ -75,7 +76,7 @@ def test_incremental_changes_score_exactly_like_a_rebuild(tmp_path: Path):
     grown.apply([changed], ["p4"])  # a new version of p3, p4 deleted
     extras = [
         _paper(f"x{i}", f"Extra {i}", f"filler words number {i}")
-        for i in range(keyword.MAX_SEGMENTS + 1)
+        for i in range(keyword_index.MAX_SEGMENTS + 1)
     ]
     for paper in extras:  # more segments than MAX_SEGMENTS: they are merged
         grown.apply([paper], ())
@@ -119,13 +120,13 @@ def test_names_match_whole_words_longest_first():
     assert index.name_matches("What is GaLore?") == ["p1"]
     assert index.name_matches("Summarize Q-GaLore.") == ["p2"]  # not GaLore inside it
     assert index.name_matches("galores of memory") == []
-    assert keyword.title_name("No Colon Here") is None
-    assert keyword.title_name("A Title That Is Far Too Long To Be A Name: Really") is None
+    assert terms.title_name("No Colon Here") is None
+    assert terms.title_name("A Title That Is Far Too Long To Be A Name: Really") is None
 
 
 def test_segment_build_counts_title_and_body_separately():
     seg = Segment.build("s", [CORPUS[1]], {}, vocab_list := [])
-    tid = vocab_list.index(keyword.tokenize("GaLore")[0])
+    tid = vocab_list.index(terms.tokenize("GaLore")[0])
     i = int(np.flatnonzero(seg.terms == tid)[0])
     assert (int(seg.tf_title[i]), int(seg.tf_body[i])) == (2, 3)
 
@@ -146,7 +147,7 @@ def test_ingest_adds_a_segment_and_a_new_process_needs_no_rebuild(
     retriever = Retriever(Library.open(settings), embedder, settings)
     assert retriever.search("zeolite catalysts", k=3)[0].title != "Zeolite Catalysts Screened"
     assert quiet and "rebuilding" in quiet[0]  # the copied store had no index: said so
-    folder = keyword.index_folder(retriever.library, settings)
+    folder = sync.index_folder(retriever.library, settings)
     before = {p.name for p in folder.glob("seg-*.npz")}
     quiet.clear()
 
@@ -167,7 +168,7 @@ def test_ingest_adds_a_segment_and_a_new_process_needs_no_rebuild(
 
 
 def test_a_write_that_bypassed_the_index_is_found_by_comparing(sample_copy, embedder, quiet):
-    """A store written without `keyword.update` (a killed ingest, an old client): the next
+    """A store written without `sync.update` (a killed ingest, an old client): the next
     search compares metadata, re-indexes only what differs, and says so."""
     from assistant.store import PaperWrite
 
@@ -282,3 +283,26 @@ def test_filtered_search_uses_the_index_dates(sample_retriever):
     admitted = {index.pid_at[d] for d in np.flatnonzero(mask)}
     expected = {pid for pid, meta in papers.items() if (meta.get("published") or 0) >= 20240601}
     assert admitted == expected and admitted
+
+
+def test_the_library_reads_given_ids_in_batches_and_keeps_side_collections_unsuffixed(
+    sample_copy, monkeypatch
+):
+    """What the sync reads through `Library` alone: the stored papers among some ids (in
+    batches, missing ids skipped) and its change log, which a reindex's replacement shares."""
+    from assistant import store
+
+    library = Library.open(make_settings(sample_copy))
+    every = sorted(pid for pid, _, _ in library.iter_papers())
+    monkeypatch.setattr(store, "READ_BATCH", 7)
+    wanted = every[::3] + ["no-such-paper"]
+    got = list(library.iter_papers(("metadatas", "documents"), ids=wanted))
+    assert sorted(pid for pid, _, _ in got) == every[::3]
+    assert all(meta.get("title") and extra["document"] for _, meta, extra in got)
+    assert library.get_papers(["no-such-paper"]) == {}
+    assert library.paper(every[0])["abstract"]
+    assert library.state() == (str(library.papers().id), library.generation)
+
+    assert library.side_collection("side_test") is None
+    made = library.side_collection("side_test", create=True)
+    assert library.replacement().side_collection("side_test").id == made.id

@@ -1,7 +1,7 @@
 """`assistant fetch`: each day's papers from Hugging Face and arXiv into the inbox, then the
 library.
 
-One module per source (`hf`, `arxiv`), one for the request policy (`http`), one
+One module per source (`hf`, `arxiv`), one for the request policy (`download`), one
 for the inbox layout (`inbox`), one for the days asked for (`days`); this
 module runs them: day after day, each response kept verbatim, then one ingest
 of every file the days asked for have, so a paper is stored once whichever
@@ -178,7 +178,7 @@ def run_fetch(
     """
     from . import arxiv as arxiv_source
     from . import hf as hf_source
-    from .http import make_client
+    from .download import make_client
     from .inbox import load_versions, save_versions
 
     if source not in SOURCES:

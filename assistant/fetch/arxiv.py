@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import FetchFault
 from ..settings import display_url
-from .http import get
+from .download import get
 from .inbox import arxiv_files, arxiv_folder, arxiv_partial, write_atomic
 
 # Entries per request, and the most one day of one category may bring (arXiv serves

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import FetchFault
 from ..settings import display_url
-from .http import get
+from .download import get
 from .inbox import hf_file, write_atomic
 
 

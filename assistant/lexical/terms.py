@@ -1,0 +1,61 @@
+"""Words as the keyword index sees them: tokens, stems, stop words and paper names.
+
+Shared by the index, the retriever's passage choice and the citation check, so
+a word the index matched is the same word everywhere else.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Figures such as "12,868" or "2.8" stay one token: abstracts quote them and
+# users search for them; a plain \w+ pattern would split them into "12", "868".
+TOKEN_RE = re.compile(r"(?u)\d+(?:[.,]\d+)+|\b\w\w+\b")
+NAME_WORD_RE = re.compile(r"[^\W_]+")
+# Words that carry no topic, in abstracts or in questions about them.
+STOPWORDS = frozenset(
+    """
+a an and are as at be been being but by can could did do does doing for from had has have how
+if in into is it its no not of on or our over such than that the their then there these they
+this those to was we were what when where which while who whom why will with would you your
+i me my us about also via using use used based show shows propose proposes present presents
+""".split()
+)
+# Words of a request, not of its topic ("Summarize GaLore.", "Tell me about X").
+QUERY_STOPWORDS = STOPWORDS | frozenset(
+    """
+summarize summarise summary explain describe tell give list paper papers library main idea
+""".split()
+)
+MAX_NAME_WORDS = 6
+
+
+_STEMMER = None
+
+
+def stem(words: list[str]) -> list[str]:
+    global _STEMMER
+    if _STEMMER is None:
+        import Stemmer
+
+        _STEMMER = Stemmer.Stemmer("english")
+    return _STEMMER.stemWords(words)
+
+
+def tokenize(text: str, stopwords: frozenset[str] = STOPWORDS) -> list[str]:
+    """Lower-cased, stemmed word tokens without stop words (figures kept whole)."""
+    return stem([w for w in TOKEN_RE.findall(text.lower()) if w not in stopwords])
+
+
+def normalise_name(text: str) -> str:
+    """Letters and digits only, single-spaced: "Q-GaLore" -> "q galore"."""
+    return " ".join(NAME_WORD_RE.findall(text.casefold()))
+
+
+def title_name(title: str) -> str | None:
+    """The name a title starts with ("GaLore" in "GaLore: Memory-Efficient ..."), normalised."""
+    head, sep, _ = title.partition(":")
+    if not sep:
+        return None
+    name = normalise_name(head)
+    return name if name and len(name.split()) <= MAX_NAME_WORDS else None
