@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .text import content_words, numbers, split_sentences
+from .text import content_words, numbers, split_sentences, stem
 
 # A sentence is attributed to a source when at least this share of its content
 # words appears there, and a citation is "supported" at the same bar. Chosen on
@@ -69,7 +69,6 @@ def supports(sentence_words: set[str], sentence_numbers: set[str], source: Sourc
         return False
     # A paraphrase changes word forms ("adaptive decoder" for "adaptively decoding"):
     # compare stems, and accept fewer of them when every figure matches.
-    from .keyword import stem
 
     stems = set(stem(sorted(sentence_words)))
     source_stems = set(stem(sorted(source.words)))
@@ -491,7 +490,6 @@ def _verdict(
     shared = len(words & asked)
     # A restatement that carries something the question did not (a figure, a name,
     # a few words of content) answers it: "BLEU 28.4 on WMT14" for "What BLEU ...?".
-    from .keyword import stem  # "trained" for "train" is not something new
 
     new = set(stem(sorted(words))) - set(stem(sorted(asked)))
     adds = len(new) >= ECHO_NEW_WORDS or bool(numbers(sentence.text) - numbers(question))

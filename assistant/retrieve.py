@@ -345,7 +345,7 @@ class Retriever:
         import numpy as np
 
         from .lexical.terms import TOKEN_RE as KEYWORD_WORDS
-        from .lexical.terms import stem
+        from .text import stem
 
         ids = [
             f"{pid}#{i}"

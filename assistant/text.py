@@ -18,19 +18,26 @@ from __future__ import annotations
 
 import re
 
-# Words that say nothing about what a sentence claims: function words, and the
-# verbs every abstract uses to present itself ("we propose", "results show").
-STOPWORDS = frozenset(
+# Words that carry no topic, in abstracts or in questions about them: the keyword
+# index leaves them out (a short list, so "more" or "only" can still be searched).
+INDEX_STOPWORDS = frozenset(
     """
-a about above after again against all also am an and any are as at be because been before being
-below between both but by can could did do does doing down during each few for from further had has
-have having he her here hers him his how i if in into is it its itself just me more most my no nor
-not now of off on once only or other our ours out over own same she should so some such than that
-the their theirs them then there these they this those through to too under until up very was we
-were
-what when where which while who whom why will with would you your yours paper papers source sources
-propose proposes proposed present presents presented show shows use uses using used based approach
-method methods study work new novel results result also however thus via
+a an and are as at be been being but by can could did do does doing for from had has have how
+if in into is it its no not of on or our over such than that the their then there these they
+this those to was we were what when where which while who whom why will with would you your
+i me my us about also via using use used based show shows propose proposes present presents
+""".split()
+)
+# Words that say nothing about what a sentence claims, when a sentence is compared
+# with its source: all function words, and the words every abstract presents itself
+# with ("we propose a novel method", "results show").
+STOPWORDS = INDEX_STOPWORDS | frozenset(
+    """
+about above after again against all am any because before below between both down during each
+few further having he her here hers him his itself just more most nor now off once only other
+ours out own same she should so some theirs them through too under until up very yours paper
+papers source sources proposed presented approach method methods study work new novel results uses
+result however thus
 """.split()
 )
 
@@ -56,6 +63,19 @@ _ABBREVIATION = re.compile(
 # In an abstract a "sentence" shorter than this is a fragment ("Sec. 3.", "(ii)."): it
 # stays with the next one.
 ABSTRACT_FRAGMENT_CHARS = 12
+
+
+_STEMMER = None
+
+
+def stem(words: list[str]) -> list[str]:
+    """Snowball (Porter 2) stems: "trained" and "train" are one word to the index and the review."""
+    global _STEMMER
+    if _STEMMER is None:
+        import Stemmer
+
+        _STEMMER = Stemmer.Stemmer("english")
+    return _STEMMER.stemWords(words)
 
 
 def content_words(text: str) -> set[str]:

@@ -209,8 +209,8 @@ def run(args: argparse.Namespace, base_url: str) -> None:
 def coherence(since: date, until: date) -> None:
     import numpy as np
 
-    from assistant.digest.select import select_papers
     from assistant.digest.themes import MEMBER_MIN
+    from assistant.digest.window import select_papers
 
     settings = Settings.load()
     papers = select_papers(Library.open(settings), since, until, "published")

@@ -195,11 +195,6 @@ def test_cli_context_is_defined_once_and_no_import_hides_at_the_bottom():
     assert not late, late
 
 
-# Left for the branches editing their importers (issue 21): citations.py still imports `stem`
-# from the `keyword` stop-gap, and digest/ holds `select`. Remove each when it is renamed.
-STDLIB_NAMES_PENDING = {"assistant.keyword", "assistant.digest.select"}
-
-
 def test_no_module_is_named_like_a_standard_library_module():
     """A module named `http` or `keyword` reads as the standard library's in tracebacks,
     greps and editors, and an absolute import of it inside the package would get the wrong one."""
@@ -209,4 +204,4 @@ def test_no_module_is_named_like_a_standard_library_module():
     clashes = {
         name for name in module_names(root) if name.rpartition(".")[2] in sys.stdlib_module_names
     }
-    assert clashes == STDLIB_NAMES_PENDING
+    assert clashes == set()

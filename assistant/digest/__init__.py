@@ -19,8 +19,8 @@ from __future__ import annotations
 from .build import build_digest, digest_markdown
 from .data import Area, Cell, Digest, DigestPaper, Pick, ProseSentence, Row, Theme
 from .render import default_output, digest_json, empty_message, render_html, render_markdown
-from .select import filter_topic, parse_week, resolve_window, select_papers
 from .themes import cluster
+from .window import filter_topic, parse_week, resolve_window, select_papers
 
 __all__ = [
     "Area",

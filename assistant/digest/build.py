@@ -19,9 +19,9 @@ from ..store import int_to_date
 from .data import Area, Digest
 from .naming import name_themes
 from .prose import SECTION_TOKENS, Writer, propose_name, write_prose
-from .select import cap, filter_topic, previous_window, select_papers
 from .table import TABLE_ALL_BELOW, build_tables
 from .themes import central_order, compare_with_previous, group, make_areas
+from .window import cap, filter_topic, previous_window, select_papers
 
 if TYPE_CHECKING:
     from ..embed import Embedder

@@ -8,21 +8,14 @@ from __future__ import annotations
 
 import re
 
+from ..text import INDEX_STOPWORDS, stem
+
 # Figures such as "12,868" or "2.8" stay one token: abstracts quote them and
 # users search for them; a plain \w+ pattern would split them into "12", "868".
 TOKEN_RE = re.compile(r"(?u)\d+(?:[.,]\d+)+|\b\w\w+\b")
 NAME_WORD_RE = re.compile(r"[^\W_]+")
-# Words that carry no topic, in abstracts or in questions about them.
-STOPWORDS = frozenset(
-    """
-a an and are as at be been being but by can could did do does doing for from had has have how
-if in into is it its no not of on or our over such than that the their then there these they
-this those to was we were what when where which while who whom why will with would you your
-i me my us about also via using use used based show shows propose proposes present presents
-""".split()
-)
 # Words of a request, not of its topic ("Summarize GaLore.", "Tell me about X").
-QUERY_STOPWORDS = STOPWORDS | frozenset(
+QUERY_STOPWORDS = INDEX_STOPWORDS | frozenset(
     """
 summarize summarise summary explain describe tell give list paper papers library main idea
 """.split()
@@ -30,19 +23,7 @@ summarize summarise summary explain describe tell give list paper papers library
 MAX_NAME_WORDS = 6
 
 
-_STEMMER = None
-
-
-def stem(words: list[str]) -> list[str]:
-    global _STEMMER
-    if _STEMMER is None:
-        import Stemmer
-
-        _STEMMER = Stemmer.Stemmer("english")
-    return _STEMMER.stemWords(words)
-
-
-def tokenize(text: str, stopwords: frozenset[str] = STOPWORDS) -> list[str]:
+def tokenize(text: str, stopwords: frozenset[str] = INDEX_STOPWORDS) -> list[str]:
     """Lower-cased, stemmed word tokens without stop words (figures kept whole)."""
     return stem([w for w in TOKEN_RE.findall(text.lower()) if w not in stopwords])
 
