@@ -1,7 +1,8 @@
-"""Words as the keyword index sees them: tokens, stems, stop words and paper names.
+"""Words as the keyword index sees them: tokens, query stop words and paper names.
 
-Shared by the index, the retriever's passage choice and the citation check, so
-a word the index matched is the same word everywhere else.
+Shared by the index and the retriever's passage choice, so a word the index
+matched is the same word everywhere else; the stop words and the stemmer are
+text.py's, which the citation check uses too.
 """
 
 from __future__ import annotations
