@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 
 from .answer import CONDENSE_TURNS, Answer, Turn, answer_from_dict
 from .errors import UsageError
-from .sessions import Message, Session, SessionStore, source_line
+from .sessions import Message, Session, SessionStore
+from .sessions.export import source_line, write_export
 
 if TYPE_CHECKING:
     from .tui.service import ChatService
@@ -137,7 +138,7 @@ class Conversation:
         """Write the current session as Markdown under `folder`; UsageError when it is empty."""
         if self.session_id is None or not self.store.count_messages(self.session_id):
             raise UsageError("nothing to export yet: ask a question first")
-        return self.store.write_export(self.session_id, folder)
+        return write_export(self.store, self.session_id, folder)
 
     def add_digest(self, text: str) -> Message:
         """Store a /digest in the conversation (a draft becomes a session)."""

@@ -204,7 +204,8 @@ def main() -> None:
     parser.add_argument("--keep-home", action="store_true", help="keep the temporary home")
     args = parser.parse_args()
 
-    from assistant.sessions import DB_NAME, SessionStore, fts5_available
+    from assistant.sessions import DB_NAME, SessionStore
+    from assistant.sessions.schema import fts5_available
 
     print(machine_line())
     print(load_line())

@@ -30,7 +30,8 @@ from assistant.answer import Turn, answer_from_dict, condense
 from assistant.cli import main
 from assistant.errors import SessionsDamaged
 from assistant.llm import ModelClient, ModelTimeout
-from assistant.sessions import DB_NAME, SessionStore, repair
+from assistant.sessions import DB_NAME, SessionStore
+from assistant.sessions.repair import repair, restorable_rows
 from assistant.settings import Settings
 from assistant.tui.app import ChatApp
 from assistant.tui.service import ChatService
@@ -419,6 +420,47 @@ def test_repair_salvages_rows_past_a_damaged_messages_page(tmp_path: Path):
     assert report.damaged and not report.complete
     assert 0 < 300 - report.messages < 30  # one page of rows lost, the rest kept
     assert report.sessions == 30
+
+
+def test_salvaged_rows_keep_their_ids_and_a_lost_session_is_named_after_its_id(tmp_path: Path):
+    """What `repair` stores of the rows it read: ids kept, unusable and repeated rows
+    dropped, a session row that was lost recreated for its messages, and each session's
+    last use moved up to its newest message."""
+    day = "2026-01-0{}T00:00:00+00:00".format
+    sessions = [
+        {"id": 3, "title": "Kept", "created": day(1), "updated": day(1), "filters": '{"k": 4}'},
+        {"id": 3, "title": "a second row with the same id"},
+        {"id": "not a number", "title": "no usable key"},
+    ]
+    messages = [
+        {"id": 10, "session_id": 3, "role": "user", "content": "Why?", "created": day(2)},
+        {"id": 10, "session_id": 3, "role": "user", "content": "repeated id", "created": day(2)},
+        {
+            "id": 11,
+            "session_id": 7,
+            "role": "assistant",
+            "content": "Because.",
+            "created": day(3),
+            "answer": '{"answer": "Because."}',
+            "status": "cancelled",
+        },
+        {"id": 12, "session_id": 7, "role": "system", "content": "no such role"},
+        {"id": 13, "session_id": 7, "role": "user", "content": None},
+    ]
+    kept_sessions, kept_messages = restorable_rows(sessions, messages, now=day(9))
+    with SessionStore(tmp_path / DB_NAME) as store:
+        store.restore(kept_sessions, kept_messages)
+        kept, lost = store.get_session(3), store.get_session(7)
+        assert (kept.title, kept.filters, kept.updated) == ("Kept", {"k": 4}, day(2))
+        assert (lost.title, lost.created, lost.updated) == ("Recovered session 7", day(3), day(3))
+        assert [(m.id, m.content) for m in store.messages(3)] == [(10, "Why?")]
+        [answer] = store.messages(7)
+        assert (answer.id, answer.status, answer.answer) == (
+            11,
+            "cancelled",
+            {"answer": "Because."},
+        )
+        assert [s.id for s in store.list_sessions()] == [7, 3]
 
 
 def test_damage_found_mid_chat_ends_the_app_with_its_one_line(sample_copy: Path, monkeypatch):

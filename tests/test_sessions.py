@@ -15,22 +15,15 @@ from pathlib import Path
 import pytest
 from rich.text import Text
 
-from assistant import sessions as sessions_module
 from assistant.answer import CONDENSE_TURNS
-from assistant.errors import StoreError
-from assistant.sessions import (
-    DB_NAME,
-    DEFAULT_TITLE,
-    MARK,
-    MIGRATIONS,
-    NO_FTS_NOTICE,
-    SCHEMA_VERSION,
-    SNIPPET_SESSIONS,
-    SessionNotFound,
-    SessionStore,
-    fts_query,
-    highlight_parts,
-)
+from assistant.errors import SessionNotFound, StoreError
+from assistant.sessions import DB_NAME, SessionStore
+from assistant.sessions import schema as schema_module
+from assistant.sessions.export import export_markdown, write_export
+from assistant.sessions.records import MARK
+from assistant.sessions.schema import MIGRATIONS, SCHEMA_VERSION
+from assistant.sessions.search import NO_FTS_NOTICE, SNIPPET_SESSIONS, fts_query, highlight_parts
+from assistant.sessions.store import DEFAULT_TITLE
 
 from .conftest import ROOT
 
@@ -214,7 +207,7 @@ def test_newer_schema_is_refused(tmp_path: Path):
 
 def test_export_markdown_has_references(store: SessionStore, tmp_path: Path):
     session = fill(store, "Which method quantizes the projection to INT4?")
-    text = store.export_markdown(session)
+    text = export_markdown(store, session)
     assert text.startswith("# Which method quantizes the projection to INT4?")
     assert "## Question" in text and "Q-GaLore quantizes the projection matrices" in text
     assert (
@@ -223,7 +216,7 @@ def test_export_markdown_has_references(store: SessionStore, tmp_path: Path):
     ) in text
     assert "## All references" in text
     assert "An uncited paper" not in text  # only what the answer cites
-    path = store.write_export(session, tmp_path / "exports")
+    path = write_export(store, session, tmp_path / "exports")
     assert path.parent == tmp_path / "exports" and path.suffix == ".md"
     assert path.read_text() == text
 
@@ -434,7 +427,7 @@ def test_index_follows_every_write(store: SessionStore):
 def test_search_without_fts5_falls_back_to_like(tmp_path: Path, monkeypatch):
     with SessionStore.open(tmp_path) as fts_store:
         kept = fill(fts_store, "What is GaLore?")
-    monkeypatch.setattr(sessions_module, "fts5_available", lambda: False)
+    monkeypatch.setattr(schema_module, "fts5_available", lambda: False)
     with SessionStore.open(tmp_path) as store:
         assert not store.fts and store.search_notice == NO_FTS_NOTICE
         # Writes still work with the triggers gone, and search is the old substring match.
@@ -597,7 +590,7 @@ def test_export_puts_each_answers_sources_and_quotes_under_it(store: SessionStor
     store.add_message(session.id, "assistant", first["answer"], answer=first)
     store.add_message(session.id, "user", "How many sets does MetaShift have?")
     store.add_message(session.id, "assistant", second["answer"], answer=second)
-    text = store.export_markdown(session.id)
+    text = export_markdown(store, session.id)
     answers = text.split("## Answer")[1:]
     assert len(answers) == 2
     one, two = answers[0].split("## Question")[0], answers[1].split("## All references")[0]
@@ -609,7 +602,7 @@ def test_export_puts_each_answers_sources_and_quotes_under_it(store: SessionStor
     store.add_message(session.id, "user", "Again?")
     shown = first["answer"] + "\n\n**Evidence**\n\n- [1] *Q-GaLore*\n    - “We introduce Q-GaLore”"
     store.add_message(session.id, "assistant", shown, answer=first)
-    last = store.export_markdown(session.id).split("## Answer")[3].split("## All references")[0]
+    last = export_markdown(store, session.id).split("## Answer")[3].split("## All references")[0]
     assert last.count("We introduce Q-GaLore") == 1
 
 

@@ -102,7 +102,7 @@ def list_sessions(ctx: click.Context, search: str | None, as_json: bool) -> None
             + safe_line(s.title)
         )
         if s.snippet:  # a search's best match, its words in bold on a terminal
-            from ..sessions import highlight_parts
+            from ..sessions.search import highlight_parts
 
             parts = highlight_parts(s.snippet)
             click.echo(" " * 30 + "".join(click.style(t, bold=True) if h else t for t, h in parts))
@@ -114,10 +114,12 @@ def list_sessions(ctx: click.Context, search: str | None, as_json: bool) -> None
 @click.pass_context
 def show_session(ctx: click.Context, session_id: int, as_json: bool) -> None:
     """Print session ID as Markdown (with --json: every message, citations and sources)."""
+    from ..sessions.export import render_markdown
+
     with _store(settings_of(ctx)) as store:
         session = store.get_session(session_id)
         messages = store.messages(session_id)
-        text = store.export_markdown(session_id)
+    text = render_markdown(session, messages)
     if as_json:
         emit_json({"session": session.to_dict(), "messages": [m.to_dict() for m in messages]})
     else:
@@ -146,11 +148,13 @@ def export_session(
         raise UsageError(
             f"{safe_line(str(output))} exists; use --force to overwrite it or -o for another file"
         )
+    from ..sessions.export import export_markdown, write_export
+
     with _store(settings) as store:
         if output is None:
-            path = store.write_export(session_id, settings.home / "exports")
+            path = write_export(store, session_id, settings.home / "exports")
         else:
-            text = store.export_markdown(session_id)
+            text = export_markdown(store, session_id)
             try:
                 output.parent.mkdir(parents=True, exist_ok=True)
                 output.write_text(text, encoding="utf-8")
@@ -189,7 +193,7 @@ def repair_sessions(ctx: click.Context, as_json: bool) -> None:
     The damaged file is renamed (sessions.db.damaged-TIMESTAMP beside it), never
     changed. A sound file is left alone. Close any running chat first.
     """
-    from ..sessions import repair
+    from ..sessions.repair import repair
 
     report = repair(settings_of(ctx).home)
     if as_json:

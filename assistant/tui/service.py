@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..answer import Answer, Turn, ask, condense
 from ..errors import AssistantError, StoreError, UsageError
 from ..retrieve import parse_filter_date
-from ..sessions import Session, describe_filters, utc_now
+from ..sessions.records import Session, describe_filters, utc_now
 from ..settings import display_url as settings_display_url
 
 if TYPE_CHECKING:

@@ -23,7 +23,8 @@ from textual.widgets import Label, Markdown, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ..safe_text import safe_line, safe_text
-from ..sessions import Message, Session, cited_sources, highlight_parts
+from ..sessions.records import Message, Session, cited_sources
+from ..sessions.search import highlight_parts
 
 ROLE_LABELS = {
     "user": "You",
