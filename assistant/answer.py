@@ -151,7 +151,7 @@ class Answer:
 
     @property
     def cited_sources(self) -> list[Source]:
-        """The sources some citation points at, in source order (`sessions.cited_sources`
+        """The sources some citation points at, in source order (`sessions.records.cited_sources`
         is the same rule on a stored answer, with each one's `supported` verdict)."""
         numbers = {c.n for c in self.citations}
         return [s for s in self.sources if s.n in numbers]

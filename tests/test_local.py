@@ -223,7 +223,9 @@ def test_failed_and_interrupted_ask_leave_no_server(sample_copy: Path, tmp_path:
     finally:
         if ask.poll() is None:
             ask.kill()
-    assert ask.returncode == 130, err
+    # 130, or death by SIGINT when the signal lands inside an import, before the command's
+    # handler can turn it into 130: a shell reports both as 130.
+    assert ask.returncode in (130, -signal.SIGINT), err
     assert "Traceback" not in err
     assert _servers_of(sample_copy) == []
 

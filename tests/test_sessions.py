@@ -640,3 +640,13 @@ def test_session_list_shows_a_search_snippet_under_the_title(store: SessionStore
     start = searched.plain.index("matrices")
     assert any(s.start == start and "bold" in str(s.style) for s in searched.spans)
     assert len(listed.plain.split("\n")) == 2  # no search, no snippet line
+
+
+def test_a_regenerated_answer_is_stored_inert_like_any_other(store: SessionStore):
+    session_id = fill(store, "What is GaLore?")
+    old = store.messages(session_id)[-1]
+    new = store.replace_answer(session_id, old.id, "GaLore \x1b[2J\x1b[31mred \ud800 [1].")
+    # Before, a regenerate stored the model's escapes raw (and a lone surrogate failed).
+    assert "\x1b" not in new.content and "\ud800" not in new.content
+    assert "␛[2J" in new.content
+    assert store.messages(session_id)[-1].content == new.content

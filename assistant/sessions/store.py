@@ -346,6 +346,7 @@ class SessionStore:
         _check_status(status)
         session_id = self.get_session(session_id).id
         now = self._now()
+        content = safe_text(content)  # as `add_message` stores it: inert, encodable
         row = MessageRow(None, session_id, "assistant", content, now, _answer_json(answer), status)
         with self._transaction() as db:
             message_id = db.execute(_INSERT_MESSAGE, row).lastrowid
