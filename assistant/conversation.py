@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .answer import CONDENSE_TURNS, Answer, Turn, answer_from_dict
+from .answer import Answer, answer_from_dict
 from .errors import UsageError
+from .followup import CONDENSE_TURNS, Turn
 from .sessions import Message, Session, SessionStore
 from .sessions.export import source_line, write_export
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from assistant import prompts
-from assistant.answer import ABSTAIN_TEXT, Turn, ask, build_messages, condense, sources_from_hits
+from assistant.answer import ABSTAIN_TEXT, ask, build_messages, sources_from_hits
+from assistant.followup import Turn, condense
 from assistant.ingest import ingest
 from assistant.llm import ModelClient
 from assistant.retrieve import Retriever

@@ -26,9 +26,10 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input
 
-from assistant.answer import Turn, answer_from_dict, condense
+from assistant.answer import answer_from_dict
 from assistant.cli import main
 from assistant.errors import SessionsDamaged
+from assistant.followup import Turn, condense
 from assistant.llm import ModelClient, ModelTimeout
 from assistant.sessions import DB_NAME, SessionStore
 from assistant.sessions.repair import repair, restorable_rows

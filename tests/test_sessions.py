@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from rich.text import Text
 
-from assistant.answer import CONDENSE_TURNS
 from assistant.errors import SessionNotFound, StoreError
+from assistant.followup import CONDENSE_TURNS
 from assistant.sessions import DB_NAME, SessionStore
 from assistant.sessions import schema as schema_module
 from assistant.sessions.export import export_markdown, write_export
@@ -549,9 +549,9 @@ def test_condense_uses_no_more_turns_than_the_store_loads():
     """`CONDENSE_TURNS` is what `condense` reads: it quotes the last that many turns."""
     import inspect
 
-    from assistant import answer
+    from assistant import followup
 
-    source = inspect.getsource(answer.condense)
+    source = inspect.getsource(followup.condense)
     assert "history[-CONDENSE_TURNS:]" in source and "history[-1]" in source
 
 

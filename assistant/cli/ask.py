@@ -89,8 +89,9 @@ def ask(
     with store:
         # Start the bundled server (if it comes to that) first: it loads while chromadb does.
         settings, endpoint = model_settings(ctx, wait=False)
-        from ..answer import CONDENSE_TURNS, Turn, answer_from_dict, condense
+        from ..answer import answer_from_dict
         from ..answer import ask as run_ask
+        from ..followup import CONDENSE_TURNS, Turn, condense
         from ..llm import ModelClient, StreamInterrupted
         from ..retrieve import Filters, open_retriever
 

@@ -407,7 +407,7 @@ class SessionStore:
     ) -> list[tuple[str, dict[str, Any]]]:
         """(question, stored answer) for each answered question, oldest first.
 
-        The chat turns these back into `answer.Turn`s so a resumed session's
+        The chat turns these back into `followup.Turn`s so a resumed session's
         follow-ups are condensed against what was really said. `before_id`
         stops before that message (a regenerated question's own old answer is
         not its history). `last` keeps only the last `last` turns, read from

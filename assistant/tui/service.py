@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..answer import Answer, Turn, ask, condense
+from ..answer import Answer, ask
 from ..errors import AssistantError, StoreError, UsageError
+from ..followup import Turn, condense
 from ..retrieve import parse_filter_date
 from ..sessions.records import Session, describe_filters, utc_now
 from ..settings import display_url as settings_display_url
