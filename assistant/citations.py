@@ -347,11 +347,8 @@ def _echoes_header(text: str, titles: list[str]) -> bool:
             return True
         if words and words <= t_words and len(words) >= 0.6 * len(t_words):
             return True
-        if (
-            len(words) <= 12
-            and len(words & t_words) >= 0.75 * len(words) >= 3
-            and not _STATES.search(text)
-        ):
+        shared = len(words & t_words)
+        if len(words) <= 12 and shared >= max(3, 0.75 * len(words)) and not _STATES.search(text):
             return True  # a title's words said as a phrase; "X is a ..." states something
     return False
 

@@ -273,3 +273,21 @@ def test_a_true_sentence_under_the_wrong_number_moves_to_the_source_that_says_it
         "AdaCAD gains 41.2% average accuracy over a static contrastive baseline [1].", SOURCES
     )
     assert not wrong.sentences and len(wrong.removed) == 1  # a wrong figure moves nowhere
+
+
+def test_a_three_word_title_prefix_said_as_a_sentence_is_a_header():
+    from assistant.citations import review
+
+    sources = [
+        SourceText(1, "Deep Learning on a Data Diet", "We propose the GraNd and EL2N scores."),
+        SourceText(
+            2,
+            "Trained Rank Pruning for Efficient Deep Neural Networks",
+            "We propose Trained Rank Pruning (TRP), which iterates low rank approximation "
+            "and training.",
+        ),
+    ]
+    # SmolLM2 on the bundled set: a title's head shown as if it were a sentence.
+    result = review("Trained Rank Pruning [2]\nTRP iterates low rank approximation [2].", sources)
+    assert [r.reason for r in result.removed] == ["header"]
+    assert [s.text for s in result.sentences] == ["TRP iterates low rank approximation."]
