@@ -533,7 +533,11 @@ def finish(
     )
     by_n = {s.n: s for s in sources}
     # A model that wrote only markers ("[2] [1]") still pointed at papers: theirs go first.
-    pointed = checked.cited_numbers or [n for n in _markers(raw) if n in by_n]
+    # Markers under sentences the review removed point nowhere trustworthy: retrieval's
+    # order stands (SmolLM2 put an unrelated [2] before MetaShift for a MetaShift question).
+    pointed = checked.cited_numbers or (
+        [n for n in _markers(raw) if n in by_n] if not checked.removed else []
+    )
     evidence = _shown_evidence(quotes, pointed, verdict, plural=asks_for_several(question))
     if checked.sentences:
         text, prose = checked.text, True

@@ -214,6 +214,19 @@ def test_a_multi_paper_answer_groups_evidence_per_paper(sample_retriever, fake) 
     assert sum("GaLore" in t for t in titles) >= 2
 
 
+def test_markers_of_removed_sentences_do_not_reorder_the_evidence(sample_retriever, fake) -> None:
+    question = (
+        "How many natural-image subsets, across how many classes, are in the collection built "
+        "by clustering Visual Genome images by their context metadata?"
+    )
+    hits = sample_retriever.search(question, k=4)
+    assert hits[0].title.startswith("MetaShift")
+    wrong = 2 if not hits[1].title.startswith("MetaShift") else 3
+    answer = _ask(sample_retriever, fake, question, f"The collection has 99 subsets [{wrong}].")
+    assert answer.text.startswith(UNSUPPORTED_LEAD)
+    assert answer.evidence_by_source()[0][0].title.startswith("MetaShift")
+
+
 def test_papers_compared_lead_with_what_each_proposes_not_the_fields_background(
     sample_retriever, fake
 ) -> None:
