@@ -212,6 +212,7 @@ _DANGLING = frozenset(
 _DANGLING_WITHOUT_STOP = frozenset("in on as".split())
 
 
+_ENUMERATOR_END = re.compile(r"\((?:\d{1,2}|[ivx]{1,4}|[a-h])[.)]\)?$")  # "(1.)", "(ii)", "(b)"
 # A clause that opens with one of these needs a main clause after a comma.
 _SUBORDINATE = frozenset("while although though because since if when whereas unless".split())
 
@@ -233,6 +234,8 @@ def unfinished(text: str, sources: str = "") -> bool:
     stopped = plain.rstrip("\"') ").endswith((".", "!", "?"))
     if word in _DANGLING or (word in _DANGLING_WITHOUT_STOP and not stopped):
         return True
+    if _ENUMERATOR_END.search(plain):
+        return True  # "To back our arguments: (1.)": the list it opens was cut away
     if stopped:
         return False
     if words[0].lower() in _SUBORDINATE and "," not in plain:

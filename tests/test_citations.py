@@ -175,6 +175,9 @@ def test_a_copied_sentence_cut_before_its_end_is_unfinished():
     assert not unfinished("Experiments reduce generation MMD by 76%, improving IoU by 32%", source)
     assert not unfinished("We did not instruct the model to fake alignment [1].", source)
     assert not unfinished("While it is faster, it uses more memory", source)
+    # A list's opening with the list cut away (Qwen: "To back our arguments: (1.)").
+    assert unfinished("To back our arguments: (1.)")
+    assert not unfinished("It is a large language model (LLM)")
 
 
 def test_a_sentence_that_stops_mid_way_is_unfinished_even_with_a_stop():
