@@ -538,3 +538,38 @@ def test_a_name_never_ends_on_a_lone_adjective_or_is_a_bare_natural_language():
     assert phrase_name(["clinical", "medical", "patient"], set()) == "Clinical and medical"
     named = phrase_name(["natural language", "documents", "extraction"], set(), {"language"})
     assert named == "Documents and extraction"
+
+
+def test_digest_prose_mixing_two_papers_under_one_citation_is_removed():
+    from assistant.digest import DigestPaper
+    from assistant.digest.check import check_prose
+
+    dub = DigestPaper(
+        "d",
+        "EmoDubber: Towards High Quality and Emotion Controllable Movie Dubbing",
+        "We propose EmoDubber, an emotion-controllable dubbing architecture that lets users "
+        "specify emotion type and intensity while keeping high-quality lip sync.",
+        date(2024, 12, 1),
+        None,
+        None,
+        0,
+        None,
+    )
+    aac = DigestPaper(
+        "a",
+        "SLAM-AAC: Enhancing Audio Captioning with Paraphrasing Augmentation",
+        "We propose SLAM-AAC to enhance automated audio captioning with paraphrasing "
+        "augmentation and CLAP-Refine through LLMs.",
+        date(2024, 12, 2),
+        None,
+        None,
+        0,
+        None,
+    )
+    # SmolLM2 on the sample's 2024 window: captioning (SLAM-AAC) credited to EmoDubber.
+    raw = (
+        "The proposed method enhances the quality of audio captioning by allowing users to "
+        "specify emotion type and intensity while ensuring high-quality lip sync [1]."
+    )
+    checked = check_prose(raw, {1: dub, 2: aac}, [dub.title, aac.title], [])
+    assert [s.reason for s in checked] == ["mixes another paper's content into the one it cites"]

@@ -24,6 +24,7 @@ from ..citations import (
     SUPPORT_MIN,
     SourceText,
     check,
+    mixes_papers,
     support,
     unfinished,
 )
@@ -157,6 +158,8 @@ def check_prose(
             )
         elif reverses_source(text, [local[n].abstract for n in sentence.cited]):
             item.reason = "reverses the abstract it cites (a 'not' added or dropped)"
+        elif mixes_papers(sentence, sources):
+            item.reason = "mixes another paper's content into the one it cites"
         elif len(words & title_words) >= TITLE_SHARE_MAX * len(words):
             item.reason = "only restates titles"
         elif any(_overlap(words, seen) >= REPEAT_MIN for seen in earlier):
