@@ -207,6 +207,20 @@ def versioned_names(question: str) -> list[tuple[str, str]]:
     return out
 
 
+def _spelled_out(question: str, name: str) -> str:
+    """The name with the capitalised words before it: "Stable Diffusion 4", not
+    "Diffusion 4" (the version attaches to the last word; the reader wrote all three)."""
+    at = question.find(name)
+    words = question[:at].split() if at > 0 else []
+    lead: list[str] = []
+    while words and len(lead) < 3:
+        word = words[-1]
+        if not re.fullmatch(r"[A-Z][\w\-]*", word) or word.casefold() in QUESTION_WORDS:
+            break
+        lead.insert(0, words.pop())
+    return " ".join([*lead, name])
+
+
 def version_pattern(name: str) -> re.Pattern[str]:
     """ "Llama 5" also as "Llama-5" and "Llama5", but not "Llama 50" or "Llama 5.1"."""
     m = re.fullmatch(r"(.*?)[\s-]?(v?)(\d+(?:\.\d+)?)", name.strip())
@@ -408,7 +422,7 @@ def answerability(
         if any(pattern.search(t) for t in texts):
             continue
         if family in folded and (library_says is None or not library_says(name)):
-            verdict.absent.append(name)
+            verdict.absent.append(_spelled_out(question, name))
     if verdict.absent:
         verdict.answerable, verdict.named = False, []
         verdict.reason = "no paper in the library mentions " + ", ".join(verdict.absent)

@@ -17,7 +17,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -34,11 +34,12 @@ from .errors import (
 )
 from .llm_transport import (
     chain_cause,
+    dropped_how,
+    model_listed,
     policy_http_client,
     retry_after,
     server_answered,
     server_message,
-    transport_cause,
     transport_reason,
 )
 from .settings import Settings
@@ -220,7 +221,7 @@ class ModelClient:
         if model in self._verified:
             return
         available = self._available_models()
-        if available and not _model_matches(model, available):
+        if available and not model_listed(model, available):
             raise self._fail(ModelNotFound, self._not_found_message(model, available))
         self._verified.add(model)
 
@@ -617,7 +618,7 @@ class ModelClient:
                 "its models; is OPENAI_BASE_URL right? it usually ends in /v1",
                 status=status,
             )
-        if available is None or _model_matches(model, available):
+        if available is None or model_listed(model, available):
             return self._fail(
                 ServerError,
                 f"the model endpoint at {self._display_url} answered {status}: {detail}",
@@ -639,21 +640,11 @@ class ModelClient:
 
     def _broken(self, exc: BaseException) -> str:
         """What a server that accepted the request and then dropped it did, in words."""
-        import httpx
-
-        cause = transport_cause(exc)
-        text = str(cause).lower()
-        if isinstance(cause, httpx.RemoteProtocolError) and "without sending a response" in text:
-            what = "closed the connection without answering"
-        elif isinstance(cause, httpx.RemoteProtocolError):
-            what = "closed the connection before the whole reply arrived"
-        else:
-            what = f"broke the connection mid-reply ({transport_reason(exc)})"
         tries = self.max_retries + 1
         return (
-            f"the model server at {self._display_url} accepted the request but {what} "
-            f"(tried {tries} time{'s' if tries != 1 else ''}); it is running but failing: "
-            "check its log (a crash or running out of memory is the usual cause)"
+            f"the model server at {self._display_url} accepted the request but "
+            f"{dropped_how(exc)} (tried {tries} time{'s' if tries != 1 else ''}); it is running "
+            "but failing: check its log (a crash or running out of memory is the usual cause)"
         )
 
     def _fail(self, cls: type[LLMError], message: str, *args: Any, **kwargs: Any) -> Any:
@@ -687,16 +678,6 @@ def strip_think(text: str) -> str:
     if sep and "<think>" not in head:
         return tail.lstrip()
     return text
-
-
-def _model_matches(model: str, available: Iterable[str]) -> bool:
-    """Ollama lists `llama3.2:latest` but accepts `llama3.2`; treat them as one."""
-    names = set(available)
-    if model in names:
-        return True
-    if ":" not in model and f"{model}:latest" in names:
-        return True
-    return model.endswith(":latest") and model[: -len(":latest")] in names
 
 
 def _usage(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.utils
 import math
 import time
+from collections.abc import Iterable
 from typing import Any
 
 # Server-directed waits (Retry-After) longer than this are not sat out (the SDK would
@@ -158,3 +159,26 @@ def transport_reason(exc: BaseException) -> str:
     if isinstance(cause, httpx.ConnectError):
         return f"cannot connect ({text or cause.__class__.__name__})"
     return f"{cause.__class__.__name__}: {text}" if text else cause.__class__.__name__
+
+
+def dropped_how(exc: BaseException) -> str:
+    """How a server that accepted a request dropped it, in words for a one-line error."""
+    import httpx
+
+    cause = transport_cause(exc)
+    text = str(cause).lower()
+    if isinstance(cause, httpx.RemoteProtocolError) and "without sending a response" in text:
+        return "closed the connection without answering"
+    if isinstance(cause, httpx.RemoteProtocolError):
+        return "closed the connection before the whole reply arrived"
+    return f"broke the connection mid-reply ({transport_reason(exc)})"
+
+
+def model_listed(model: str, available: Iterable[str]) -> bool:
+    """Ollama lists `llama3.2:latest` but accepts `llama3.2`; treat them as one."""
+    names = set(available)
+    if model in names:
+        return True
+    if ":" not in model and f"{model}:latest" in names:
+        return True
+    return model.endswith(":latest") and model[: -len(":latest")] in names

@@ -323,3 +323,81 @@ def test_a_sentence_naming_another_retrieved_paper_under_this_citation_is_wrong_
     assert [s.text for s in result.sentences] == [
         "GaLore reduces optimizer memory by up to 82.5% with 8-bit states."
     ]
+
+
+def test_a_copied_start_with_an_invented_clause_is_unsupported():
+    from assistant.citations import review
+
+    sources = [
+        SourceText(
+            1,
+            "Deep Gradient Compression: Reducing the Communication Bandwidth",
+            "DGC employs momentum correction and local gradient clipping on top of gradient "
+            "sparsification to preserve accuracy during distributed training.",
+        )
+    ]
+    # SmolLM2 on the bundled set: the first clause is the source's, the second invented.
+    invented = review(
+        "It uses momentum correction and local gradient clipping to preserve accuracy, "
+        "while minimizing memory usage during compression [1].",
+        sources,
+    )
+    assert [r.reason for r in invented.removed] == ["unsupported"]
+    faithful = review(
+        "It uses momentum correction and local gradient clipping, while sparsifying "
+        "gradients to preserve accuracy [1].",
+        sources,
+    )
+    assert len(faithful.sentences) == 1 and not faithful.removed
+
+
+def test_half_the_words_is_not_enough_for_shown_prose_but_the_questions_words_are_set_aside():
+    from assistant.citations import review
+
+    sources = [
+        SourceText(
+            1,
+            "Immiscible Diffusion: Accelerating Diffusion Training with Noise Assignment",
+            "Current methods pair each image with random noise in every mini-batch; we assign "
+            "noise to images with a linear assignment algorithm before diffusion training.",
+        )
+    ]
+    # Half its words are the source's ("diffusion", "training", "random", ...), the
+    # claim ("sampling grids", "do not optimise") is not: SmolLM2, labelled unsupported.
+    half = review(
+        "During diffusion training, current methods often use random sampling grids and do "
+        "not optimize the schedule of each mini-batch [1].",
+        sources,
+    )
+    assert [r.reason for r in half.removed] == ["unsupported"]
+    # A restatement of the question around the source's fact is an answer.
+    asked = "How can I stop my diffusion model pairing pictures with unrelated noise?"
+    answer = review(
+        "To stop pairing pictures with unrelated noise, assign noise to images with a linear "
+        "assignment algorithm [1].",
+        sources,
+        question=asked,
+    )
+    assert len(answer.sentences) == 1, answer.removed
+
+
+def test_a_title_cased_line_is_a_heading_not_a_statement():
+    from assistant.citations import review
+
+    sources = [
+        SourceText(
+            1,
+            "Training-free Camera Control for Video Generation",
+            "We propose a training-free and robust solution to offer camera movement control "
+            "for off-the-shelf video diffusion models.",
+        )
+    ]
+    result = review(
+        "Training-free Camera Control for Video Diffusion Models [1]\n"
+        "It offers camera movement control for off-the-shelf video diffusion models [1].",
+        sources,
+    )
+    assert [r.reason for r in result.removed] == ["header"]
+    assert [s.text for s in result.sentences] == [
+        "It offers camera movement control for off-the-shelf video diffusion models."
+    ]

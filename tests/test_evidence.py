@@ -340,3 +340,24 @@ def test_a_plain_capitalised_word_names_a_paper_only_in_its_title_name() -> None
     assert answerability(question, sources, {}).named == []  # "Visual" is a word, not a name
     sophia = [src(1, "Sophia: A Scalable Stochastic Second-order Optimizer"), *sources]
     assert answerability("What is Sophia?", sophia, {}).named == [1]
+
+
+def test_an_absent_version_is_named_as_the_reader_wrote_it() -> None:
+    from types import SimpleNamespace
+
+    # The 2025 week's "What is new in Stable Diffusion 4?" was told "No paper ... is about
+    # Diffusion 4": the version attaches to the last word, the name is all three.
+    sources = [
+        SimpleNamespace(
+            n=1,
+            title="CLIP is All You Need for Human-like Semantic Representations in "
+            "Stable Diffusion",
+            similarity=0.27,
+            paper_id="p1",
+            passage="We probe the semantic representations of Stable Diffusion.",
+        )
+    ]
+    verdict = answerability("What is new in Stable Diffusion 4?", sources, {})
+    assert not verdict.answerable and verdict.absent == ["Stable Diffusion 4"]
+    verdict = answerability("What does Llama 5 improve over Llama 4?", sources, {})
+    assert verdict.absent == []  # no Llama in these sources: nothing to be a neighbour of

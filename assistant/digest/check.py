@@ -5,7 +5,8 @@ A sentence is shown only when it cites (or is attributed by
 at least one of them; unsupported citations are dropped from it, never shown
 as `[n?]`. It is removed, with the reason kept for `--json`, when:
 
-- no cited abstract supports it (content words and every figure: `citations.support`);
+- no cited abstract supports it (content words and every figure, clause by clause:
+  `citations.supports`, the answer review's bar for shown prose);
 - it names a paper that is not in the window (small models invent "Title: Subtitle (2019)");
 - it only restates titles, repeats an earlier sentence, or copies the prompt's framing;
 - it speaks as a paper's authors ("we use a new approach"): a digest says whose work it is.
@@ -21,12 +22,14 @@ from collections.abc import Iterable
 
 from ..citations import (
     MIN_CONTENT_WORDS,
-    SUPPORT_MIN,
+    SHOWN_SUPPORT_MIN,
     SourceText,
     check,
     mixes_papers,
     support,
+    supports,
     unfinished,
+    unsupported_clause,
 )
 from ..text import content_words, numbers, split_sentences
 from .data import DigestPaper, ProseSentence
@@ -131,7 +134,10 @@ def check_prose(
     for sentence in check(raw, sources).sentences:
         text = sentence.text
         words = content_words(text)
-        good = [n for n in sentence.cited if sentence.supported.get(n)]
+        # The answer review's bar for shown prose, clause by clause (`citations.supports`).
+        good = [
+            n for n in sentence.cited if supports(words, numbers(text), source_for(n, local[n]))
+        ]
         best = max(
             (support(words, numbers(text), source_for(n, local[n])) for n in sentence.cited),
             default=0.0,
@@ -154,8 +160,11 @@ def check_prose(
             item.reason = "cites no paper, and no abstract supports it"
         elif not good:
             item.reason = (
-                f"not supported by the abstract it cites (best share {best:.2f} < {SUPPORT_MIN})"
+                f"not supported by the abstract it cites (best share {best:.2f} "
+                f"< {SHOWN_SUPPORT_MIN})"
             )
+        elif unsupported_clause(text, [source_for(n, local[n]) for n in good]):
+            item.reason = "a clause of it is in no abstract it cites"
         elif reverses_source(text, [local[n].abstract for n in sentence.cited]):
             item.reason = "reverses the abstract it cites (a 'not' added or dropped)"
         elif mixes_papers(sentence, sources):

@@ -24,8 +24,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, OptionList, Static
 
-from ..conversation import Conversation as ConversationService
-from ..conversation import PendingTurn, copy_text
+from ..conversation import Conversation, PendingTurn, copy_text
 from ..errors import AssistantError, UsageError
 from ..safe_text import safe_line
 from ..sessions import Message, SessionStore
@@ -33,7 +32,7 @@ from .keymap import load_keymap
 from .screens import AbstractScreen, ConfirmScreen, HelpScreen, RenameScreen, binding_rows
 from .service import COMMANDS, ChatService, Command, display_url, parse_command
 from .widgets import (
-    Conversation,
+    MessageLog,
     MessageView,
     SessionList,
     SourcesPanel,
@@ -102,7 +101,7 @@ class ChatApp(App[None]):
         self.settings = settings
         self.frozen = clock is not None
         self.service = ChatService(settings, clock)
-        self.chat = ConversationService(
+        self.chat = Conversation(
             store or SessionStore.open(settings.home, clock=clock),
             self.service,
             own_store=store is None,
@@ -127,7 +126,7 @@ class ChatApp(App[None]):
                 yield Input(placeholder="search sessions", id="session-search")
                 yield SessionList(id="sessions")
             with Vertical(id="center"):
-                yield Conversation(id="conversation")
+                yield MessageLog(id="conversation")
                 yield Input(placeholder="Ask about the papers, or /help", id="prompt")
             yield SourcesPanel(id="sources-panel")
         yield StatusBar(id="status")
@@ -146,7 +145,7 @@ class ChatApp(App[None]):
         if self.frozen:
             for field in self.query(Input):
                 field.cursor_blink = False
-        self.watch(self.query_one(Conversation), "scroll_y", self._scrolled, init=False)
+        self.watch(self.query_one(MessageLog), "scroll_y", self._scrolled, init=False)
         session = self.chat.first_session(self._initial_session, new=self._start_new)
         if session is not None:
             await self.open_session(session.id)
@@ -248,7 +247,7 @@ class ChatApp(App[None]):
         """An empty conversation; the session is stored with its first message."""
         self.chat.draft()
         self._oldest_id = None
-        conversation = self.query_one(Conversation)
+        conversation = self.query_one(MessageLog)
         await conversation.remove_children()
         await conversation.mount(MessageView("notice", WELCOME))
         self._select(None)
@@ -260,7 +259,7 @@ class ChatApp(App[None]):
         self.chat.open(session_id)
         messages = self.chat.recent(RECENT_MESSAGES)
         self._oldest_id = messages[0].id if messages else None
-        conversation = self.query_one(Conversation)
+        conversation = self.query_one(MessageLog)
         await conversation.remove_children()
         views = [self._view(m) for m in messages]
         if self._earlier_count():
@@ -308,7 +307,7 @@ class ChatApp(App[None]):
         earlier = self.chat.earlier(self._oldest_id, EARLIER_PAGE)
         if not earlier:
             return
-        conversation = self.query_one(Conversation)
+        conversation = self.query_one(MessageLog)
         for marker in conversation.query("#earlier"):
             await marker.remove()
         before_height = conversation.virtual_size.height
@@ -392,29 +391,15 @@ class ChatApp(App[None]):
         source = self.query_one(SourcesPanel).source_for(event.option.id)
         if source is None:
             return
-        screen = AbstractScreen(source)
-        self.push_screen(screen)
-        self.run_worker(
-            partial(self._load_abstract, screen, str(source.get("paper_id"))),
-            thread=True,
-            group="abstract",
-            exclusive=True,
-        )
-
-    def _load_abstract(self, screen: AbstractScreen, paper_id: str) -> None:
-        try:
-            text = self.service.abstract(paper_id).get("abstract") or "(no abstract stored)"
-        except Exception as exc:  # noqa: BLE001 - broad on purpose: a worker's error would end
-            # the app over a side panel; the abstract screen says what failed instead.
-            text = f"Cannot load the abstract: {exc}"
-        self._from_thread(screen.show_abstract, text)
+        paper_id = str(source.get("paper_id"))
+        self.push_screen(AbstractScreen(source, partial(self.service.abstract, paper_id)))
 
     # -- the conversation ----------------------------------------------------------------
 
     async def notice(self, text: str, kind: str = "notice") -> MessageView:
         """A message that is shown but not stored (errors, command results)."""
         view = MessageView(kind, text)
-        conversation = self.query_one(Conversation)
+        conversation = self.query_one(MessageLog)
         await conversation.mount(view)
         conversation.anchor()
         return view
@@ -446,7 +431,7 @@ class ChatApp(App[None]):
         A regenerate's old answer stays on screen, dimmed, until the new one is
         stored in its place.
         """
-        conversation = self.query_one(Conversation)
+        conversation = self.query_one(MessageLog)
         for welcome in [v for v in conversation.query(MessageView) if v.body == WELCOME]:
             await welcome.remove()
         stream = StreamingMessage(self.service.model)
@@ -516,7 +501,7 @@ class ChatApp(App[None]):
         else:
             message = self.chat.commit(turn, answer)
         view = self._view(message)
-        conversation = self.query_one(Conversation)
+        conversation = self.query_one(MessageLog)
         await conversation.mount(view, after=stream)
         await stream.remove()
         if turn.replacing is not None:
@@ -628,7 +613,7 @@ class ChatApp(App[None]):
             await self.notice(f"**/digest:** {detail}{hint}", kind="error")
             return
         message = self.chat.add_digest(text)
-        conversation = self.query_one(Conversation)
+        conversation = self.query_one(MessageLog)
         await conversation.mount(self._view(message))
         conversation.anchor()
         self.refresh_sessions()

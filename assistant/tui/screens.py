@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from rich.table import Table
@@ -69,14 +70,34 @@ class HelpScreen(ModalScreen[None]):
 
 
 class AbstractScreen(ModalScreen[None]):
-    """A cited paper's whole abstract (loaded from the library by the app)."""
+    """A cited paper's whole abstract, loaded in a thread by `fetch` (the library's
+    `abstract(paper_id)`): the screen opens at once and fills in when it arrives."""
 
     AUTO_FOCUS = "#abstract-body"
     BINDINGS = [Binding("escape,q", "dismiss", "Close", show=False)]
 
-    def __init__(self, source: dict[str, Any]) -> None:
+    def __init__(
+        self, source: dict[str, Any], fetch: Callable[[], dict[str, Any]] | None = None
+    ) -> None:
         super().__init__(id="abstract")
         self.source = source
+        self._fetch = fetch
+
+    def on_mount(self) -> None:
+        if self._fetch is not None:
+            self.run_worker(self._load, thread=True, group="abstract", exclusive=True)
+
+    def _load(self) -> None:
+        assert self._fetch is not None
+        try:
+            text = self._fetch().get("abstract") or "(no abstract stored)"
+        except Exception as exc:  # noqa: BLE001 - broad on purpose: a worker's error would end
+            # the app over a side panel; the screen says what failed instead.
+            text = f"Cannot load the abstract: {exc}"
+        try:
+            self.app.call_from_thread(self.show_abstract, text)
+        except RuntimeError:
+            pass  # the app has exited meanwhile
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="abstract-body"):
@@ -88,6 +109,8 @@ class AbstractScreen(ModalScreen[None]):
             yield Static(Text("Esc closes.", style="dim"))
 
     def show_abstract(self, text: str) -> None:
+        if not self.is_attached:
+            return  # closed before the abstract arrived
         self.query_one("#abstract-text", Static).update(Text(safe_text(text)))
 
 

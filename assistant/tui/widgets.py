@@ -160,7 +160,7 @@ class StreamingMessage(Vertical):
             self._stream = None
 
 
-class Conversation(VerticalScroll, can_focus=True):
+class MessageLog(VerticalScroll, can_focus=True):
     """The scrolling list of messages (`layout: stream` in the stylesheet)."""
 
     BINDINGS = [
