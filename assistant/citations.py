@@ -326,12 +326,34 @@ def _nameish(token: str) -> bool:
     return inner_cap or digit_mix or caps
 
 
+_SIZE = re.compile(r"\b\d+(?:\.\d+)?[KMBT]\b")  # "10B", "1.5B", "8K": sizes, not names
+
+
+def _spelled_before(token: str, text: str, known_folded: str) -> bool:
+    """ "Equal-Info Windows (EIW)": an acronym the sentence spells out just before it,
+    from words a source says, names nothing new (Qwen abbreviates what it quotes)."""
+    at = text.find(f"({token})")
+    if at < 0 or not token.isalpha():
+        return False
+    words = re.findall(r"[A-Za-z]+", text[:at])
+    for size in range(len(token), min(len(words), 2 * len(token)) + 1):
+        phrase = words[-size:]
+        if "".join(w[0] for w in phrase if w[0].isupper()).upper() == token.upper():
+            spelled = re.escape(" ".join(phrase)).replace(r"\ ", r"[\s\-]+")
+            return bool(re.search(spelled, known_folded, re.IGNORECASE))
+    return False
+
+
 def foreign_names(text: str, known: str) -> list[str]:
     """Name-like tokens of `text` found nowhere in `known` (the sources' titles and text)."""
     known_folded = known.casefold()
     found = []
     for token in _NAMEISH.findall(text):
-        if _nameish(token) and token.casefold() not in known_folded:
+        if (
+            _nameish(token)
+            and token.casefold() not in known_folded
+            and not _spelled_before(token, text, known_folded)
+        ):
             found.append(token)
     return found
 
@@ -579,11 +601,15 @@ def _verdict(
         return "header"
     if unfinished(sentence.text, known):
         return "cut-off"  # the model stopped mid-sentence ("... integrating length extension into")
-    if _INVENTED_REF.search(sentence.text) or foreign_names(sentence.text, known):
+    # A size the question itself says ("a 10B+ parameter model") is no invented name.
+    sizes = " ".join(_SIZE.findall(question))
+    if _INVENTED_REF.search(sentence.text) or foreign_names(sentence.text, f"{known} {sizes}"):
         return "unknown-paper"
     if sentence.cited and cited_texts:
         cited = " ".join(cited_texts.get(n, "") for n in sentence.cited)
-        if foreign_names(sentence.text, cited) or _names_other_paper(sentence.text, titles, cited):
+        if foreign_names(sentence.text, f"{cited} {sizes}") or _names_other_paper(
+            sentence.text, titles, cited
+        ):
             return "wrong-paper"  # names something from another source than the one it cites
     for earlier in seen:
         union = words | earlier

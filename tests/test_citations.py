@@ -401,3 +401,28 @@ def test_a_title_cased_line_is_a_heading_not_a_statement():
     assert [s.text for s in result.sentences] == [
         "It offers camera movement control for off-the-shelf video diffusion models."
     ]
+
+
+def test_an_acronym_spelled_out_beside_it_or_a_size_the_question_says_is_no_invented_name():
+    from assistant.citations import review
+
+    sources = [
+        SourceText(
+            1,
+            "Training LLMs over Neurally Compressed Text",
+            "To overcome this, we propose Equal-Info Windows, a novel compression technique "
+            "whereby text is segmented into blocks that each compress to the same bit length, "
+            "learnable by models of 10 billion parameters.",
+        )
+    ]
+    question = "Can a 10B model learn from arithmetic-coded text?"
+    # Qwen 1.5B on the bundled set: both sentences labelled supported, both were removed.
+    kept = review(
+        "Equal-Info Windows (EIW) segments text into blocks that compress to the same bit "
+        "length [1]. A 10B model can learn from text segmented into such blocks [1].",
+        sources,
+        question=question,
+    )
+    assert len(kept.sentences) == 2, kept.removed
+    invented = review("Equal Windows (EQW) segments text into blocks [1].", sources)
+    assert [r.reason for r in invented.removed] == ["unknown-paper"]
