@@ -226,3 +226,40 @@ def test_injected_instruction_in_an_abstract_changes_nothing(
     # Source 9 does not exist and is never shown; the prose that obeyed is not kept.
     assert answer.citations and all(c.n == 1 for c in answer.citations)
     assert "[9]" not in answer.full_text() and "PWNED" not in answer.text
+
+
+def test_ask_stores_its_turn_as_the_chat_does_with_every_filter(
+    sample_copy: Path, fake_llm: FakeServer
+):
+    """`ask` is a one-turn conversation through `chat.Conversation`: the stored answer is
+    the chat's (prose and evidence), and the session keeps --author and --title too."""
+    from assistant.answer import answer_from_dict
+    from assistant.sessions import SessionStore
+
+    fake_llm.add_reply("AdaCAD reports an average accuracy gain of 14.21 points [1].")
+    env = {
+        **os.environ,
+        "ASSISTANT_HOME": str(sample_copy),
+        "OPENAI_BASE_URL": fake_llm.url,
+        "ASSISTANT_MODEL": "smollm2",
+    }
+    if embed_model_dir():
+        env["ASSISTANT_EMBED_MODEL_DIR"] = str(embed_model_dir())
+    proc = subprocess.run(
+        [sys.executable, "-m", "assistant", "ask", ANSWERABLE[1], "--json", "--title", "AdaCAD"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    with SessionStore.open(sample_copy) as store:
+        session = store.get_session(data["session_id"])
+        assert session.filters == {"since": None, "until": None, "k": 4, "title": "AdaCAD"}
+        user, reply = store.messages(session.id, limit=2)
+    assert user.content == ANSWERABLE[1]
+    stored = answer_from_dict(reply.answer)
+    assert data["evidence"] and "**Evidence**" in reply.content
+    assert reply.content == stored.full_text()  # what the chat stores for a turn

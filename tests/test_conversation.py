@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from assistant.conversation import Conversation, PendingTurn, copy_text
+from assistant.chat.conversation import Conversation, PendingTurn, copy_text
+from assistant.chat.service import ChatService
 from assistant.errors import AssistantError, UsageError
 from assistant.sessions import SessionStore
-from assistant.tui.service import ChatService
 
 from .conftest import ROOT, make_settings
 from .fakeserver import FakeServer
@@ -81,7 +81,7 @@ def stored(chat: Conversation) -> list[tuple[str, str, str]]:
 
 def test_the_conversation_and_the_chat_service_load_without_textual():
     probe = (
-        "import sys, assistant.conversation, assistant.tui.service; "
+        "import sys, assistant.chat.conversation, assistant.chat.service; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'textual'))"
     )
     proc = subprocess.run(

@@ -27,6 +27,7 @@ import pytest
 from textual.widgets import Input
 
 from assistant.answer import answer_from_dict
+from assistant.chat.service import ChatService
 from assistant.cli import main
 from assistant.errors import SessionsDamaged
 from assistant.followup import Turn, condense
@@ -35,7 +36,6 @@ from assistant.sessions import DB_NAME, SessionStore
 from assistant.sessions.repair import repair, restorable_rows
 from assistant.settings import Settings
 from assistant.tui.app import ChatApp
-from assistant.tui.service import ChatService
 
 from .conftest import ROOT, make_settings
 from .fakeserver import FakeServer

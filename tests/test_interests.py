@@ -195,7 +195,7 @@ def test_export_bibtex_from_a_digest_uses_stored_metadata(tmp_path, embedder):
 
 def test_chat_like_command_adds_the_paper_to_the_liked_list(tmp_path: Path):
     """`/like` in the chat writes interests.toml, which the digest's For you then reads."""
-    from assistant.tui.service import ChatService, Command
+    from assistant.chat.service import ChatService, Command
 
     home = tmp_path / "home"
     home.mkdir()

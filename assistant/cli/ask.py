@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import sys
 from datetime import date
-from typing import Any
 
 import click
 
@@ -89,61 +88,45 @@ def ask(
     with store:
         # Start the bundled server (if it comes to that) first: it loads while chromadb does.
         settings, endpoint = model_settings(ctx, wait=False)
-        from ..answer import answer_from_dict
-        from ..answer import ask as run_ask
-        from ..followup import CONDENSE_TURNS, Turn, condense
-        from ..llm import ModelClient, StreamInterrupted
-        from ..retrieve import Filters, open_retriever
+        from ..chat.conversation import Conversation
+        from ..chat.service import ChatService, TurnSettings
+        from ..llm import StreamInterrupted
 
-        retriever = open_retriever(settings)
-        endpoint.wait_ready()
-        client = ModelClient(
-            settings, model=(model if endpoint.how == "configured" else None) or settings.model
-        )
-        history: list[Turn] = []
+        # A one-turn conversation: answered, condensed against the session's earlier
+        # questions and stored exactly as the chat does it.
+        service = ChatService(settings)
+        chat = Conversation(store, service)
         if session is not None:
-            history = [
-                Turn(q, answer_from_dict(data))
-                for q, data in store.history(session.id, last=CONDENSE_TURNS)
-            ]
-        standalone = condense(history, question, client) if history else question
-        filters = Filters(since, until, author, title_kw)
-        options = dict(
-            k=k,
-            filters=filters,
-            context_window=settings.context_window,
-            standalone_question=standalone if standalone != question else None,
-        )
-        # Streamed unless --no-stream, shown live only on a terminal: a stream cut
-        # mid-answer still hands back what arrived, which a whole reply cannot.
-        live = not (as_json or no_stream) and sys.stdout.isatty()
-        console = rich_console()
+            chat.open(session.id)
+        service.set_model((model if endpoint.how == "configured" else None) or settings.model)
+        service.turn = TurnSettings(k, since, until, author, title_kw)
         try:
-            if live:
-                with streaming_view(console) as on_token:
-                    answer = run_ask(question, retriever, client, on_token=on_token, **options)
-            else:
-                answer = run_ask(question, retriever, client, stream=not no_stream, **options)
-        except StreamInterrupted as exc:
-            _print_partial(console, question, exc, as_json)
-            raise  # its one line goes to stderr from the root group, exit 1
-        saved = _save_turn(
-            store,
-            session,
-            question,
-            answer,
-            client.model,
-            {
-                "since": since.isoformat() if since else None,
-                "until": until.isoformat() if until else None,
-                "k": k,
-            },
-        )
+            service.load()
+            service.wait_ready()
+            endpoint.wait_ready()
+            turn = _begin(chat, question)
+            # Streamed unless --no-stream, shown live only on a terminal: a stream cut
+            # mid-answer still hands back what arrived, which a whole reply cannot.
+            live = not (as_json or no_stream) and sys.stdout.isatty()
+            console = rich_console()
+            try:
+                if live:
+                    with streaming_view(console) as on_token:
+                        answer = _answer(chat, service, turn, question, on_token, True)
+                else:
+                    answer = _answer(chat, service, turn, question, None, not no_stream)
+            except StreamInterrupted as exc:
+                _print_partial(console, question, exc, as_json)
+                raise  # its one line goes to stderr from the root group, exit 1
+            saved = _commit(chat, turn, answer)
+            capped = service.client().capped_replies
+        finally:
+            service.close()
     if as_json:
         emit_json({**answer.to_dict(), "session_id": saved})
     else:
         _print_answer(console, answer)
-    if client.capped_replies:
+    if capped:
         from ..llm import MAX_REPLY_CHARS
 
         click.echo(
@@ -153,6 +136,46 @@ def ask(
         )
     if saved is None:
         ctx.exit(1)
+
+
+def _begin(chat, question: str):
+    """Store the question (a new session is made with it); None, with a warning, when the
+    sessions database refuses: the question is still answered, without its history."""
+    import sqlite3
+
+    try:
+        return chat.begin(question)
+    except (AssistantError, sqlite3.Error, OSError) as exc:
+        click.echo(
+            f"warning: the answer will not be saved to the sessions database: {exc}", err=True
+        )
+        return None
+
+
+def _answer(chat, service, turn, question: str, on_token, stream: bool):
+    """Answer the turn; a question that fails (or is interrupted) is not left stored."""
+    if turn is None:
+        return service.answer(question, [], on_token=on_token, stream=stream)
+    try:
+        return chat.stream(turn, on_token=on_token, stream=stream)
+    except BaseException:
+        chat.fail(turn)
+        raise
+
+
+def _commit(chat, turn, answer) -> int | None:
+    """Store the answer as the chat stores one; the session id, or None (with a warning:
+    the answer is still printed) when the sessions database refuses."""
+    import sqlite3
+
+    if turn is None:
+        return None
+    try:
+        chat.commit(turn, answer)
+        return turn.session_id
+    except (AssistantError, sqlite3.Error, OSError) as exc:
+        click.echo(f"warning: the answer was not saved to the sessions database: {exc}", err=True)
+        return None
 
 
 class StreamTail:
@@ -240,24 +263,6 @@ def _ask_session(settings, continue_: bool, session_id: int | None):
     except BaseException:  # anything, Ctrl-C included, must not leak the open store
         store.close()
         raise
-
-
-def _save_turn(
-    store, session, question: str, answer, model: str | None, filters: dict[str, Any]
-) -> int | None:
-    """Save the question and its answer as the chat saves a turn; the session id, or None
-    (with a warning: the answer is still printed) when the sessions database refuses."""
-    import sqlite3
-
-    try:
-        if session is None:
-            session = store.create_session(model=model, filters=filters)
-        store.add_message(session.id, "user", question)
-        store.add_message(session.id, "assistant", answer.text, answer=answer.to_dict())
-        return session.id
-    except (AssistantError, sqlite3.Error, OSError) as exc:
-        click.echo(f"warning: the answer was not saved to the sessions database: {exc}", err=True)
-        return None
 
 
 def _print_partial(console, question: str, exc, as_json: bool) -> None:

@@ -36,8 +36,9 @@ def utc_now() -> datetime:
 
 
 def describe_filters(filters: dict[str, Any]) -> str:
-    """`since 2024-01-01, until 2024-06-30, k=4` (the parts that are set)."""
-    parts = [f"{key} {filters[key]}" for key in ("since", "until") if filters.get(key)]
+    """`since 2024-01-01, until 2024-06-30, author Hinton, k=4` (the parts that are set)."""
+    keys = ("since", "until", "author", "title")
+    parts = [f"{key} {filters[key]}" for key in keys if filters.get(key)]
     if filters.get("k"):
         parts.append(f"k={filters['k']}")
     return ", ".join(parts)

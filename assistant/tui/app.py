@@ -24,13 +24,13 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, OptionList, Static
 
-from ..conversation import Conversation, PendingTurn, copy_text
+from ..chat.conversation import Conversation, PendingTurn, copy_text
+from ..chat.service import COMMANDS, ChatService, Command, display_url, parse_command
 from ..errors import AssistantError, UsageError
 from ..safe_text import safe_line
 from ..sessions import Message, SessionStore
 from .keymap import load_keymap
 from .screens import AbstractScreen, ConfirmScreen, HelpScreen, RenameScreen, binding_rows
-from .service import COMMANDS, ChatService, Command, display_url, parse_command
 from .widgets import (
     MessageLog,
     MessageView,

@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .answer import Answer, answer_from_dict
-from .errors import UsageError
-from .followup import CONDENSE_TURNS, Turn
-from .sessions import Message, Session, SessionStore
-from .sessions.export import source_line, write_export
+from ..answer import Answer, answer_from_dict
+from ..errors import UsageError
+from ..followup import Turn
+from ..sessions import Message, Session, SessionStore
+from ..sessions.export import source_line, write_export
 
 if TYPE_CHECKING:
-    from .tui.service import ChatService
+    from .service import ChatService
 
 
 @dataclass
@@ -162,7 +162,7 @@ class Conversation:
         return [
             Turn(question, answer_from_dict(data))
             for question, data in self.store.history(
-                session_id, before_id=before_id, last=CONDENSE_TURNS
+                session_id, before_id=before_id, last=self.service.turn.history
             )
         ]
 
@@ -194,11 +194,17 @@ class Conversation:
         on_token: Callable[[str], None] | None = None,
         cancel: threading.Event | None = None,
         on_ready: Callable[[], None] | None = None,
+        stream: bool = True,
     ) -> Answer:
         """Answer the turn's question (blocks: a worker thread's job). Raises what the
         model or the library raised; `fail` then tidies the store."""
         return self.service.answer(
-            turn.question, turn.history, on_token=on_token, cancel=cancel, on_ready=on_ready
+            turn.question,
+            turn.history,
+            on_token=on_token,
+            cancel=cancel,
+            on_ready=on_ready,
+            stream=stream,
         )
 
     def commit(self, turn: PendingTurn, answer: Answer) -> Message:

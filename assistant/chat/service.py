@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..answer import Answer, ask
 from ..errors import AssistantError, StoreError, UsageError
-from ..followup import Turn, condense
+from ..followup import CONDENSE_TURNS, Turn, condense
 from ..retrieve import parse_filter_date
 from ..sessions.records import Session, describe_filters, utc_now
 from ..settings import display_url as settings_display_url
@@ -31,6 +31,49 @@ DEFAULT_K = 4
 MAX_K = 50
 DIGEST_DAYS = 7
 CHAT_DIGEST_MAX_PAPERS = 12
+
+
+@dataclass(frozen=True)
+class TurnSettings:
+    """Everything a turn is answered with besides the question and the model: how many
+    papers, which ones (the filters) and how many earlier turns a follow-up is read
+    against. One object, so `ask` and the chat answer, store and resume alike."""
+
+    k: int = DEFAULT_K
+    since: date | None = None
+    until: date | None = None
+    author: str | None = None
+    title: str | None = None
+    history: int = CONDENSE_TURNS
+
+    @property
+    def filters(self) -> Filters:
+        from ..retrieve import Filters
+
+        return Filters(self.since, self.until, self.author, self.title)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What a session stores (its filters column): since/until as ISO text and k
+        always, as sessions stored before; author and title when set."""
+        data: dict[str, Any] = {
+            "since": self.since.isoformat() if self.since else None,
+            "until": self.until.isoformat() if self.until else None,
+            "k": self.k,
+        }
+        data.update({key: v for key in ("author", "title") if (v := getattr(self, key))})
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> TurnSettings:
+        data = data or {}
+        k = str(data.get("k") or "")
+        return cls(
+            k=int(k) if k.isdigit() else DEFAULT_K,
+            since=_maybe_date(data.get("since")),
+            until=_maybe_date(data.get("until")),
+            author=data.get("author") or None,
+            title=data.get("title") or None,
+        )
 
 
 @dataclass
@@ -82,9 +125,7 @@ class ChatService:
         self.load_error: BaseException | None = None
         self.ready = threading.Event()
         self.model: str | None = settings.model
-        self.k = DEFAULT_K
-        self.since: date | None = None
-        self.until: date | None = None
+        self.turn = TurnSettings()
         self._client: ModelClient | None = None
         self._lock = threading.Lock()
 
@@ -106,6 +147,8 @@ class ChatService:
             # thread, where an escaping error would end the app or vanish; kept instead, shown
             # in the chat, and re-raised to every question by wait_ready().
             self.load_error = exc
+            if isinstance(exc, KeyboardInterrupt):
+                raise  # Ctrl-C in `ask`, which loads in its main thread
         finally:
             self.ready.set()
 
@@ -137,19 +180,38 @@ class ChatService:
 
     # -- settings of the conversation ----------------------------------------------------
 
+    # The chat's /k, /since and /until change one field of `turn` at a time.
+    @property
+    def k(self) -> int:
+        return self.turn.k
+
+    @k.setter
+    def k(self, value: int) -> None:
+        self.turn = replace(self.turn, k=value)
+
+    @property
+    def since(self) -> date | None:
+        return self.turn.since
+
+    @since.setter
+    def since(self, value: date | None) -> None:
+        self.turn = replace(self.turn, since=value)
+
+    @property
+    def until(self) -> date | None:
+        return self.turn.until
+
+    @until.setter
+    def until(self, value: date | None) -> None:
+        self.turn = replace(self.turn, until=value)
+
     @property
     def filters(self) -> Filters:
-        from ..retrieve import Filters
-
-        return Filters(since=self.since, until=self.until)
+        return self.turn.filters
 
     def filters_dict(self) -> dict[str, Any]:
-        """What a session stores: since/until as ISO dates, and k."""
-        return {
-            "since": self.since.isoformat() if self.since else None,
-            "until": self.until.isoformat() if self.until else None,
-            "k": self.k,
-        }
+        """What a session stores: since/until as ISO dates, k, and author/title when set."""
+        return self.turn.to_dict()
 
     def describe_filters(self) -> str:
         return describe_filters(self.filters_dict())
@@ -158,10 +220,7 @@ class ChatService:
         """Take a resumed session's model and filters (a new one keeps the current ones)."""
         if session is None:
             return
-        filters = session.filters or {}
-        self.since = _maybe_date(filters.get("since"))
-        self.until = _maybe_date(filters.get("until"))
-        self.k = int(filters.get("k") or DEFAULT_K)
+        self.turn = TurnSettings.from_dict(session.filters)
         if session.model and session.model != self.model:
             self.set_model(session.model)
 
@@ -228,6 +287,7 @@ class ChatService:
         on_token: Callable[[str], None] | None = None,
         cancel: threading.Event | None = None,
         on_ready: Callable[[], None] | None = None,
+        stream: bool = True,
     ) -> Answer:
         """Condense a follow-up against `history`, then retrieve, stream and check.
 
@@ -243,11 +303,11 @@ class ChatService:
             question,
             retriever,
             client,
-            k=self.k,
-            filters=self.filters,
+            k=self.turn.k,
+            filters=self.turn.filters,
             context_window=self.settings.context_window,
             on_token=on_token,
-            stream=True,
+            stream=stream,
             cancel=cancel,
             standalone_question=standalone if standalone != question else None,
         )
