@@ -21,14 +21,13 @@ from ..followup import CONDENSE_TURNS, Turn, condense
 from ..retrieve import parse_filter_date
 from ..sessions.records import Session, describe_filters, utc_now
 from ..settings import display_url as settings_display_url
+from . import DEFAULT_K, MAX_K
 
 if TYPE_CHECKING:
     from ..llm import ModelClient
     from ..retrieve import Filters, Retriever
     from ..settings import Settings
 
-DEFAULT_K = 4
-MAX_K = 50
 DIGEST_DAYS = 7
 CHAT_DIGEST_MAX_PAPERS = 12
 

@@ -8,6 +8,7 @@ from datetime import date
 
 import click
 
+from ..chat import DEFAULT_K, MAX_K
 from ..errors import AssistantError, UsageError
 from ..safe_text import safe_text, safe_url
 from .common import (
@@ -46,9 +47,9 @@ MAX_QUESTION_CHARS = 20_000
 @click.option(
     "--k",
     "k",
-    default=4,
+    default=DEFAULT_K,
     show_default=True,
-    type=click.IntRange(1, 50),
+    type=click.IntRange(1, MAX_K),
     help="How many papers to give the model.",
 )
 @filter_options

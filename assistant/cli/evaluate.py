@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from ..chat import DEFAULT_K, MAX_K
 from ..errors import Interrupted, UsageError
 from .common import CONTEXT, emit_json, model_settings, settings_of
 
@@ -65,9 +66,9 @@ def _progress(total_label: str):
 @click.option(
     "--k",
     "k",
-    default=4,
+    default=DEFAULT_K,
     show_default=True,
-    type=click.IntRange(1, 50),
+    type=click.IntRange(1, MAX_K),
     help="Papers retrieved and given to the model (as `assistant ask`); the "
     "retrieval metrics are @k.",
 )
