@@ -538,7 +538,13 @@ def finish(
     pointed = checked.cited_numbers or (
         [n for n in _markers(raw) if n in by_n] if not checked.removed else []
     )
-    evidence = _shown_evidence(quotes, pointed, verdict, plural=asks_for_several(question))
+    evidence = _shown_evidence(
+        quotes,
+        pointed,
+        verdict,
+        plural=asks_for_several(question),
+        similarity={s.n: s.similarity or 0.0 for s in sources},
+    )
     if checked.sentences:
         text, prose = checked.text, True
     elif refused and raw.strip():
@@ -587,11 +593,15 @@ def _shown_evidence(
     cited: list[int],
     verdict: Answerability | None,
     plural: bool = False,
+    similarity: dict[int, float] | None = None,
 ) -> list[Quote]:
     """The quotes the reader sees: the named papers', the cited ones', and the strongest.
 
     Grouped per paper in citation order, so a multi-paper question shows
-    each paper's own words side by side.
+    each paper's own words side by side. For "which papers ..." the papers
+    are those retrieval ranks near its first (`similarity`, as `search`
+    ranks them), whatever their best sentence scores: Momentum-GS is a
+    Gaussian-splatting paper even when its sentences share fewer words.
     """
     if not quotes:
         return []
@@ -610,6 +620,13 @@ def _shown_evidence(
         bar = EVIDENCE_RELATIVE_PLURAL if plural else EVIDENCE_RELATIVE
         strong = sorted((n for n in best if best[n] >= bar * top), key=lambda n: -best[n])
         chosen += [n for n in strong if n not in chosen]
+        if plural and similarity:
+            first = max(similarity.values())
+            near = sorted(
+                (n for n in best if similarity.get(n, 0.0) >= EVIDENCE_RELATIVE * first),
+                key=lambda n: -similarity[n],
+            )
+            chosen += [n for n in near if n not in chosen]
     out: list[Quote] = []
     focus = set(verdict.named) if verdict else set()
     for n in chosen[:MAX_EVIDENCE_SOURCES]:

@@ -426,3 +426,25 @@ def test_an_acronym_spelled_out_beside_it_or_a_size_the_question_says_is_no_inve
     assert len(kept.sentences) == 2, kept.removed
     invented = review("Equal Windows (EQW) segments text into blocks [1].", sources)
     assert [r.reason for r in invented.removed] == ["unknown-paper"]
+
+
+def test_which_papers_shows_every_paper_retrieval_ranks_near_its_first():
+    from assistant.evidence import Answerability, Quote
+
+    # The bundled set's "Which papers use Gaussian splatting ...?": Momentum-GS (retrieval's
+    # third, cosine 0.48 against 0.55) lost its evidence to its sentences' lower score.
+    rows = [
+        ("CityGaussianV2: Large-Scale Scene Reconstruction", 0.55, 0.72),
+        ("EndoGaussian: Gaussian Splatting for Endoscopic Scenes", 0.53, 1.05),
+        ("Momentum-GS: Gaussian Self-Distillation for Large Scenes", 0.48, 0.43),
+        ("Decomposed Diffusion Sampler for Inverse Problems", 0.37, 0.56),
+    ]
+    sources, quotes = [], {}
+    for n, (title, similarity, score) in enumerate(rows, 1):
+        text = f"We present {title.split(':')[0]}, which reconstructs scenes."
+        sources.append(Source(n, f"p{n}", title, date(2024, 1, 1), text, None, similarity))
+        quotes[n] = [Quote(n, f"p{n}", text, 0, len(text), score)]
+    verdict = Answerability(True, "the sources match the question", [], 0.55, 1.0)
+    question = "Which papers use Gaussian splatting for scene reconstruction?"
+    answer = finish(question, "", sources, sources, quotes, verdict)
+    assert sorted({q.n for q in answer.evidence}) == [1, 2, 3]  # not the diffusion sampler
