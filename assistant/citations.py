@@ -98,9 +98,20 @@ class CitedSentence:
     supported: dict[int, bool] = field(default_factory=dict)
     attributed: bool = False  # the citation was added here, not written by the model
     unknown_numbers: list[str] = field(default_factory=list)  # figures found in no source
+    # The sentence with the markers its grammar needs kept in place ("introduced in [2]
+    # achieves ..."): stripped, it would read "introduced in achieves". None when none.
+    inline: str | None = None
 
     def render(self) -> str:
-        marks = "".join(f"[{n}]" if self.supported.get(n, False) else f"[{n}?]" for n in self.cited)
+        def mark(n: int) -> str:
+            return f"[{n}]" if self.supported.get(n, False) else f"[{n}?]"
+
+        if self.inline is not None:
+            placed = {int(n) for n in re.findall(r"\[(\d+)\]", self.inline)}
+            text = re.sub(r"\[(\d+)\]", lambda m: mark(int(m.group(1))), self.inline)
+            rest = "".join(mark(n) for n in self.cited if n not in placed)
+            return f"{text} {rest}".rstrip() if rest else text
+        marks = "".join(mark(n) for n in self.cited)
         return f"{self.text} {marks}".rstrip() if marks else self.text
 
 
@@ -131,6 +142,31 @@ class CheckedAnswer:
         return sorted({x for s in self.sentences for x in s.unknown_numbers})
 
 
+_PREPOSITION_END = re.compile(r"\b(?:in|by|from|see|of|to|on|at|with|and)\s*$", re.IGNORECASE)
+
+
+def _tidy(text: str) -> str:
+    return re.sub(r"\s+([.,;:!?])", r"\1", re.sub(r"\s{2,}", " ", text)).strip()
+
+
+def _inline_markers(raw: str, by_n: dict[int, SourceText]) -> str | None:
+    """The sentence with the markers that follow a preposition kept in place ("as
+    introduced in [2]", "described in [1]"), every other marker removed; None when no
+    marker is part of the sentence's grammar."""
+    kept = False
+
+    def keep_or_drop(match: re.Match[str]) -> str:
+        nonlocal kept
+        numbers = [n for n in _expand(match.group(1)) if n in by_n]
+        if numbers and _PREPOSITION_END.search(raw[: match.start()]):
+            kept = True
+            return "".join(f"[{n}]" for n in numbers)
+        return ""
+
+    text = _tidy(_CITE.sub(keep_or_drop, raw))
+    return text if kept else None
+
+
 def check(answer: str, sources: list[SourceText]) -> CheckedAnswer:
     """Resolve, attribute and verify the citations of one answer."""
     by_n = {s.n: s for s in sources}
@@ -146,14 +182,14 @@ def check(answer: str, sources: list[SourceText]) -> CheckedAnswer:
                         cited.append(n)
                 else:
                     dropped += 1
-        text = _CITE.sub("", raw)
-        text = re.sub(r"\s+([.,;:!?])", r"\1", re.sub(r"\s{2,}", " ", text)).strip()
+        text = _tidy(_CITE.sub("", raw))
+        inline = _inline_markers(raw, by_n)
         if not text or not re.search(r"\w", text):
             # A line holding only markers belongs to the sentence before it.
             if out and cited:
                 out[-1].cited.extend(n for n in cited if n not in out[-1].cited)
             continue
-        sentence = CitedSentence(text=text, cited=cited)
+        sentence = CitedSentence(text=text, cited=cited, inline=inline)
         words, figures = content_words(text), numbers(text)
         sentence.unknown_numbers = sorted(figures - all_numbers)
         if not cited and len(words) >= MIN_CONTENT_WORDS and sources:
@@ -338,7 +374,8 @@ def _spelled_before(token: str, text: str, known_folded: str) -> bool:
     words = re.findall(r"[A-Za-z]+", text[:at])
     for size in range(len(token), min(len(words), 2 * len(token)) + 1):
         phrase = words[-size:]
-        if "".join(w[0] for w in phrase if w[0].isupper()).upper() == token.upper():
+        capitals = "".join(w[0] for w in phrase if w[0].isupper())
+        if token.upper() in (capitals.upper(), "".join(w[0] for w in phrase).upper()):
             spelled = re.escape(" ".join(phrase)).replace(r"\ ", r"[\s\-]+")
             return bool(re.search(spelled, known_folded, re.IGNORECASE))
     return False
@@ -499,9 +536,10 @@ def review(
             words, figures = content_words(sentence.text), numbers(sentence.text)
             for n in sentence.cited:
                 sentence.supported[n] = supports(words, figures, by_n[n], asked)
-            if sentence.cited and not any(sentence.supported.values()):
+            if sentence.cited and not any(sentence.supported.values()) and not sentence.inline:
                 # A true sentence under the wrong number ("1,679 problems [1]" where [3]
-                # says it) is shown under the source that says it, never under [1].
+                # says it) is shown under the source that says it, never under [1]; not
+                # when its own words name the source ("introduced in [2]").
                 right = [s.n for s in sources if supports(words, figures, s, asked)]
                 if len(right) == 1 and len(words) >= MIN_CONTENT_WORDS:
                     sentence.cited, sentence.attributed = right, True
@@ -591,7 +629,14 @@ def _verdict(
     # A restatement that carries something the question did not (a figure, a name,
     # a few words of content) answers it: "BLEU 28.4 on WMT14" for "What BLEU ...?".
 
-    new = set(stem(sorted(words))) - set(stem(sorted(asked)))
+    # An acronym spelled out from the question's own words ("word error rate (WER)") is
+    # nothing new either: "Yes, the word error rate (WER) does reflect ..." only says yes.
+    spelled = {
+        a.casefold()
+        for a in re.findall(r"\(([A-Z]{2,})\)", sentence.text)
+        if _spelled_before(a, sentence.text, question.casefold())
+    }
+    new = set(stem(sorted(words - spelled - {"yes", "no"}))) - set(stem(sorted(asked)))
     adds = len(new) >= ECHO_NEW_WORDS or bool(numbers(sentence.text) - numbers(question))
     if re.match(r"\s*(question|answer|sources?)\s*:", sentence.text, re.IGNORECASE) or (
         asked and not adds and shared >= ECHO_SHARE * len(words)

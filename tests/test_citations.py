@@ -448,3 +448,48 @@ def test_which_papers_shows_every_paper_retrieval_ranks_near_its_first():
     question = "Which papers use Gaussian splatting for scene reconstruction?"
     answer = finish(question, "", sources, sources, quotes, verdict)
     assert sorted({q.n for q in answer.evidence}) == [1, 2, 3]  # not the diffusion sampler
+
+
+def test_a_marker_the_sentence_needs_stays_in_place_and_is_never_moved():
+    from assistant.citations import review
+
+    sources = [
+        SourceText(
+            1,
+            "WER is Unaware: Assessing How ASR Errors Distort Clinical Understanding",
+            "WER correlates poorly with clinician-assigned risk labels. Our LLM-as-a-Judge "
+            "obtains 90% accuracy against clinicians.",
+        ),
+        SourceText(2, "Repetition Disfluency in Bangla ASR", "We study disfluency in Bangla."),
+    ]
+    # Qwen 1.5B on the 2025 week: "introduced in [2]" for source 1's judge. Stripped and
+    # moved to [1], the sentence read "introduced in achieves ... [1]".
+    moved = review("The LLM-as-a-Judge introduced in [2] achieves 90% accuracy.", sources)
+    assert not moved.sentences and [r.reason for r in moved.removed] == ["wrong-paper"]
+    kept = review("As shown in [1], WER correlates poorly with clinician-assigned risk.", sources)
+    assert kept.text == "As shown in [1], WER correlates poorly with clinician-assigned risk."
+
+
+def test_yes_with_the_question_said_back_is_an_echo_even_with_its_acronym():
+    from assistant.citations import review
+
+    sources = [
+        SourceText(
+            1,
+            "WER is Unaware",
+            "WER and existing metrics correlate poorly with clinician-assigned risk labels in "
+            "doctor-patient conversations.",
+        )
+    ]
+    question = (
+        "Does the word error rate of speech transcription reflect the clinical harm of "
+        "transcription mistakes in doctor-patient conversations?"
+    )
+    # The source says the opposite; a "Yes" adds nothing the review can check.
+    result = review(
+        "Yes, the word error rate (WER) of speech transcription does reflect the clinical "
+        "harm of transcription mistakes in doctor-patient conversations [1].",
+        sources,
+        question=question,
+    )
+    assert [r.reason for r in result.removed] == ["echo"]
