@@ -544,6 +544,11 @@ def review(
                 if len(right) == 1 and len(words) >= MIN_CONTENT_WORDS:
                     sentence.cited, sentence.attributed = right, True
                     sentence.supported = {right[0]: True}
+            good = [n for n in sentence.cited if sentence.supported.get(n)]
+            if good and len(good) < len(sentence.cited) and not sentence.inline:
+                # "1,679 problems [3][2]" where only [3] says it: shown under [3] alone.
+                sentence.cited = good
+                sentence.supported = {n: True for n in good}
             reason = _verdict(sentence, titles, known, seen, question, texts)
             if not reason and unsupported_clause(
                 sentence.text, [by_n[n] for n in sentence.cited if n in by_n]

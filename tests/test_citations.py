@@ -493,3 +493,22 @@ def test_yes_with_the_question_said_back_is_an_echo_even_with_its_acronym():
         question=question,
     )
     assert [r.reason for r in result.removed] == ["echo"]
+
+
+def test_a_sentence_citing_two_papers_is_shown_under_the_one_that_says_it():
+    from assistant.citations import review
+
+    sources = [
+        SourceText(1, "UA-Code-Bench", "The benchmark comprises 500 problems from Eolymp."),
+        SourceText(
+            2,
+            "From Proof to Program: Tool-Induced Myopia",
+            "We study it using PYMATH, a benchmark of 1,679 competition-level math problems.",
+        ),
+    ]
+    # Qwen 1.5B on the 2025 week wrote "[3][2]" where only one paper says it: the whole
+    # sentence was removed, and the evidence then led with the other benchmark.
+    result = review(
+        "The PYMATH benchmark contains 1,679 competition-level math problems [2][1].", sources
+    )
+    assert [s.cited for s in result.sentences] == [[2]] and "[1]" not in result.text
