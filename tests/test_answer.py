@@ -122,28 +122,37 @@ def test_question_without_reference_is_not_rewritten(fake_llm: FakeServer):
     assert fake_llm.chat_requests == []  # no reference to resolve, so no model call
 
 
-def test_ask_json_and_doctor_cli(sample_home: Path, fake_llm: FakeServer):
-    fake_llm.add_reply(
-        "AdaCAD reports an average accuracy gain of 14.21 points over static contrastive "
-        "decoding [1]. It also cites a paper that does not exist [7]."
-    )
+def _cli_env(home: Path, url: str) -> dict[str, str]:
     env = {
         **os.environ,
-        "ASSISTANT_HOME": str(sample_home),
-        "OPENAI_BASE_URL": fake_llm.url,
+        "ASSISTANT_HOME": str(home),
+        "OPENAI_BASE_URL": url,
         "ASSISTANT_MODEL": "smollm2",
         "ASSISTANT_CONTEXT_WINDOW": "4096",
     }
     if embed_model_dir():
         env["ASSISTANT_EMBED_MODEL_DIR"] = str(embed_model_dir())
-    proc = subprocess.run(
-        [sys.executable, "-m", "assistant", "ask", ANSWERABLE[1], "--json"],
+    return env
+
+
+def _assistant(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "assistant", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def test_ask_json_and_doctor_cli(sample_home: Path, fake_llm: FakeServer):
+    fake_llm.add_reply(
+        "AdaCAD reports an average accuracy gain of 14.21 points over static contrastive "
+        "decoding [1]. It also cites a paper that does not exist [7]."
+    )
+    env = _cli_env(sample_home, fake_llm.url)
+    proc = _assistant(env, "ask", ANSWERABLE[1], "--json")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert {"answer", "citations", "sources", "abstained", "usage"} <= set(data)
@@ -153,14 +162,7 @@ def test_ask_json_and_doctor_cli(sample_home: Path, fake_llm: FakeServer):
     assert {"prompt_tokens", "completion_tokens", "first_token_s", "total_s"} <= set(data["usage"])
     assert len(fake_llm.chat_requests) == 1
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "assistant", "doctor", "--json"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = _assistant(env, "doctor", "--json")
     report = json.loads(proc.stdout)
     assert proc.returncode == 0, report
     assert {c["name"] for c in report["checks"]} >= {
@@ -173,14 +175,7 @@ def test_ask_json_and_doctor_cli(sample_home: Path, fake_llm: FakeServer):
     }
 
     env["ASSISTANT_MODEL"] = "no-such-model"
-    proc = subprocess.run(
-        [sys.executable, "-m", "assistant", "doctor", "--json"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = _assistant(env, "doctor", "--json")
     assert proc.returncode == 1
     chat = next(c for c in json.loads(proc.stdout)["checks"] if c["name"] == "chat")
     assert not chat["ok"] and "smollm2" in chat["detail"]
@@ -237,22 +232,8 @@ def test_ask_stores_its_turn_as_the_chat_does_with_every_filter(
     from assistant.sessions import SessionStore
 
     fake_llm.add_reply("AdaCAD reports an average accuracy gain of 14.21 points [1].")
-    env = {
-        **os.environ,
-        "ASSISTANT_HOME": str(sample_copy),
-        "OPENAI_BASE_URL": fake_llm.url,
-        "ASSISTANT_MODEL": "smollm2",
-    }
-    if embed_model_dir():
-        env["ASSISTANT_EMBED_MODEL_DIR"] = str(embed_model_dir())
-    proc = subprocess.run(
-        [sys.executable, "-m", "assistant", "ask", ANSWERABLE[1], "--json", "--title", "AdaCAD"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    env = _cli_env(sample_copy, fake_llm.url)
+    proc = _assistant(env, "ask", ANSWERABLE[1], "--json", "--title", "AdaCAD")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     with SessionStore.open(sample_copy) as store:
