@@ -49,6 +49,8 @@ class SourceText:
     def __post_init__(self) -> None:
         self.words = content_words(f"{self.title} {self.passage}")
         self.numbers = numbers(f"{self.title} {self.passage} {self.published}")
+        # Stems once per source, not once per sentence checked against it.
+        self.stems = set(stem(sorted(self.words)))
 
 
 def support(sentence_words: set[str], sentence_numbers: set[str], source: SourceText) -> float:
@@ -87,8 +89,7 @@ def supports(
     # compare stems, and accept fewer of them when every figure matches.
 
     stems = set(stem(sorted(sentence_words)))
-    source_stems = set(stem(sorted(source.words)))
-    return bool(stems) and len(stems & source_stems) / len(stems) >= FIGURE_SUPPORT_MIN
+    return bool(stems) and len(stems & source.stems) / len(stems) >= FIGURE_SUPPORT_MIN
 
 
 @dataclass
@@ -458,7 +459,7 @@ def unsupported_clause(text: str, sources: list[SourceText]) -> bool:
     parts = _CLAUSE_BREAK.split(text)
     if len(parts) < 2 or not sources:
         return False
-    source_stems = [set(stem(sorted(s.words))) for s in sources]
+    source_stems = [s.stems for s in sources]
     for part in parts:
         stems = set(stem(sorted(content_words(part))))
         if len(stems) < CLAUSE_MIN_WORDS:

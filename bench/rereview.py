@@ -44,6 +44,7 @@ def _date(value: str | None) -> date | None:
 def rereview(outcome: dict[str, Any], question: str, abstracts: dict[str, str]) -> dict[str, Any]:
     """The cached outcome with its answer rebuilt by today's `answer.finish`."""
     from assistant.answer import Source, finish
+    from assistant.evaluation.runner import reviewed_fields
     from assistant.evidence import Answerability, Quote
 
     raw = outcome.get("raw")
@@ -75,21 +76,7 @@ def rereview(outcome: dict[str, Any], question: str, abstracts: dict[str, str]) 
         else None
     )
     answer = finish(question, raw, sources, sources, quotes, verdict)
-    d = answer.to_dict()
-    return {
-        **outcome,
-        "answer": d["answer"],
-        "abstained": d["abstained"],
-        "abstain_reason": d["abstain_reason"],
-        "citations": d["citations"],
-        "dropped_citations": d["dropped_citations"],
-        "unknown_numbers": d["unknown_numbers"],
-        "evidence": d.get("evidence") or [],
-        "removed": d.get("removed") or [],
-        "prose_sentences": d.get("prose_sentences") or 0,
-        "prose_supported": bool(d.get("prose_supported")),
-        "model_declined": bool(d.get("model_declined")),
-    }
+    return {**outcome, **reviewed_fields(answer.to_dict())}
 
 
 def main() -> int:

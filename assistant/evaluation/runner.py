@@ -473,23 +473,31 @@ def _answer(
             }
             for s in d["sources"]
         ],
-        "answer": d["answer"],
         "raw": answer.raw,
+        "sources": d["sources"],
+        "usage": d["usage"],
+        "model": d["model"],
+        "answerability": d.get("answerability"),
+        "error": None,
+        **reviewed_fields(d),
+    }
+
+
+def reviewed_fields(d: dict[str, Any]) -> dict[str, Any]:
+    """The part of a cached outcome that the review decides (from `Answer.to_dict`):
+    what `bench/rereview.py` replaces when it reviews a cached reply again."""
+    return {
+        "answer": d["answer"],
         "abstained": d["abstained"],
         "abstain_reason": d["abstain_reason"],
         "citations": d["citations"],
-        "sources": d["sources"],
         "dropped_citations": d["dropped_citations"],
         "unknown_numbers": d["unknown_numbers"],
-        "usage": d["usage"],
-        "model": d["model"],
         "evidence": d.get("evidence") or [],
         "removed": d.get("removed") or [],
         "prose_sentences": d.get("prose_sentences") or 0,
         "prose_supported": bool(d.get("prose_supported")),
         "model_declined": bool(d.get("model_declined")),
-        "answerability": d.get("answerability"),
-        "error": None,
     }
 
 
