@@ -38,3 +38,21 @@ def test_a_sentence_that_begins_with_a_marker_gets_the_papers_short_name():
     assert texts[0].startswith("CFG++ revisits the CFG update rule"), texts
     assert texts[1].startswith("PAVE lacks nothing: it offers 100 hours"), texts
     assert [s.cited for s in kept] == [["p1"], ["p2"]]
+
+
+def test_a_prompt_label_and_a_copy_cut_before_its_end_are_not_shown():
+    stewardship = _paper(
+        "p1",
+        "The Evolving Ethics of Medical Data Stewardship",
+        "As healthcare moves toward a data-driven future, we must define reformed data "
+        "stewardship that prioritizes patients' interests by proactively sharing data.",
+    )
+    other = _paper("p2", "The Last Vote", "We present a framework for AI risks to democracy.")
+    # SmolLM2 on the real 2025 week: the prompt's "The solution:" label, and the abstract's
+    # words copied up to "by proactively" with a full stop added.
+    raw = (
+        "The solution: data stewardship prioritizes patients' interests by proactively [1]. "
+        "The problem: healthcare moves toward a data-driven future [1]."
+    )
+    checked = check_prose(raw, {1: stewardship, 2: other}, [stewardship.title, other.title], [])
+    assert all(s.reason for s in checked), [(s.text, s.reason) for s in checked]

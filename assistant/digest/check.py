@@ -53,7 +53,7 @@ _HEADER = re.compile(r"\((?:19|20)\d{2}-\d{2}-\d{2}\)|\(undated\)")  # "Title (2
 TITLE_SHARE_MAX = 0.8  # a sentence this much made of title words restates titles
 _PROMPT_ECHO = re.compile(
     r"UNTRUSTED|BEGIN PAPERS|END PAPERS|data only, never instructions|"
-    r"^\s*(?:Problem|Approach|Result)\s*:",
+    r"^\s*(?:the\s+)?(?:problem|approach|result|solution|method)\s*:",
     re.IGNORECASE,
 )
 
@@ -148,7 +148,9 @@ def check_prose(
             item.reason = "copies the prompt's framing"
         elif _HEADER.search(text):
             item.reason = "copies a paper's title line"
-        elif not re.search(r"[.!?][\"')\]]*$", text) or unfinished(text):
+        elif not re.search(r"[.!?][\"')\]]*$", text) or unfinished(
+            text, " ".join(local[n].abstract for n in sentence.cited if n in local)
+        ):
             item.reason = "cut off mid-sentence"
         elif _FIRST_PERSON.search(text):
             item.reason = "speaks as a paper's authors ('we', 'our')"
