@@ -19,9 +19,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from . import prompts
+from . import codec, prompts
 from .citations import Removed, Review, SourceText, review, says_no_answer
 from .evidence import (
     ABSTAIN_SIMILARITY,
@@ -71,19 +71,9 @@ class Source:
     published: date | None
     passage: str
     url: str | None
-    similarity: float | None
-    abstract: str = ""  # the whole stored abstract (evidence is quoted from it)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "n": self.n,
-            "paper_id": self.paper_id,
-            "title": self.title,
-            "published": self.published.isoformat() if self.published else None,
-            "passage": self.passage,
-            "url": self.url,
-            "similarity": None if self.similarity is None else round(self.similarity, 4),
-        }
+    similarity: float | None = field(default=None, metadata=codec.rounded(4))
+    # The whole stored abstract (evidence is quoted from it); not stored with a turn.
+    abstract: str = field(default="", metadata=codec.SKIP)
 
 
 @dataclass
@@ -93,49 +83,36 @@ class Citation:
     title: str
     supported: bool
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "n": self.n,
-            "paper_id": self.paper_id,
-            "title": self.title,
-            "supported": self.supported,
-        }
-
 
 @dataclass
 class Usage:
+    JSON_DERIVED: ClassVar[tuple[str, ...]] = ("overhead_s",)
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    first_token_s: float | None = None
-    total_s: float = 0.0
-    retrieval_s: float = 0.0
-    model_s: float = 0.0
+    first_token_s: float | None = field(default=None, metadata=codec.rounded(3))
+    total_s: float = field(default=0.0, metadata=codec.rounded(3))
+    retrieval_s: float = field(default=0.0, metadata=codec.rounded(4))
+    model_s: float = field(default=0.0, metadata=codec.rounded(4))
 
     @property
     def overhead_s(self) -> float:
         """Time spent outside the model: retrieval, prompt building, checking."""
-        return max(0.0, self.total_s - self.model_s)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "first_token_s": None if self.first_token_s is None else round(self.first_token_s, 3),
-            "total_s": round(self.total_s, 3),
-            "retrieval_s": round(self.retrieval_s, 4),
-            "overhead_s": round(self.overhead_s, 4),
-        }
+        return round(max(0.0, self.total_s - self.model_s), 4)
 
 
 @dataclass
 class Answer:
+    """One answer, live or read back from a stored turn (`Answer.from_dict`): one shape."""
+
     question: str
-    text: str  # the prose as shown (supported sentences only), or a plain lead-in
+    # The prose as shown (supported sentences only), or a plain lead-in.
+    text: str = field(metadata=codec.renamed("answer"))
     citations: list[Citation]
     sources: list[Source]
     abstained: bool
     usage: Usage
-    raw: str = ""  # what the model wrote, before checking
+    raw: str = field(default="", metadata=codec.SKIP)  # what the model wrote, before checking
     model: str | None = None
     dropped_citations: int = 0
     unknown_numbers: list[str] = field(default_factory=list)
@@ -150,10 +127,18 @@ class Answer:
 
     @property
     def cited_sources(self) -> list[Source]:
-        """The sources some citation points at, in source order (`sessions.records.cited_sources`
-        is the same rule on a stored answer, with each one's `supported` verdict)."""
+        """The sources some citation points at, in source order: the references of an
+        answer wherever it is shown (`ask`, the chat's sources panel, an export)."""
         numbers = {c.n for c in self.citations}
         return [s for s in self.sources if s.n in numbers]
+
+    def supported(self, source: Source) -> bool:
+        """Whether the answer's citation of `source` is supported by that source."""
+        return any(c.n == source.n and c.supported for c in self.citations)
+
+    def quotes(self, source: Source) -> list[Quote]:
+        """The evidence quoted from `source`, in the order shown."""
+        return [q for q in self.evidence if q.n == source.n]
 
     def evidence_by_source(self) -> list[tuple[Source, list[Quote]]]:
         """The evidence grouped per paper, in citation order: each paper's words side by side."""
@@ -178,94 +163,23 @@ class Answer:
         return f"{self.text}\n\n**Evidence**\n\n{self.evidence_text()}"
 
     def to_dict(self) -> dict[str, Any]:
-        by_n = {s.n: s for s in self.sources}
-        return {
-            "question": self.question,
-            "standalone_question": self.standalone_question,
-            "answer": self.text,
-            "evidence": [
-                dict(q.to_dict(), title=by_n[q.n].title if q.n in by_n else "")
-                for q in self.evidence
-            ],
-            "prose_supported": self.prose_supported,
-            "prose_sentences": self.prose_sentences,
-            "removed": [r.to_dict() for r in self.removed],
-            "citations": [c.to_dict() for c in self.citations],
-            "sources": [s.to_dict() for s in self.sources],
-            "abstained": self.abstained,
-            "abstain_reason": self.abstain_reason,
-            "answerability": self.answerability.to_dict() if self.answerability else None,
-            "model_declined": self.model_declined,
-            "dropped_citations": self.dropped_citations,
-            "unknown_numbers": self.unknown_numbers,
-            "model": self.model,
-            "usage": self.usage.to_dict(),
-        }
+        """What `ask --json` prints and a chat turn stores; each quote carries its paper's
+        title for readers of the JSON (`from_dict` ignores it)."""
+        data = codec.encode(self)
+        titles = {s.n: s.title for s in self.sources}
+        for quote in data["evidence"]:
+            quote["title"] = titles.get(quote["n"], "")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Answer:
+        """A stored answer read back (`to_dict`'s inverse; older records read leniently)."""
+        return codec.decode(cls, data or {})
 
 
 def _md(text: str) -> str:
     """Abstract text shown as Markdown stays literal (asterisks, underscores, brackets)."""
     return re.sub(r"([\\`*_\[\]<>#|])", r"\\\1", " ".join(text.split()))
-
-
-def answer_from_dict(d: dict[str, Any]) -> Answer:
-    """The inverse of `Answer.to_dict`, for stored chat turns; tolerant of older records."""
-    sources = []
-    for s in d.get("sources") or []:
-        try:
-            published = date.fromisoformat(str(s["published"])) if s.get("published") else None
-        except ValueError:
-            published = None
-        sources.append(
-            Source(
-                n=int(s.get("n", 0)),
-                paper_id=str(s.get("paper_id", "")),
-                title=str(s.get("title", "")),
-                published=published,
-                passage=str(s.get("passage", "")),
-                url=s.get("url"),
-                similarity=s.get("similarity"),
-            )
-        )
-    return Answer(
-        question=str(d.get("question", "")),
-        text=str(d.get("answer", "")),
-        citations=[
-            Citation(
-                int(c.get("n", 0)),
-                str(c.get("paper_id", "")),
-                str(c.get("title", "")),
-                bool(c.get("supported")),
-            )
-            for c in d.get("citations") or []
-        ],
-        sources=sources,
-        abstained=bool(d.get("abstained")),
-        usage=Usage(),
-        model=d.get("model"),
-        dropped_citations=int(d.get("dropped_citations") or 0),
-        unknown_numbers=list(d.get("unknown_numbers") or []),
-        abstain_reason=d.get("abstain_reason"),
-        standalone_question=d.get("standalone_question"),
-        evidence=[
-            Quote(
-                int(q["n"]),
-                str(q["paper_id"]),
-                str(q["text"]),
-                int(q["start"]),
-                int(q["end"]),
-                float(q.get("score", 0.0)),
-            )
-            for q in d.get("evidence") or []
-        ],
-        removed=[
-            Removed(str(r["text"]), str(r["reason"]), list(r.get("cited") or []))
-            for r in d.get("removed") or []
-        ],
-        prose_sentences=int(d.get("prose_sentences") or 0),
-        prose_supported=bool(d.get("prose_supported")),
-        model_declined=bool(d.get("model_declined")),
-    )
 
 
 _FENCE = re.compile(r"-{3,}\s*(BEGIN|END)\b", re.IGNORECASE)

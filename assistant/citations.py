@@ -330,9 +330,6 @@ class Removed:
     reason: str  # unsupported, uncited, repeat, header, echo, unknown-paper, off-question, ...
     cited: list[int] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, object]:
-        return {"text": self.text, "reason": self.reason, "cited": self.cited}
-
 
 @dataclass
 class Review:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import codec
 from .text import STOPWORDS, content_words, numbers, sentence_spans
 
 if TYPE_CHECKING:
@@ -108,17 +109,7 @@ class Quote:
     text: str
     start: int
     end: int
-    score: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "n": self.n,
-            "paper_id": self.paper_id,
-            "text": self.text,
-            "start": self.start,
-            "end": self.end,
-            "score": round(self.score, 4),
-        }
+    score: float = field(metadata=codec.rounded(4))
 
 
 @dataclass
@@ -128,22 +119,13 @@ class Answerability:
     answerable: bool
     reason: str
     named: list[int] = field(default_factory=list)  # source numbers whose title the question names
-    best_similarity: float = 0.0
-    coverage: float = 0.0  # share of the question's distinctive terms found in the sources
+    best_similarity: float = field(default=0.0, metadata=codec.rounded(4))
+    coverage: float = field(
+        default=0.0, metadata=codec.rounded(4)
+    )  # share of the question's distinctive terms found in the sources
     missing_names: list[str] = field(default_factory=list)
     # Versioned names ("Llama 5") no paper of the library says, though a sibling is there.
     absent: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "answerable": self.answerable,
-            "reason": self.reason,
-            "named": self.named,
-            "best_similarity": round(self.best_similarity, 4),
-            "coverage": round(self.coverage, 4),
-            "missing_names": self.missing_names,
-            "absent": self.absent,
-        }
 
 
 def fetch_abstracts(library: Library, paper_ids: Sequence[str]) -> dict[str, str]:

@@ -73,6 +73,7 @@ from _common import (
     temp_home,
 )
 
+from assistant import codec
 from assistant.localserver import MODEL_ALIAS, LocalServerError
 from assistant.localserver import llama_server as local_llama_server
 
@@ -211,7 +212,7 @@ def run_ours(q: dict[str, Any], retriever, client, *, stream: bool) -> Run:
             "raw": answer.raw,
             "abstained": answer.abstained,
             "abstain_reason": answer.abstain_reason,
-            "citations": [c.to_dict() for c in answer.citations],
+            "citations": codec.encode(answer.citations),
             "dropped_citations": answer.dropped_citations,
             "unknown_numbers": answer.unknown_numbers,
             "raw_markers": len(_MARKER.findall(answer.raw)),

@@ -133,6 +133,7 @@ def turn(rng: random.Random, papers: list[dict]) -> tuple[str, str, dict]:
 
 def build(home: Path, papers: list[dict], messages: int, sessions: int, seed: int) -> float:
     """Fill sessions.db; returns the seconds it took."""
+    from assistant.answer import Answer
     from assistant.sessions import SessionStore
 
     rng = random.Random(seed)
@@ -144,7 +145,7 @@ def build(home: Path, papers: list[dict], messages: int, sessions: int, seed: in
             rows = []
             for _ in range(min(per, messages - made) // 2 or 1):
                 question, text, answer = turn(rng, papers)
-                rows += [("user", question, None), ("assistant", text, answer)]
+                rows += [("user", question, None), ("assistant", text, Answer.from_dict(answer))]
             session = store.create_session(title=rows[0][1][:60])
             made += store.bulk_add(session.id, rows)
     return time.perf_counter() - start

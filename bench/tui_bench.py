@@ -170,6 +170,7 @@ def fake_answer(i: int) -> tuple[str, dict]:
 
 
 def make_session(home: Path, messages: int) -> int:
+    from assistant.answer import Answer
     from assistant.sessions import SessionStore
 
     rows = []
@@ -185,7 +186,7 @@ def make_session(home: Path, messages: int) -> int:
             )
         else:
             text, data = fake_answer(i)
-            rows.append(("assistant", text, data))
+            rows.append(("assistant", text, Answer.from_dict(data)))
     with SessionStore.open(home) as store:
         session = store.create_session(title=f"{messages} messages")
         store.bulk_add(session.id, rows)

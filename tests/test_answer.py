@@ -228,7 +228,6 @@ def test_ask_stores_its_turn_as_the_chat_does_with_every_filter(
 ):
     """`ask` is a one-turn conversation through `chat.Conversation`: the stored answer is
     the chat's (prose and evidence), and the session keeps --author and --title too."""
-    from assistant.answer import answer_from_dict
     from assistant.sessions import SessionStore
 
     fake_llm.add_reply("AdaCAD reports an average accuracy gain of 14.21 points [1].")
@@ -241,6 +240,6 @@ def test_ask_stores_its_turn_as_the_chat_does_with_every_filter(
         assert session.filters == {"since": None, "until": None, "k": 4, "title": "AdaCAD"}
         user, reply = store.messages(session.id, limit=2)
     assert user.content == ANSWERABLE[1]
-    stored = answer_from_dict(reply.answer)
+    stored = reply.answer
     assert data["evidence"] and "**Evidence**" in reply.content
     assert reply.content == stored.full_text()  # what the chat stores for a turn

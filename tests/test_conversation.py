@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from assistant.answer import Answer
 from assistant.chat.conversation import Conversation, PendingTurn, copy_text
 from assistant.chat.service import ChatService
 from assistant.errors import AssistantError, UsageError
@@ -25,23 +26,25 @@ from .fakeserver import FakeServer
 
 QUESTION = "How many sets of natural images does the MetaShift collection contain?"
 ANSWER = "MetaShift is a collection of 12,868 sets of natural images [1]."
-OLD = {
-    "question": QUESTION,
-    "answer": "The MetaShift collection contains 12,868 sets [1].",
-    "citations": [{"n": 1, "paper_id": "metashift", "title": "MetaShift", "supported": True}],
-    "sources": [
-        {
-            "n": 1,
-            "paper_id": "metashift",
-            "title": "MetaShift",
-            "published": "2022-02-14",
-            "passage": "12,868 sets of natural images",
-            "url": "https://arxiv.org/abs/2202.06523",
-        },
-        {"n": 2, "paper_id": "other", "title": "Not cited", "published": None, "passage": ""},
-    ],
-    "abstained": False,
-}
+OLD = Answer.from_dict(
+    {
+        "question": QUESTION,
+        "answer": "The MetaShift collection contains 12,868 sets [1].",
+        "citations": [{"n": 1, "paper_id": "metashift", "title": "MetaShift", "supported": True}],
+        "sources": [
+            {
+                "n": 1,
+                "paper_id": "metashift",
+                "title": "MetaShift",
+                "published": "2022-02-14",
+                "passage": "12,868 sets of natural images",
+                "url": "https://arxiv.org/abs/2202.06523",
+            },
+            {"n": 2, "paper_id": "other", "title": "Not cited", "published": None, "passage": ""},
+        ],
+        "abstained": False,
+    }
+)
 
 
 @pytest.fixture
@@ -69,7 +72,7 @@ def seeded(chat: Conversation) -> tuple[int, int]:
     """A stored question and its answer in a session the chat has open: (question, answer) ids."""
     session = chat.store.create_session(model="smollm2", filters={"k": 4})
     user = chat.store.add_message(session.id, "user", QUESTION)
-    old = chat.store.add_message(session.id, "assistant", OLD["answer"], answer=OLD)
+    old = chat.store.add_message(session.id, "assistant", OLD.text, answer=OLD)
     chat.open(session.id)
     return user.id, old.id
 
@@ -102,7 +105,7 @@ def test_first_question_creates_the_session_and_commit_stores_the_answer(chat, s
     assert "".join(pieces).startswith("MetaShift is a collection")
     message = chat.commit(turn, answer)
     assert stored(chat) == [("user", QUESTION, "done"), ("assistant", message.content, "done")]
-    assert "12,868 sets" in message.content and message.answer["citations"]
+    assert "12,868 sets" in message.content and message.answer.citations
     session = chat.get_session(turn.session_id)
     assert QUESTION.startswith(session.title.rstrip("…")) and session.model == "smollm2"
     assert session.filters["k"] == 4
@@ -133,7 +136,7 @@ def test_cancel_keeps_what_was_written_marked_cancelled(chat, server):
     assert "12,868 sets of natural images" in message.content
     assert "word" not in message.content  # nothing after the Esc
     assert stored(chat) == [("user", QUESTION, "done"), ("assistant", message.content, "cancelled")]
-    assert message.answer["answer"] == message.content
+    assert message.answer.text == message.content
 
 
 def test_cancel_before_any_word_forgets_the_question_and_its_empty_session(chat, server):
@@ -165,7 +168,7 @@ def test_failed_question_in_a_session_keeps_the_session_and_its_turns(chat, serv
     with pytest.raises(AssistantError):
         chat.stream(turn)
     chat.fail(turn)
-    assert stored(chat) == [("user", QUESTION, "done"), ("assistant", OLD["answer"], "done")]
+    assert stored(chat) == [("user", QUESTION, "done"), ("assistant", OLD.text, "done")]
     assert len(chat.sessions()) == 1
 
 
@@ -228,7 +231,7 @@ def test_session_operations(chat, tmp_path: Path):
     assert chat.session_id == digest.session_id  # a draft becomes a session
     question_id, _ = seeded(chat)
     assert chat.count_before(question_id) == 0
-    assert [m.content for m in chat.recent(1)] == [OLD["answer"]]
+    assert [m.content for m in chat.recent(1)] == [OLD.text]
     assert [m.id for m in chat.earlier(question_id + 1, 5)] == [question_id]
     chat.service.k = 7
     chat.save_settings()
@@ -247,7 +250,7 @@ def test_copied_answer_carries_its_cited_references(chat):
     seeded(chat)
     answer = chat.recent(1)[0]
     text = copy_text(answer)
-    assert text.startswith(OLD["answer"])
+    assert text.startswith(OLD.text)
     assert "References:" in text
     assert "[1] MetaShift (2022-02-14). https://arxiv.org/abs/2202.06523" in text
     assert "Not cited" not in text  # only the sources the answer cites

@@ -2,8 +2,10 @@
 from the same two tools) as a digest: the map (areas, themes, "Other papers"), the names,
 the trends and the length. The model's words are not what is tested here, so the digest runs
 against the fake endpoint (tests/fakeserver.py); the folder is ingested once for the module
-with the real MiniLM embedder (about a minute: the structure depends on real embeddings, so
-no subset or fake vectors stand in)."""
+with the real MiniLM's vectors: the structure depends on real embeddings, so no subset or fake
+vectors stand in. They are read from a recording of the real model
+(tests/data/arxiv-week-2025.minilm-f16.npz, `python -m tests.recorded_vectors`), checked
+against the model on a sample every run, because computing them takes four minutes here."""
 
 from __future__ import annotations
 
@@ -22,12 +24,18 @@ from assistant.store import Library
 
 from .conftest import ROOT, make_settings
 from .fakeserver import FakeServer
+from .recorded_vectors import RecordedEmbedder, text_key
 
 WEEK = ROOT / "tests" / "data" / "arxiv-week-2025"
 
 
 @pytest.fixture(scope="module")
-def week_home(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
+def recorded(embedder) -> RecordedEmbedder:
+    return RecordedEmbedder(embedder)
+
+
+@pytest.fixture(scope="module")
+def week_home(tmp_path_factory: pytest.TempPathFactory, recorded: RecordedEmbedder) -> Path:
     from assistant.ingest import ingest
 
     home = tmp_path_factory.mktemp("week-home")
@@ -36,10 +44,27 @@ def week_home(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
         [WEEK],  # the folder as a user ingests it (its README is skipped)
         settings,
         library=Library.open(settings),
-        embedder=embedder,
+        embedder=recorded,
     )
     assert not report.failures
     return home
+
+
+def test_the_recorded_vectors_are_the_real_models_for_every_chunk(
+    week_home: Path, recorded: RecordedEmbedder, embedder
+):
+    """Every chunk the ingest embedded was in the recording (re-record after a chunking
+    change), and a sample of them is what the real model computes now."""
+    import numpy as np
+
+    assert recorded.misses == 0, "re-record: python -m tests.recorded_vectors"
+    library = Library.open(make_settings(week_home))
+    chunks = library.chunks().get(limit=24, include=["documents", "embeddings"])
+    texts = chunks["documents"]
+    assert len(texts) == 24 and all(text_key(t) in recorded.index for t in texts)
+    now = embedder.embed(texts)
+    stored = np.asarray(chunks["embeddings"], dtype=np.float32)
+    assert np.min(np.sum(now * stored, axis=1)) > 0.999
 
 
 @pytest.fixture(scope="module")

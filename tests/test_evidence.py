@@ -9,17 +9,13 @@ run against the real SmolLM2 server.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 
 import pytest
 
-from assistant.answer import (
-    ABSTAIN_TEXT,
-    UNSUPPORTED_LEAD,
-    answer_from_dict,
-    ask,
-)
+from assistant.answer import ABSTAIN_TEXT, UNSUPPORTED_LEAD, Answer, ask
 from assistant.citations import SourceText, review
 from assistant.evidence import answerability, fetch_abstracts, name_tokens
 from assistant.llm import ModelClient
@@ -195,9 +191,32 @@ def test_json_carries_evidence_and_removed_sentences_and_round_trips(
         {"text", "start", "end", "title", "n"} <= set(q) for q in data["evidence"]
     )
     assert data["removed"] and data["removed"][0]["reason"] in ("no-content", "unsupported")
-    again = answer_from_dict(data)
+    again = Answer.from_dict(json.loads(json.dumps(data)))
     assert again.full_text() == answer.full_text()
     assert [q.text for q in again.evidence] == [q.text for q in answer.evidence]
+    # One shape: what is stored reads back as the answer that printed it, field for field.
+    # (The time outside the model is derived from timings rounded when written.)
+    assert {**again.to_dict(), "usage": None} == {**data, "usage": None}
+    assert again.usage.total_s == data["usage"]["total_s"]
+    assert again.answerability is not None and answer.answerability is not None
+    assert again.answerability.reason == answer.answerability.reason
+    assert again.removed == answer.removed and again.citations == answer.citations
+
+
+def test_an_older_stored_answer_reads_back_with_defaults() -> None:
+    """Records from earlier versions lack fields and may hold values that no longer parse."""
+    old = Answer.from_dict(
+        {
+            "answer": "It is small [1].",
+            "sources": [{"n": "1", "title": "A", "published": "not a date"}],
+            "citations": [{"n": 1, "title": "A", "supported": 1}],
+            "unknown_key": True,
+        }
+    )
+    assert old.text == "It is small [1]." and old.question == "" and old.evidence == []
+    assert old.sources[0].n == 1 and old.sources[0].published is None
+    assert old.supported(old.sources[0]) and old.cited_sources == old.sources
+    assert old.usage.total_s == 0.0 and old.answerability is None
 
 
 def test_a_multi_paper_answer_groups_evidence_per_paper(sample_retriever, fake) -> None:

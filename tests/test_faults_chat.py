@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input
 
-from assistant.answer import answer_from_dict
+from assistant.answer import Answer
 from assistant.chat.service import ChatService
 from assistant.cli import main
 from assistant.errors import SessionsDamaged
@@ -101,7 +101,7 @@ def test_regenerate_that_fails_keeps_the_old_question_and_answer(sample_copy: Pa
                 assert "regenerate exploded" in error and "previous answer is kept" in error
                 assert [v.body for v in views(app, "user")] == [QUESTION]
                 answers = views(app, "assistant")
-                assert [v.body for v in answers] == [METASHIFT_ANSWER["answer"]]
+                assert [v.body for v in answers] == [METASHIFT_ANSWER.text]
                 assert not answers[0].has_class("-replaced")
                 assert app.session_id == session_id and app.is_running
 
@@ -111,7 +111,7 @@ def test_regenerate_that_fails_keeps_the_old_question_and_answer(sample_copy: Pa
         stored = store.messages(session_id)
     assert [(m.role, m.content) for m in stored] == [
         ("user", QUESTION),
-        ("assistant", METASHIFT_ANSWER["answer"]),
+        ("assistant", METASHIFT_ANSWER.text),
     ]
     assert stored[1].answer == METASHIFT_ANSWER
 
@@ -167,14 +167,14 @@ def test_regenerate_cancelled_keeps_the_old_answer(sample_copy: Path):
                 await pilot.pause()
                 assert "previous answer is kept" in views(app)[-1].body
                 answers = views(app, "assistant")
-                assert [v.body for v in answers] == [METASHIFT_ANSWER["answer"]]
+                assert [v.body for v in answers] == [METASHIFT_ANSWER.text]
 
         run(scenario())
     with SessionStore.open(sample_copy) as store:
         stored = store.messages(session_id)
     assert [(m.role, m.content, m.status) for m in stored] == [
         ("user", QUESTION, "done"),
-        ("assistant", METASHIFT_ANSWER["answer"], "done"),
+        ("assistant", METASHIFT_ANSWER.text, "done"),
     ]
 
 
@@ -279,7 +279,7 @@ def fill_sessions(home: Path, sessions: int = 12, per_session: int = 6) -> list[
                     session.id,
                     "assistant",
                     f"answer {i}.{j} " + "a" * 300,
-                    answer={"answer": f"answer {i}.{j}"},
+                    answer=Answer.from_dict({"answer": f"answer {i}.{j}"}),
                 )
     return ids
 
@@ -373,9 +373,9 @@ def test_sessions_repair_moves_the_damaged_file_aside_and_keeps_what_is_readable
         sessions = store.list_sessions()
         assert len(sessions) == 12 and all(s.message_count == 6 for s in sessions)
         first = store.messages(min(s.id for s in sessions))
-        assert first[0].content.startswith("question 0.0") and first[1].answer == {
-            "answer": "answer 0.0"
-        }
+        assert first[0].content.startswith("question 0.0") and first[1].answer == Answer.from_dict(
+            {"answer": "answer 0.0"}
+        )
     proc = run_cli("sessions", "list", home=home)
     assert proc.returncode == 0 and "Recovered session" in proc.stdout
 
@@ -459,7 +459,7 @@ def test_salvaged_rows_keep_their_ids_and_a_lost_session_is_named_after_its_id(t
         assert (answer.id, answer.status, answer.answer) == (
             11,
             "cancelled",
-            {"answer": "Because."},
+            Answer.from_dict({"answer": "Because."}),
         )
         assert [s.id for s in store.list_sessions()] == [7, 3]
 
@@ -566,7 +566,7 @@ def test_follow_up_timeout_is_reported_once_not_waited_out_twice(tmp_path: Path,
         service = ChatService(settings)
         service.retriever = sample_retriever
         service.ready.set()
-        history = [Turn(QUESTION, answer_from_dict(METASHIFT_ANSWER))]
+        history = [Turn(QUESTION, METASHIFT_ANSWER)]
         with pytest.raises(ModelTimeout):
             service.answer(FOLLOW_UP, history)
         service.close()

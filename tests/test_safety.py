@@ -231,9 +231,10 @@ def test_item1_paper_escapes_never_reach_the_terminal(hostile_home: Path, tmp_pa
 def test_item1_chat_widgets_show_escapes_inert():
     from rich.console import Console
 
+    from assistant.answer import Answer
     from assistant.tui.widgets import MessageView, citation_line, snippet_text
 
-    answer = {"citations": [{"n": 1, "title": ESC_TITLE, "supported": True}]}
+    answer = Answer.from_dict({"citations": [{"n": 1, "title": ESC_TITLE, "supported": True}]})
     assert unsafe_chars(citation_line(answer).plain) == []
     assert unsafe_chars(snippet_text(ESC_TITLE + " [attention]", 40).plain) == []
     view = MessageView("assistant", "Heads [1]. " + ESC_TITLE, answer=answer)

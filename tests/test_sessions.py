@@ -9,12 +9,14 @@ import re
 import sqlite3
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from rich.text import Text
 
+from assistant.answer import Answer
 from assistant.errors import SessionNotFound, StoreError
 from assistant.followup import CONDENSE_TURNS
 from assistant.sessions import DB_NAME, SessionStore
@@ -27,7 +29,7 @@ from assistant.sessions.store import DEFAULT_TITLE
 
 from .conftest import ROOT
 
-ANSWER = {
+ANSWER_DATA = {
     "question": "Which method quantizes the projection to INT4?",
     "standalone_question": None,
     "answer": "Q-GaLore quantizes the projection matrices to INT4 [1].",
@@ -62,6 +64,7 @@ ANSWER = {
     "abstained": False,
     "model": "smollm2",
 }
+ANSWER = Answer.from_dict(ANSWER_DATA)
 
 
 class Clock:
@@ -81,12 +84,10 @@ def store(tmp_path: Path):
         yield s
 
 
-def fill(store: SessionStore, question: str, answer: dict | None = None) -> int:
+def fill(store: SessionStore, question: str, answer: Answer = ANSWER) -> int:
     session = store.create_session()
     store.add_message(session.id, "user", question)
-    store.add_message(
-        session.id, "assistant", (answer or ANSWER)["answer"], answer=answer or ANSWER
-    )
+    store.add_message(session.id, "assistant", answer.text, answer=answer)
     return session.id
 
 
@@ -94,7 +95,7 @@ def test_create_add_rename_delete(store: SessionStore):
     session = store.create_session(model="smollm2", filters={"since": "2024-01-01", "k": 4})
     assert session.title == DEFAULT_TITLE and session.message_count == 0
     store.add_message(session.id, "user", "Which method quantizes the projection to INT4?")
-    reply = store.add_message(session.id, "assistant", ANSWER["answer"], answer=ANSWER)
+    reply = store.add_message(session.id, "assistant", ANSWER.text, answer=ANSWER)
     got = store.get_session(session.id)
     # The first question names the session; the answer keeps its citations and sources.
     assert got.title == "Which method quantizes the projection to INT4?"
@@ -102,8 +103,10 @@ def test_create_add_rename_delete(store: SessionStore):
     assert got.filters == {"since": "2024-01-01", "k": 4}
     assert [m.role for m in store.messages(session.id)] == ["user", "assistant"]
     assert reply.answer == ANSWER
-    assert [s["n"] for s in reply.cited_sources] == [1]
-    assert reply.cited_sources[0]["supported"] is True
+    assert [s.n for s in reply.answer.cited_sources] == [1]
+    assert reply.answer.supported(reply.answer.cited_sources[0]) is True
+    # What is stored reads back whole: the same JSON `ask --json` prints.
+    assert json.loads(json.dumps(reply.answer.to_dict())) == ANSWER.to_dict()
 
     store.rename_session(session.id, "  INT4   projections ")
     assert store.get_session(session.id).title == "INT4 projections"
@@ -138,7 +141,7 @@ def test_search_by_title_and_content(store: SessionStore):
     meta = fill(
         store,
         "How many sets does MetaShift contain?",
-        dict(ANSWER, answer="MetaShift has 12,868 sets of natural images [1]."),
+        replace(ANSWER, text="MetaShift has 12,868 sets of natural images [1]."),
     )
     store.rename_session(meta, "Distribution shift datasets")
     assert [s.id for s in store.search("distribution")] == [meta]  # title only
@@ -154,7 +157,7 @@ def test_history_pairs_answered_questions_only(store: SessionStore):
     store.add_message(session, "digest", "# This week")
     history = store.history(session)
     assert [q for q, _ in history] == ["Which method quantizes the projection to INT4?"]
-    assert history[0][1]["citations"][0]["title"].startswith("Q-GaLore")
+    assert history[0][1].citations[0].title.startswith("Q-GaLore")
 
 
 def test_schema_version_and_v1_upgrade(tmp_path: Path):
@@ -190,7 +193,9 @@ def test_schema_version_and_v1_upgrade(tmp_path: Path):
     # The upgraded database takes v2 data, and a v1 answer still counts as history.
     store.add_message(1, "assistant", "with sources", answer=ANSWER)
     assert store.messages(1)[-1].answer == ANSWER
-    assert store.history(1) == [("What is GaLore?", {"answer": "A memory-saving method."})]
+    assert store.history(1) == [
+        ("What is GaLore?", Answer.from_dict({"answer": "A memory-saving method."}))
+    ]
     store.close()
     with sqlite3.connect(path) as db:
         indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
@@ -377,7 +382,7 @@ def test_search_snippets_mark_the_matched_words(store: SessionStore):
 )
 def test_search_text_is_never_an_fts5_syntax_error(store: SessionStore, text: str):
     galore = fill(store, "What is GaLore? x y")
-    other = fill(store, "Something else entirely", dict(ANSWER, answer="Nothing relevant."))
+    other = fill(store, "Something else entirely", replace(ANSWER, text="Nothing relevant."))
     found = [s.id for s in store.list_sessions(search=text)]
     hits = store.search_messages(text)
     if text.strip() == "":
@@ -434,7 +439,7 @@ def test_search_without_fts5_falls_back_to_like(tmp_path: Path, monkeypatch):
         added = fill(
             store,
             "How does a zebra-crossing detector work?",
-            dict(ANSWER, answer="It finds stripes."),
+            replace(ANSWER, text="It finds stripes."),
         )
         assert [s.id for s in store.search("zebra")] == [added]
         assert [s.id for s in store.search("alor")] == [kept]  # a substring, not a prefix
@@ -512,7 +517,10 @@ def test_history_last_reads_only_the_tail(store: SessionStore, monkeypatch):
     session = store.create_session()
     rows = []
     for i in range(50):
-        rows += [("user", f"question {i}", None), ("assistant", f"answer {i}", {"answer": str(i)})]
+        rows += [
+            ("user", f"question {i}", None),
+            ("assistant", f"answer {i}", Answer.from_dict({"answer": str(i)})),
+        ]
         if i % 7 == 0:  # noise history skips: a digest, an unanswered question
             rows += [("digest", "# a digest", None), ("user", f"unanswered {i}", None)]
     store.bulk_add(session.id, rows)
@@ -559,37 +567,40 @@ def test_condense_uses_no_more_turns_than_the_store_loads():
 
 
 def test_export_puts_each_answers_sources_and_quotes_under_it(store: SessionStore):
-    first = dict(
-        ANSWER,
-        evidence=[
-            {
-                "n": 1,
-                "paper_id": "arxiv:2407.08296",
-                "text": "We introduce Q-GaLore, which quantizes the projection to INT4.",
-                "title": "Q-GaLore: Quantized GaLore with INT4 Projection",
-            }
-        ],
+    first = Answer.from_dict(
+        dict(
+            ANSWER_DATA,
+            evidence=[
+                {
+                    "n": 1,
+                    "paper_id": "arxiv:2407.08296",
+                    "text": "We introduce Q-GaLore, which quantizes the projection to INT4.",
+                }
+            ],
+        )
     )
-    second = {
-        "answer": "MetaShift has 12,868 sets [1].",
-        "citations": [
-            {"n": 1, "paper_id": "arxiv:2202.06523", "title": "MetaShift", "supported": True}
-        ],
-        "sources": [
-            {
-                "n": 1,
-                "paper_id": "arxiv:2202.06523",
-                "title": "MetaShift",
-                "published": "2022-02-14",
-                "url": "https://arxiv.org/abs/2202.06523",
-            }
-        ],
-    }
+    second = Answer.from_dict(
+        {
+            "answer": "MetaShift has 12,868 sets [1].",
+            "citations": [
+                {"n": 1, "paper_id": "arxiv:2202.06523", "title": "MetaShift", "supported": True}
+            ],
+            "sources": [
+                {
+                    "n": 1,
+                    "paper_id": "arxiv:2202.06523",
+                    "title": "MetaShift",
+                    "published": "2022-02-14",
+                    "url": "https://arxiv.org/abs/2202.06523",
+                }
+            ],
+        }
+    )
     session = store.create_session()
     store.add_message(session.id, "user", "Which method quantizes the projection to INT4?")
-    store.add_message(session.id, "assistant", first["answer"], answer=first)
+    store.add_message(session.id, "assistant", first.text, answer=first)
     store.add_message(session.id, "user", "How many sets does MetaShift have?")
-    store.add_message(session.id, "assistant", second["answer"], answer=second)
+    store.add_message(session.id, "assistant", second.text, answer=second)
     text = export_markdown(store, session.id)
     answers = text.split("## Answer")[1:]
     assert len(answers) == 2
@@ -600,8 +611,7 @@ def test_export_puts_each_answers_sources_and_quotes_under_it(store: SessionStor
     assert "[1] MetaShift (2022-02-14). https://arxiv.org/abs/2202.06523" in two
     # An answer stored with its evidence in its text (as the chat does) is not quoted twice.
     store.add_message(session.id, "user", "Again?")
-    shown = first["answer"] + "\n\n**Evidence**\n\n- [1] *Q-GaLore*\n    - “We introduce Q-GaLore”"
-    store.add_message(session.id, "assistant", shown, answer=first)
+    store.add_message(session.id, "assistant", first.full_text(), answer=first)
     last = export_markdown(store, session.id).split("## Answer")[3].split("## All references")[0]
     assert last.count("We introduce Q-GaLore") == 1
 

@@ -26,6 +26,7 @@ from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import Input, OptionList
 
+from assistant.answer import Answer
 from assistant.localserver import free_port
 from assistant.sessions import SessionStore
 from assistant.settings import Settings
@@ -43,35 +44,37 @@ DEAD_ENDPOINT = "http://127.0.0.1:9/v1"  # the discard port: nothing listens the
 FROZEN = datetime(2025, 3, 3, 9, 30, tzinfo=timezone.utc)
 REPLY_TIMEOUT = 420  # SmolLM2 on a busy 2-core machine can take minutes per answer
 
-METASHIFT_ANSWER = {
-    "question": QUESTION,
-    "standalone_question": None,
-    "answer": "The MetaShift collection contains 12,868 sets of natural images [1].",
-    "citations": [
-        {
-            "n": 1,
-            "paper_id": "metashift",
-            "title": "MetaShift: A Dataset of Datasets for Evaluating Contextual "
-            "Distribution Shifts and Training Conflicts",
-            "supported": True,
-        }
-    ],
-    "sources": [
-        {
-            "n": 1,
-            "paper_id": "metashift",
-            "title": "MetaShift: A Dataset of Datasets for Evaluating Contextual "
-            "Distribution Shifts and Training Conflicts",
-            "published": "2022-02-14",
-            "passage": "We present MetaShift, a collection of 12,868 sets of natural "
-            "images across 410 classes.",
-            "url": None,
-            "similarity": 0.74,
-        }
-    ],
-    "abstained": False,
-    "model": "smollm2",
-}
+METASHIFT_ANSWER = Answer.from_dict(
+    {
+        "question": QUESTION,
+        "standalone_question": None,
+        "answer": "The MetaShift collection contains 12,868 sets of natural images [1].",
+        "citations": [
+            {
+                "n": 1,
+                "paper_id": "metashift",
+                "title": "MetaShift: A Dataset of Datasets for Evaluating Contextual "
+                "Distribution Shifts and Training Conflicts",
+                "supported": True,
+            }
+        ],
+        "sources": [
+            {
+                "n": 1,
+                "paper_id": "metashift",
+                "title": "MetaShift: A Dataset of Datasets for Evaluating Contextual "
+                "Distribution Shifts and Training Conflicts",
+                "published": "2022-02-14",
+                "passage": "We present MetaShift, a collection of 12,868 sets of natural "
+                "images across 410 classes.",
+                "url": None,
+                "similarity": 0.74,
+            }
+        ],
+        "abstained": False,
+        "model": "smollm2",
+    }
+)
 
 
 def run(coro) -> None:
@@ -149,9 +152,7 @@ def seed(home: Path, clock: Callable[[], datetime] | None = None, extra: int = 0
                 ],
             )
         store.add_message(session.id, "user", QUESTION)
-        store.add_message(
-            session.id, "assistant", METASHIFT_ANSWER["answer"], answer=METASHIFT_ANSWER
-        )
+        store.add_message(session.id, "assistant", METASHIFT_ANSWER.text, answer=METASHIFT_ANSWER)
         return session.id
 
 
@@ -167,10 +168,10 @@ def test_typed_question_is_answered_with_sources(chat_settings: Settings):
             user, answer = views(app, "user"), views(app, "assistant")
             assert [v.body for v in user] == [QUESTION]
             assert len(answer) == 1 and answer[0].status == "done"
-            citations = answer[0].answer["citations"]
+            citations = answer[0].answer.citations
             assert citations, answer[0].answer
             for c in citations:
-                assert f"[{c['n']}" in answer[0].body
+                assert f"[{c.n}" in answer[0].body
             # The sources panel shows each cited paper with its date and verdict.
             prompts = source_prompts(app)
             assert len(prompts) == len(citations)
@@ -224,8 +225,8 @@ def test_resumed_session_takes_a_follow_up_and_keys_move_between_answers(
             replies = views(app, "assistant")
             assert len(replies) == 2, [v.body for v in views(app)]
             data = replies[-1].answer
-            assert data["question"] == FOLLOW_UP
-            assert data["standalone_question"] == "How was the MetaShift collection built?"
+            assert data.question == FOLLOW_UP
+            assert data.standalone_question == "How was the MetaShift collection built?"
             # The keyboard moves the sources panel between answers, as a click does.
             latest = source_prompts(app)
             assert replies[1].has_class("-selected")
@@ -277,8 +278,8 @@ def test_escape_cancels_keeping_the_partial_answer_then_regenerate(
             await pilot.press("ctrl+y")
             assert app.clipboard.startswith(replies[0].body.strip())
             assert "References:" in app.clipboard and "MetaShift" in app.clipboard
-            cited = replies[0].answer["citations"]
-            assert cited and all(f"[{c['n']}] {c['title']}" in app.clipboard for c in cited)
+            cited = replies[0].answer.citations
+            assert cited and all(f"[{c.n}] {c.title}" in app.clipboard for c in cited)
 
     run(scenario())
 
@@ -415,7 +416,7 @@ def test_keys_help_rename_delete_search(offline_settings: Settings):
 
             await pilot.press("ctrl+y")  # the answer, then the papers it cites
             assert app.clipboard == (
-                f"{METASHIFT_ANSWER['answer']}\n\nReferences:\n\n"
+                f"{METASHIFT_ANSWER.text}\n\nReferences:\n\n"
                 "- [1] MetaShift: A Dataset of Datasets for Evaluating Contextual "
                 "Distribution Shifts and Training Conflicts (2022-02-14). "
                 "(supported by its passage)"
@@ -573,7 +574,7 @@ def test_long_session_mounts_recent_messages_and_loads_earlier(offline_settings:
         app = ChatApp(offline_settings, session_id=session_id)
         async with app.run_test(size=SIZE) as pilot:
             assert len(views(app)) == 50
-            assert views(app)[-1].body == METASHIFT_ANSWER["answer"]
+            assert views(app)[-1].body == METASHIFT_ANSWER.text
             assert "70 earlier messages" in plain(app.query_one("#earlier"))
             await pilot.press("ctrl+g")
             await pilot.pause()

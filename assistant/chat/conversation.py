@@ -17,13 +17,14 @@ that the chat makes goes through this class.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..answer import Answer, answer_from_dict
+from ..answer import Answer
 from ..errors import UsageError
 from ..followup import Turn
 from ..sessions import Message, Session, SessionStore
@@ -160,8 +161,8 @@ class Conversation:
         if session_id is None:
             return []
         return [
-            Turn(question, answer_from_dict(data))
-            for question, data in self.store.history(
+            Turn(question, answer)
+            for question, answer in self.store.history(
                 session_id, before_id=before_id, last=self.service.turn.history
             )
         ]
@@ -239,23 +240,24 @@ class Conversation:
                 self.session_id = None
 
     def _store_answer(self, turn: PendingTurn, text: str, answer: Answer, status: str) -> Message:
-        data = answer.to_dict()
         if status == "cancelled":
-            data["answer"] = text
+            answer = dataclasses.replace(answer, text=text)
         if turn.replacing is None:
             return self.store.add_message(
-                turn.session_id, "assistant", text, answer=data, status=status
+                turn.session_id, "assistant", text, answer=answer, status=status
             )
         return self.store.replace_answer(
-            turn.session_id, turn.replacing.id, text, answer=data, status=status
+            turn.session_id, turn.replacing.id, text, answer=answer, status=status
         )
 
 
 def copy_text(message: Message) -> str:
     """An answer as it is copied: its text, then its references as the export writes them."""
     text = message.content.strip()
-    refs = message.cited_sources
-    if not refs:
+    answer = message.answer
+    refs = answer.cited_sources if answer else []
+    if not answer or not refs:
         return text
-    lines = [text, "", "References:", ""] + [f"- {source_line(s)}" for s in refs]
+    lines = [text, "", "References:", ""]
+    lines += [f"- {source_line(s, answer.supported(s))}" for s in refs]
     return "\n".join(lines)

@@ -95,7 +95,7 @@ def _session_ids(settings, session_id: int) -> list[str]:
         store.get_session(session_id)  # a missing session is its own clear error
         seen: dict[str, None] = {}
         for message in store.messages(session_id):
-            for source in message.cited_sources:
-                if source.get("paper_id"):
-                    seen.setdefault(str(source["paper_id"]), None)
+            for source in message.answer.cited_sources if message.answer else []:
+                if source.paper_id:
+                    seen.setdefault(source.paper_id, None)
     return list(seen)

@@ -11,27 +11,27 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..errors import StoreError
 from ..safe_text import safe_line, safe_markdown, safe_url
 from .records import Message, Session, describe_filters
 from .store import SessionStore
 
+if TYPE_CHECKING:
+    from ..answer import Source
 
-def source_line(source: dict[str, Any]) -> str:
-    """One reference: `[n] Title (date). url, supported by its passage`."""
-    when = safe_line(str(source.get("published") or "undated"))
-    line = f"[{source.get('n')}] {safe_markdown(safe_line(str(source.get('title', ''))))} ({when})."
-    url = safe_url(source.get("url"))
+
+def source_line(source: Source, supported: bool | None = None) -> str:
+    """One reference: `[n] Title (date). url, supported by its passage` (the verdict
+    when one is given)."""
+    when = safe_line(source.published.isoformat() if source.published else "undated")
+    line = f"[{source.n}] {safe_markdown(safe_line(source.title))} ({when})."
+    url = safe_url(source.url)
     if url:
         line += f" {url}"
-    if "supported" in source:
-        line += (
-            " (supported by its passage)"
-            if source["supported"]
-            else " (not supported by its passage)"
-        )
+    if supported is not None:
+        line += " (supported by its passage)" if supported else " (not supported by its passage)"
     return line
 
 
@@ -49,7 +49,7 @@ def render_markdown(session: Session, messages: list[Message]) -> str:
     if describe_filters(session.filters):
         meta.append(f"- filters: {safe_markdown(safe_line(describe_filters(session.filters)))}")
     lines += meta + [""]
-    cited: dict[str, dict[str, Any]] = {}
+    cited: dict[str, Source] = {}
     for message in messages:
         if message.role == "user":
             lines += ["## Question", "", safe_markdown(message.content.strip()), ""]
@@ -58,29 +58,29 @@ def render_markdown(session: Session, messages: list[Message]) -> str:
         lines += [heading, "", safe_markdown(message.content.strip()), ""]
         if message.status == "cancelled":
             lines += ["*(cancelled before the model finished)*", ""]
-        refs = message.cited_sources
-        # The chat stores an answer's evidence in its text; `ask` stores the prose alone,
-        # so there the quotes go under the paper they come from.
-        quotes = [] if "**Evidence**" in message.content else message.evidence
-        if refs:
-            lines += ["References:", ""]
-            for source in refs:
-                lines.append(f"- {source_line(source)}")
+        answer = message.answer
+        if answer is None or not answer.cited_sources:
+            continue
+        # A turn's stored text holds its evidence (`Answer.full_text`); a reply stored
+        # with its prose alone (older `ask` records) gets its quotes under each paper.
+        quoted = answer.evidence_text() in message.content
+        lines += ["References:", ""]
+        for source in answer.cited_sources:
+            lines.append(f"- {source_line(source, answer.supported(source))}")
+            if not quoted:
                 lines += [
-                    f"    - “{safe_markdown(' '.join(str(q.get('text', '')).split()))}”"
-                    for q in quotes
-                    if q.get("n") == source.get("n")
+                    f"    - “{safe_markdown(' '.join(q.text.split()))}”"
+                    for q in answer.quotes(source)
                 ]
-            lines.append("")
-        for source in refs:
-            cited.setdefault(str(source.get("paper_id")), source)
+            cited.setdefault(source.paper_id, source)
+        lines.append("")
     if cited:
         lines += ["## All references", ""]
         for i, source in enumerate(cited.values(), start=1):
-            when = safe_line(str(source.get("published") or "undated"))
-            url = safe_url(source.get("url"))
+            when = safe_line(source.published.isoformat() if source.published else "undated")
+            url = safe_url(source.url)
             url = f" {url}" if url else ""
-            title = safe_markdown(safe_line(str(source.get("title", ""))))
+            title = safe_markdown(safe_line(source.title))
             lines.append(f"{i}. {title} ({when}).{url}")
         lines.append("")
     return "\n".join(lines)

@@ -1,9 +1,9 @@
 """What the sessions store hands out: sessions, messages and search hits.
 
 Plain dataclasses built from sqlite rows, so the chat, the CLI and the
-export read them without SQL. An assistant message keeps its stored answer
-(`Answer.to_dict()` decoded from JSON) as a dict, read through small views
-(`citations`, `sources`, `evidence`, `cited_sources`).
+export read them without SQL. An assistant message's stored answer reads
+back as the `Answer` that was stored (`Answer.from_dict`): one shape, live
+or resumed, for the widgets, the export and the follow-up history.
 """
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ import json
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..answer import Answer
 
 # What a snippet puts around each matched term: control characters no one types,
 # so a widget can style them (`search.highlight_parts`) and nothing in a message is
@@ -114,40 +117,34 @@ class Session:
         return found
 
 
-def cited_sources(answer: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The sources a stored answer (`Answer.to_dict`) cites, in source order, each with its
-    `supported` verdict added: what the export's references and the chat's sources panel
-    list (`Answer.cited_sources` is the same rule on a live answer)."""
-    answer = answer or {}
-    supported = {c.get("n"): bool(c.get("supported")) for c in answer.get("citations") or []}
-    return [
-        dict(s, supported=supported[s.get("n")])
-        for s in answer.get("sources") or []
-        if s.get("n") in supported
-    ]
-
-
 @dataclass
 class Message:
-    """One message. `answer` is the stored `Answer.to_dict()` of an assistant reply."""
+    """One message; `answer` is an assistant reply's stored `Answer`, read back."""
 
     id: int
     session_id: int
     role: str
     content: str
     created: str
-    answer: dict[str, Any] | None = None
+    answer: Answer | None = None
     status: str = "done"
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Message:
-        """A `messages` row; an answer whose JSON cannot be read is stored as none."""
+        """A `messages` row; an answer whose JSON cannot be read is stored as none.
+
+        `answer` (and the checking code it pulls in) is imported only for a row that
+        has one: listing sessions reads no message."""
         answer = None
         if row["answer"]:
             try:
-                answer = json.loads(row["answer"])
+                data = json.loads(row["answer"])
             except ValueError:
-                answer = None
+                data = None
+            if isinstance(data, dict):
+                from ..answer import Answer
+
+                answer = Answer.from_dict(data)
         return cls(
             id=row["id"],
             session_id=row["session_id"],
@@ -158,24 +155,6 @@ class Message:
             status=row["status"] or "done",
         )
 
-    @property
-    def citations(self) -> list[dict[str, Any]]:
-        return list((self.answer or {}).get("citations") or [])
-
-    @property
-    def sources(self) -> list[dict[str, Any]]:
-        return list((self.answer or {}).get("sources") or [])
-
-    @property
-    def evidence(self) -> list[dict[str, Any]]:
-        """The verbatim quotes the answer rests on (`n` names their source)."""
-        return list((self.answer or {}).get("evidence") or [])
-
-    @property
-    def cited_sources(self) -> list[dict[str, Any]]:
-        """The sources the answer cites, each with its `supported` verdict added."""
-        return cited_sources(self.answer)
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -184,5 +163,5 @@ class Message:
             "content": self.content,
             "created": self.created,
             "status": self.status,
-            "answer": self.answer,
+            "answer": self.answer.to_dict() if self.answer else None,
         }

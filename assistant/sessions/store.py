@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import SessionNotFound, StoreError, UsageError
 from ..safe_text import safe_line, safe_text
@@ -28,6 +28,9 @@ from .guard import damaged, guarded
 from .records import MARK, SELECT_SESSIONS, Message, SearchHit, Session, utc_now
 from .schema import ROLES, STATUSES
 from .search import NO_FTS_NOTICE, find_messages, find_sessions
+
+if TYPE_CHECKING:
+    from ..answer import Answer
 
 DB_NAME = "sessions.db"
 DEFAULT_TITLE = "New chat"
@@ -66,8 +69,8 @@ _INSERT_MESSAGE = (
 )
 
 
-def _answer_json(answer: dict[str, Any] | None) -> str | None:
-    return json.dumps(answer, default=str) if answer is not None else None
+def _answer_json(answer: Answer | None) -> str | None:
+    return json.dumps(answer.to_dict()) if answer is not None else None
 
 
 def _title_from(question: str) -> str:
@@ -75,15 +78,18 @@ def _title_from(question: str) -> str:
     return title if len(title) <= TITLE_MAX else title[: TITLE_MAX - 1].rstrip() + "…"
 
 
-def _pairs(messages: list[Message]) -> list[tuple[str, dict[str, Any]]]:
-    """Each answer with the question just before it (unanswered questions, digests skipped)."""
-    pairs: list[tuple[str, dict[str, Any]]] = []
+def _pairs(messages: list[Message]) -> list[tuple[str, Answer]]:
+    """Each answer with the question just before it (unanswered questions, digests skipped;
+    a reply stored without its answer reads as an answer of its text alone)."""
+    from ..answer import Answer
+
+    pairs: list[tuple[str, Answer]] = []
     pending: str | None = None
     for message in messages:
         if message.role == "user":
             pending = message.content
         elif message.role == "assistant" and pending is not None:
-            pairs.append((pending, message.answer or {"answer": message.content}))
+            pairs.append((pending, message.answer or Answer.from_dict({"answer": message.content})))
             pending = None
     return pairs
 
@@ -302,7 +308,7 @@ class SessionStore:
         role: str,
         content: str,
         *,
-        answer: dict[str, Any] | None = None,
+        answer: Answer | None = None,
         status: str = "done",
     ) -> Message:
         """Append a message; the session's first question becomes its title."""
@@ -332,7 +338,7 @@ class SessionStore:
         old_answer_id: int,
         content: str,
         *,
-        answer: dict[str, Any] | None = None,
+        answer: Answer | None = None,
         status: str = "done",
     ) -> Message:
         """Store a regenerated answer in place of `old_answer_id`, in one transaction.
@@ -404,7 +410,7 @@ class SessionStore:
     @guarded
     def history(
         self, session_id: int, before_id: int | None = None, *, last: int | None = None
-    ) -> list[tuple[str, dict[str, Any]]]:
+    ) -> list[tuple[str, Answer]]:
         """(question, stored answer) for each answered question, oldest first.
 
         The chat turns these back into `followup.Turn`s so a resumed session's
@@ -433,7 +439,7 @@ class SessionStore:
             cursor = got[0].id
 
     @guarded
-    def bulk_add(self, session_id: int, rows: Iterable[tuple[str, str, dict | None]]) -> int:
+    def bulk_add(self, session_id: int, rows: Iterable[tuple[str, str, Answer | None]]) -> int:
         """Insert many (role, content, answer) messages at once (benchmarks, imports)."""
         now = self._now()
         stored = [

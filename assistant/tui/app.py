@@ -391,8 +391,7 @@ class ChatApp(App[None]):
         source = self.query_one(SourcesPanel).source_for(event.option.id)
         if source is None:
             return
-        paper_id = str(source.get("paper_id"))
-        self.push_screen(AbstractScreen(source, partial(self.service.abstract, paper_id)))
+        self.push_screen(AbstractScreen(source, partial(self.service.abstract, source.paper_id)))
 
     # -- the conversation ----------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 from rich.text import Text
@@ -14,6 +14,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
 from ..safe_text import safe_line, safe_text, safe_url
+
+if TYPE_CHECKING:
+    from ..answer import Source
 
 
 def binding_rows(
@@ -76,9 +79,7 @@ class AbstractScreen(ModalScreen[None]):
     AUTO_FOCUS = "#abstract-body"
     BINDINGS = [Binding("escape,q", "dismiss", "Close", show=False)]
 
-    def __init__(
-        self, source: dict[str, Any], fetch: Callable[[], dict[str, Any]] | None = None
-    ) -> None:
+    def __init__(self, source: Source, fetch: Callable[[], dict[str, Any]] | None = None) -> None:
         super().__init__(id="abstract")
         self.source = source
         self._fetch = fetch
@@ -101,9 +102,10 @@ class AbstractScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="abstract-body"):
-            yield Label(Text(safe_line(str(self.source.get("title", "")))), classes="title")
-            when = self.source.get("published") or "undated"
-            url = safe_url(self.source.get("url")) or ""
+            yield Label(Text(safe_line(self.source.title)), classes="title")
+            published = self.source.published
+            when = published.isoformat() if published else "undated"
+            url = safe_url(self.source.url) or ""
             yield Static(Text(safe_line(f"{when}  {url}".strip()), style="dim"), classes="meta")
             yield Static("loading the abstract…", id="abstract-text")
             yield Static(Text("Esc closes.", style="dim"))

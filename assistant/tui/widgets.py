@@ -10,7 +10,7 @@ when the reply is done.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.markdown import Markdown as RichMarkdown
@@ -23,8 +23,11 @@ from textual.widgets import Label, Markdown, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ..safe_text import safe_line, safe_text
-from ..sessions.records import Message, Session, cited_sources
+from ..sessions.records import Message, Session
 from ..sessions.search import highlight_parts
+
+if TYPE_CHECKING:
+    from ..answer import Answer, Source
 
 ROLE_LABELS = {
     "user": "You",
@@ -35,18 +38,17 @@ ROLE_LABELS = {
 }
 
 
-def citation_line(answer: dict[str, Any] | None) -> Text | None:
+def citation_line(answer: Answer | None) -> Text | None:
     """`[1] Title ✓  [2] Title ?` under an answer: its numbered citations."""
-    citations = (answer or {}).get("citations") or []
-    if not citations:
+    if answer is None or not answer.citations:
         return None
     line = Text()
-    for c in citations:
+    for c in answer.citations:
         if line:
             line.append("\n")
-        mark = ("✓", "green") if c.get("supported") else ("?", "yellow")
-        line.append(f"[{c.get('n')}] ", style="bold")
-        line.append(safe_line(str(c.get("title", ""))))
+        mark = ("✓", "green") if c.supported else ("?", "yellow")
+        line.append(f"[{c.n}] ", style="bold")
+        line.append(safe_line(c.title))
         line.append(f" {mark[0]}", style=mark[1])
     return line
 
@@ -75,7 +77,7 @@ class MessageView(Static, can_focus=False):
         content: str,
         *,
         message: Message | None = None,
-        answer: dict[str, Any] | None = None,
+        answer: Answer | None = None,
         status: str = "done",
         model: str | None = None,
     ) -> None:
@@ -84,7 +86,7 @@ class MessageView(Static, can_focus=False):
         self.message = message
         self.answer = answer if answer is not None else (message.answer if message else None)
         self.status = status
-        self.model = model or (self.answer or {}).get("model")
+        self.model = model or (self.answer.model if self.answer else None)
         # No DOM id from the message id: SQLite may hand a deleted message's id out again.
         super().__init__(self._renderable(), classes=f"message -{role}")
         if status == "cancelled":
@@ -254,46 +256,46 @@ class SourcesPanel(Vertical):
         yield Static("Ask a question; its cited papers show here.", classes="hint")
         yield OptionList(id="sources")
 
-    def show(self, answer: dict[str, Any] | None) -> None:
+    def show(self, answer: Answer | None) -> None:
         hint = self.query_one(".hint", Static)
         options = self.query_one("#sources", OptionList)
-        answer = answer or {}
-        cited = cited_sources(answer)
+        cited = answer.cited_sources if answer else []
         items = []
         for s in cited:
+            assert answer is not None
             item = Text()
-            item.append(f"[{s.get('n')}] ", style="bold")
-            item.append(safe_line(str(s.get("title", ""))), style="bold")
-            item.append(f"\n{safe_line(str(s.get('published') or 'undated'))} · ")
-            if s["supported"]:
+            item.append(f"[{s.n}] ", style="bold")
+            item.append(safe_line(s.title), style="bold")
+            item.append(f"\n{s.published.isoformat() if s.published else 'undated'} · ")
+            if answer.supported(s):
                 item.append("✓ supported", style="green")
             else:
                 item.append("? not supported by its passage", style="yellow")
-            quotes = [q for q in answer.get("evidence") or [] if q.get("n") == s.get("n")]
+            quotes = answer.quotes(s)
             if quotes:  # the verbatim sentences this answer rests on
                 for quote in quotes:
-                    item.append(f"\n“{safe_text(str(quote.get('text', '')))}”")
+                    item.append(f"\n“{safe_text(quote.text)}”")
                 item.append("\n")
             else:
-                passage = " ".join(safe_text(str(s.get("passage", ""))).split())
+                passage = " ".join(safe_text(s.passage).split())
                 if len(passage) > 220:
                     passage = passage[:219].rstrip() + "…"
                 item.append(f"\n{passage}\n", style="dim")
-            items.append(Option(item, id=f"paper-{s.get('n')}"))
+            items.append(Option(item, id=f"paper-{s.n}"))
         options.set_options(items)
         if items:
             options.highlighted = 0
-        self._papers = {f"paper-{s.get('n')}": s for s in cited}
+        self._papers = {f"paper-{s.n}": s for s in cited}
         if cited:
             hint.update("Enter or click: the whole abstract")
-        elif answer.get("abstained"):
+        elif answer is not None and answer.abstained:
             hint.update("No answer, so no sources.")
-        elif answer:
+        elif answer is not None:
             hint.update("This answer cites no source.")
         else:
             hint.update("Ask a question; its cited papers show here.")
 
-    def source_for(self, option_id: str | None) -> dict[str, Any] | None:
+    def source_for(self, option_id: str | None) -> Source | None:
         return getattr(self, "_papers", {}).get(option_id or "")
 
 
