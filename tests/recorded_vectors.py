@@ -1,0 +1,127 @@
+"""The real MiniLM's vectors for a fixture's chunks, recorded once and read back.
+
+Embedding the real week (2,008 papers) takes minutes on two cores, and every
+digest-week test needs those vectors, not the act of computing them (ingest
+has its own tests). `record` runs a real ingest with the real embedder and
+keeps each chunk's vector (float16, keyed by the SHA-1 of its text) in a file
+beside the fixture; `RecordedEmbedder` answers from that file and hands any
+text it does not hold to the real model, counting them (`misses`), so a change
+of chunking makes the suite slower, never wrong. `test_digest_week` checks
+a sample of the recording against the real model on every run.
+
+Re-record after changing how abstracts are chunked:
+
+    python -m tests.recorded_vectors
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+WEEK = ROOT / "tests" / "data" / "arxiv-week-2025"
+WEEK_VECTORS = ROOT / "tests" / "data" / "arxiv-week-2025.minilm-f16.npz"
+
+
+def text_key(text: str) -> bytes:
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).digest()
+
+
+class RecordedEmbedder:
+    """Looks texts up in a recording; embeds what it lacks with the real model."""
+
+    def __init__(self, real, path: Path = WEEK_VECTORS) -> None:
+        self.real = real
+        self.name = real.name
+        data = np.load(path)
+        self.vectors = data["vectors"].astype(np.float32)
+        self.vectors /= np.linalg.norm(self.vectors, axis=1, keepdims=True)
+        # Read as raw rows: a numpy bytes item drops trailing NULs, and one digest in
+        # 256 ends in one.
+        rows = data["keys"].view(np.uint8).reshape(-1, 20)
+        self.index = {row.tobytes(): i for i, row in enumerate(rows)}
+        self.misses = 0
+
+    @property
+    def dim(self) -> int:
+        return self.real.dim
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        missing = []
+        for i, text in enumerate(texts):
+            row = self.index.get(text_key(text))
+            if row is None:
+                missing.append(i)
+            else:
+                out[i] = self.vectors[row]
+        if missing:
+            self.misses += len(missing)
+            out[missing] = self.real.embed([texts[i] for i in missing])
+        return out
+
+    def fits(self, text: str) -> bool:
+        return self.real.fits(text)
+
+    def count_wordpieces(self, text: str) -> int:
+        return self.real.count_wordpieces(text)
+
+
+class _Recording:
+    """The real embedder, keeping what it embeds."""
+
+    def __init__(self, real) -> None:
+        self.real = real
+        self.name = real.name
+        self.seen: dict[bytes, np.ndarray] = {}
+
+    @property
+    def dim(self) -> int:
+        return self.real.dim
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        vectors = self.real.embed(texts)
+        for text, vector in zip(texts, vectors, strict=True):
+            self.seen[text_key(text)] = vector
+        return vectors
+
+    def fits(self, text: str) -> bool:
+        return self.real.fits(text)
+
+    def count_wordpieces(self, text: str) -> int:
+        return self.real.count_wordpieces(text)
+
+
+def record(folder: Path = WEEK, out: Path = WEEK_VECTORS) -> int:
+    """Ingest `folder` with the real embedder and write every chunk's vector to `out`."""
+    from assistant.embed import MiniLMEmbedder
+    from assistant.ingest import ingest
+    from assistant.store import Library
+
+    from .conftest import make_settings
+
+    recording = _Recording(MiniLMEmbedder(_model_dir()))
+    with tempfile.TemporaryDirectory() as home:
+        settings = make_settings(Path(home))
+        report = ingest([folder], settings, library=Library.open(settings), embedder=recording)
+        assert not report.failures, report.failures
+    keys = np.array(list(recording.seen), dtype="S20")
+    vectors = np.stack(list(recording.seen.values())).astype(np.float16)
+    np.savez_compressed(out, keys=keys, vectors=vectors)
+    return len(keys)
+
+
+def _model_dir():
+    from .conftest import embed_model_dir
+
+    return embed_model_dir()
+
+
+if __name__ == "__main__":
+    n = record()
+    print(f"{n} chunk vectors written to {WEEK_VECTORS.relative_to(ROOT)}", file=sys.stderr)
