@@ -181,7 +181,7 @@ def test_bundled_ask_from_stdin_then_continue(sample_copy: Path, tmp_path: Path)
         assert [m.role for m in messages] == ["user", "assistant", "user", "assistant"]
         assert messages[0].content == question
         assert messages[2].content == "How much memory does it save?"
-        assert messages[1].answer and messages[1].answer["citations"]
+        assert messages[1].answer and messages[1].answer.citations
         assert store.latest_session().id == first["session_id"]  # what `assistant chat` opens
 
 

@@ -308,6 +308,7 @@ def test_item2_text_the_review_removes_is_not_left_on_a_real_terminal(
 
 
 def test_item3_export_is_inert_markdown_and_does_not_overwrite(tmp_path: Path):
+    from assistant.answer import Answer
     from assistant.sessions import SessionStore
 
     home = tmp_path / "home"
@@ -319,12 +320,14 @@ def test_item3_export_is_inert_markdown_and_does_not_overwrite(tmp_path: Path):
         "published": "2025-01-02",
         "supported": True,
     }
-    answer = {
-        "answer": "It works [1].",
-        "citations": [{**source}],
-        "sources": [source],
-        "evidence": [{"n": 1, "text": "<img src=x onerror=alert(4)>"}],
-    }
+    answer = Answer.from_dict(
+        {
+            "answer": "It works [1].",
+            "citations": [{**source}],
+            "sources": [source],
+            "evidence": [{"n": 1, "text": "<img src=x onerror=alert(4)>"}],
+        }
+    )
     with SessionStore.open(home) as store:
         session = store.create_session()
         store.add_message(session.id, "user", "What <b>is</b> it?")
