@@ -53,17 +53,22 @@ def embedder():
 
 @pytest.fixture(scope="session")
 def sample_home(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:
-    """A home with the bundled sample ingested once for the whole session.
+    """A home with the bundled sample ingested once for the whole session (per worker).
 
-    Read-only for tests; tests that write use `sample_copy`.
+    Read-only for tests; tests that write use `sample_copy`. Its vectors are the real
+    model's, read from a recording (tests/recorded_vectors.py); what it lacks is embedded.
     """
     from assistant.ingest import ingest
     from assistant.store import Library
 
+    from .recorded_vectors import SAMPLE_VECTORS, RecordedEmbedder
+
     home = tmp_path_factory.mktemp("sample-home")
     settings = make_settings(home)
-    report = ingest([], settings, library=Library.open(settings), embedder=embedder)
+    recorded = RecordedEmbedder(embedder, SAMPLE_VECTORS)
+    report = ingest([], settings, library=Library.open(settings), embedder=recorded)
     assert report.total_papers == 264 and not report.failures
+    assert recorded.misses == 0, "re-record: python -m tests.recorded_vectors"
     return home
 
 

@@ -9,7 +9,8 @@ text it does not hold to the real model, counting them (`misses`), so a change
 of chunking makes the suite slower, never wrong. `test_digest_week` checks
 a sample of the recording against the real model on every run.
 
-Re-record after changing how abstracts are chunked:
+The bundled sample is recorded the same way (`SAMPLE_VECTORS`): each test worker
+ingests it once. Re-record both after changing how abstracts are chunked:
 
     python -m tests.recorded_vectors
 """
@@ -26,6 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 WEEK = ROOT / "tests" / "data" / "arxiv-week-2025"
 WEEK_VECTORS = ROOT / "tests" / "data" / "arxiv-week-2025.minilm-f16.npz"
+# The bundled sample (264 papers): ingested by every test worker's `sample_home`.
+SAMPLE_VECTORS = ROOT / "tests" / "data" / "sample.minilm-f16.npz"
 
 
 def text_key(text: str) -> bytes:
@@ -97,8 +100,9 @@ class _Recording:
         return self.real.count_wordpieces(text)
 
 
-def record(folder: Path = WEEK, out: Path = WEEK_VECTORS) -> int:
-    """Ingest `folder` with the real embedder and write every chunk's vector to `out`."""
+def record(paths: list[Path], out: Path) -> int:
+    """Ingest `paths` (none: the bundled sample) with the real embedder and write every
+    chunk's vector to `out`."""
     from assistant.embed import MiniLMEmbedder
     from assistant.ingest import ingest
     from assistant.store import Library
@@ -108,9 +112,9 @@ def record(folder: Path = WEEK, out: Path = WEEK_VECTORS) -> int:
     recording = _Recording(MiniLMEmbedder(_model_dir()))
     with tempfile.TemporaryDirectory() as home:
         settings = make_settings(Path(home))
-        report = ingest([folder], settings, library=Library.open(settings), embedder=recording)
+        report = ingest(paths, settings, library=Library.open(settings), embedder=recording)
         assert not report.failures, report.failures
-    keys = np.array(list(recording.seen), dtype="S20")
+    keys = np.frombuffer(b"".join(recording.seen), dtype="S20")
     vectors = np.stack(list(recording.seen.values())).astype(np.float16)
     np.savez_compressed(out, keys=keys, vectors=vectors)
     return len(keys)
@@ -123,5 +127,6 @@ def _model_dir():
 
 
 if __name__ == "__main__":
-    n = record()
-    print(f"{n} chunk vectors written to {WEEK_VECTORS.relative_to(ROOT)}", file=sys.stderr)
+    for paths, out in (([], SAMPLE_VECTORS), ([WEEK], WEEK_VECTORS)):
+        n = record(paths, out)
+        print(f"{n} chunk vectors written to {out.relative_to(ROOT)}", file=sys.stderr)
