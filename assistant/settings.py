@@ -32,6 +32,7 @@ ENV_VARS: dict[str, tuple[str, str | None]] = {
     "context_window": ("ASSISTANT_CONTEXT_WINDOW", "8192"),
     "timeout": ("ASSISTANT_TIMEOUT", "60"),
     "local_model": ("ASSISTANT_LOCAL_MODEL", "auto"),
+    "local_threads": ("ASSISTANT_LOCAL_THREADS", None),
     # `assistant fetch` / `assistant follow` (see README "Following the field").
     "hf_url": ("ASSISTANT_HF_URL", "https://huggingface.co"),
     "arxiv_url": ("ASSISTANT_ARXIV_URL", "https://export.arxiv.org"),
@@ -84,6 +85,9 @@ class Settings:
     timeout: float = 60.0
     # "auto": start the bundled SmolLM2 when no OPENAI_BASE_URL is set; "off": never.
     local_model: str = "auto"
+    # Threads the bundled llama.cpp server generates with (None: one per physical core);
+    # fewer leaves cores to other work (several processes each with a server, e.g. tests).
+    local_threads: int | None = None
     # Following the field: fetch sources, delivery (README "Following the field").
     hf_url: str = "https://huggingface.co"
     arxiv_url: str = "https://export.arxiv.org"
@@ -163,6 +167,11 @@ class Settings:
             ),
             timeout=_seconds("ASSISTANT_TIMEOUT", values["timeout"]),
             local_model=local_model,
+            local_threads=(
+                _bounded_int("ASSISTANT_LOCAL_THREADS", values["local_threads"], 1, 1024)
+                if values["local_threads"]
+                else None
+            ),
             hf_url=str(values["hf_url"]).rstrip("/"),
             arxiv_url=str(values["arxiv_url"]).rstrip("/"),
             arxiv_delay=_as_float("ASSISTANT_ARXIV_DELAY", values["arxiv_delay"]),

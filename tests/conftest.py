@@ -24,6 +24,17 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_MODEL = ROOT.parent / "shared" / "models" / "all-MiniLM-L6-v2"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist each worker may run a llama.cpp server (its own, or one a CLI
+    test starts) at the same time as the others: the cores are shared out between them,
+    as llama.cpp's threads spin while they wait and slow each other down when oversubscribed."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and not os.environ.get("ASSISTANT_LOCAL_THREADS"):
+        from assistant.localserver import physical_cores
+
+        os.environ["ASSISTANT_LOCAL_THREADS"] = str(max(1, physical_cores() // workers))
+
+
 def embed_model_dir() -> Path | None:
     """The offline copy of the model when there is one; else chromadb downloads it."""
     configured = os.environ.get("ASSISTANT_EMBED_MODEL_DIR")
@@ -99,7 +110,10 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> str:
 
     log_path = tmp_path_factory.mktemp("llama") / "server.log"
     try:
-        with llama_server(n_ctx=4096, log_path=log_path, start_timeout=120) as url:
+        threads = int(os.environ.get("ASSISTANT_LOCAL_THREADS") or 0) or None
+        with llama_server(
+            n_ctx=4096, log_path=log_path, start_timeout=120, n_threads=threads
+        ) as url:
             yield url
     except LocalServerError as exc:
         pytest.fail(str(exc))

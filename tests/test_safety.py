@@ -620,6 +620,8 @@ def test_item12_huge_session_ids_are_one_line(args: list[str], tmp_path: Path):
         ("ASSISTANT_TIMEOUT", "0"),
         ("ASSISTANT_TIMEOUT", "nan"),
         ("ASSISTANT_TIMEOUT", "inf"),
+        ("ASSISTANT_LOCAL_THREADS", "0"),
+        ("ASSISTANT_LOCAL_THREADS", "two"),
     ],
 )
 def test_item13_invalid_numbers_in_settings_are_refused(

@@ -123,7 +123,13 @@ def _serve(settings, port: int | None, host: str) -> None:
     if port is not None and not _port_free(host, port):
         raise UsageError(f"--port {port}: something already listens on {host}:{port}")
     token = new_token()
-    server = BundledServer(n_ctx=settings.context_window, port=port, host=host, api_key=token)
+    server = BundledServer(
+        n_ctx=settings.context_window,
+        port=port,
+        host=host,
+        api_key=token,
+        n_threads=settings.local_threads,
+    )
     # SIGTERM (systemd, kill) ends the server as Ctrl-C does, cleanups included; SIGINT too
     # when started in the background by a shell script (which starts it with SIGINT ignored).
     signal.signal(signal.SIGTERM, _raise_interrupt)
