@@ -35,12 +35,30 @@ def text_key(text: str) -> bytes:
     return hashlib.sha1(text.encode("utf-8", "surrogatepass")).digest()
 
 
-class RecordedEmbedder:
+class _Beside:
+    """What every wrapper here passes to the real model: its name, size and tokenizer
+    (chunking asks `fits`), so a wrapped ingest chunks exactly as a real one."""
+
+    def __init__(self, real) -> None:
+        self.real = real
+        self.name = real.name
+
+    @property
+    def dim(self) -> int:
+        return self.real.dim
+
+    def fits(self, text: str) -> bool:
+        return self.real.fits(text)
+
+    def count_wordpieces(self, text: str) -> int:
+        return self.real.count_wordpieces(text)
+
+
+class RecordedEmbedder(_Beside):
     """Looks texts up in a recording; embeds what it lacks with the real model."""
 
     def __init__(self, real, path: Path = WEEK_VECTORS) -> None:
-        self.real = real
-        self.name = real.name
+        super().__init__(real)
         data = np.load(path)
         self.vectors = data["vectors"].astype(np.float32)
         self.vectors /= np.linalg.norm(self.vectors, axis=1, keepdims=True)
@@ -49,10 +67,6 @@ class RecordedEmbedder:
         rows = data["keys"].view(np.uint8).reshape(-1, 20)
         self.index = {row.tobytes(): i for i, row in enumerate(rows)}
         self.misses = 0
-
-    @property
-    def dim(self) -> int:
-        return self.real.dim
 
     def embed(self, texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -68,36 +82,19 @@ class RecordedEmbedder:
             out[missing] = self.real.embed([texts[i] for i in missing])
         return out
 
-    def fits(self, text: str) -> bool:
-        return self.real.fits(text)
 
-    def count_wordpieces(self, text: str) -> int:
-        return self.real.count_wordpieces(text)
-
-
-class _Recording:
+class _Recording(_Beside):
     """The real embedder, keeping what it embeds."""
 
     def __init__(self, real) -> None:
-        self.real = real
-        self.name = real.name
+        super().__init__(real)
         self.seen: dict[bytes, np.ndarray] = {}
-
-    @property
-    def dim(self) -> int:
-        return self.real.dim
 
     def embed(self, texts: list[str]) -> np.ndarray:
         vectors = self.real.embed(texts)
         for text, vector in zip(texts, vectors, strict=True):
             self.seen[text_key(text)] = vector
         return vectors
-
-    def fits(self, text: str) -> bool:
-        return self.real.fits(text)
-
-    def count_wordpieces(self, text: str) -> int:
-        return self.real.count_wordpieces(text)
 
 
 def record(paths: list[Path], out: Path) -> int:

@@ -59,13 +59,14 @@ def render_markdown(session: Session, messages: list[Message]) -> str:
         if message.status == "cancelled":
             lines += ["*(cancelled before the model finished)*", ""]
         answer = message.answer
-        if answer is None or not answer.cited_sources:
+        refs = answer.cited_sources if answer else []
+        if answer is None or not refs:
             continue
         # A turn's stored text holds its evidence (`Answer.full_text`); a reply stored
         # with its prose alone (older `ask` records) gets its quotes under each paper.
         quoted = answer.evidence_text() in message.content
         lines += ["References:", ""]
-        for source in answer.cited_sources:
+        for source in refs:
             lines.append(f"- {source_line(source, answer.supported(source))}")
             if not quoted:
                 lines += [

@@ -260,28 +260,7 @@ class SourcesPanel(Vertical):
         hint = self.query_one(".hint", Static)
         options = self.query_one("#sources", OptionList)
         cited = answer.cited_sources if answer else []
-        items = []
-        for s in cited:
-            assert answer is not None
-            item = Text()
-            item.append(f"[{s.n}] ", style="bold")
-            item.append(safe_line(s.title), style="bold")
-            item.append(f"\n{s.published.isoformat() if s.published else 'undated'} · ")
-            if answer.supported(s):
-                item.append("✓ supported", style="green")
-            else:
-                item.append("? not supported by its passage", style="yellow")
-            quotes = answer.quotes(s)
-            if quotes:  # the verbatim sentences this answer rests on
-                for quote in quotes:
-                    item.append(f"\n“{safe_text(quote.text)}”")
-                item.append("\n")
-            else:
-                passage = " ".join(safe_text(s.passage).split())
-                if len(passage) > 220:
-                    passage = passage[:219].rstrip() + "…"
-                item.append(f"\n{passage}\n", style="dim")
-            items.append(Option(item, id=f"paper-{s.n}"))
+        items = [self._item(answer, s) for s in cited] if answer else []
         options.set_options(items)
         if items:
             options.highlighted = 0
@@ -294,6 +273,29 @@ class SourcesPanel(Vertical):
             hint.update("This answer cites no source.")
         else:
             hint.update("Ask a question; its cited papers show here.")
+
+    @staticmethod
+    def _item(answer: Answer, s: Source) -> Option:
+        """One cited paper: number, title, date, verdict, and its quotes (else its passage)."""
+        item = Text()
+        item.append(f"[{s.n}] ", style="bold")
+        item.append(safe_line(s.title), style="bold")
+        item.append(f"\n{s.published.isoformat() if s.published else 'undated'} · ")
+        if answer.supported(s):
+            item.append("✓ supported", style="green")
+        else:
+            item.append("? not supported by its passage", style="yellow")
+        quotes = answer.quotes(s)
+        if quotes:  # the verbatim sentences this answer rests on
+            for quote in quotes:
+                item.append(f"\n“{safe_text(quote.text)}”")
+            item.append("\n")
+        else:
+            passage = " ".join(safe_text(s.passage).split())
+            if len(passage) > 220:
+                passage = passage[:219].rstrip() + "…"
+            item.append(f"\n{passage}\n", style="dim")
+        return Option(item, id=f"paper-{s.n}")
 
     def source_for(self, option_id: str | None) -> Source | None:
         return getattr(self, "_papers", {}).get(option_id or "")
