@@ -95,6 +95,10 @@ def test_digest_of_2024_groups_every_paper_once_and_cites_only_the_window(
         t["name"] == "Other papers" for t in data["themes"] if t["other"]
     )
     assert -1 <= data["silhouette"] <= 1 and all(-1 <= t["silhouette"] <= 1 for t in named)
+    # "For you" names each theme as the overview does (picked after the model named them).
+    central = [r for p in data["for_you"] for r in p["reasons"] if "most central paper of" in r]
+    names = {t["name"] for t in named}
+    assert central and all(re.search(r"of '(.+)' \(", r)[1] in names for r in central)
 
     markdown = data["markdown"]
     assert "?]" not in markdown

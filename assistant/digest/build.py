@@ -81,9 +81,6 @@ def build_digest(
     digest.previous_total = len(previous)
     digest.previous_other = compare_with_previous(themes, previous)
     build_tables(themes, small=len(papers) < TABLE_ALL_BELOW)
-    from ..interests import load_interests, rank
-
-    digest.for_you, digest.for_you_basis = rank(digest, load_interests(settings.home), library)
 
     writer = Writer(client, settings.context_window, section_tokens)
     titles = [p.title for p in digest.papers]
@@ -99,6 +96,10 @@ def build_digest(
             propose_name(writer, theme, taken)
             taken.add(theme.name.lower())
         write_prose(writer, theme, titles, earlier)
+    # Picked once the themes have their final names: a pick's reason names its theme.
+    from ..interests import load_interests, rank
+
+    digest.for_you, digest.for_you_basis = rank(digest, load_interests(settings.home), library)
     digest.model = getattr(client, "model", None) if writer.calls else None
     digest.model_calls = writer.calls
     digest.prompt_tokens = writer.prompt_tokens
