@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,8 @@ from assistant.llm import ModelClient
 from assistant.retrieve import Retriever
 from assistant.store import Library
 
-from .conftest import ROOT, embed_model_dir, make_settings
+from .cli_runner import run_assistant
+from .conftest import embed_model_dir, make_settings
 from .fakeserver import FakeServer
 
 ANSWERABLE = [
@@ -136,14 +136,7 @@ def _cli_env(home: Path, url: str) -> dict[str, str]:
 
 
 def _assistant(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "assistant", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_assistant(args, env=env)
 
 
 def test_ask_json_and_doctor_cli(sample_home: Path, fake_llm: FakeServer):

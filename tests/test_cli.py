@@ -1,4 +1,4 @@
-"""The command line as a user runs it: real subprocesses, exit codes, JSON, bad input."""
+"""The command line as a user runs it: exit codes, JSON, bad input, start-up imports."""
 
 from __future__ import annotations
 
@@ -11,22 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from .cli_runner import run_assistant
 from .conftest import ROOT, embed_model_dir
 
 
 def run(*args: str, home: Path, check_rc: int | None = None, **kw) -> subprocess.CompletedProcess:
+    """`assistant ARGS` in this process (tests/cli_runner.py); the tests of `python -m
+    assistant` itself and of start-up imports run real subprocesses below."""
     env = {**os.environ, "ASSISTANT_HOME": str(home), **kw.pop("env_extra", {})}
     if embed_model_dir():
         env["ASSISTANT_EMBED_MODEL_DIR"] = str(embed_model_dir())
-    proc = subprocess.run(
-        [sys.executable, "-m", "assistant", *args],
-        cwd=kw.pop("cwd", ROOT),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        **kw,
-    )
+    proc = run_assistant(args, env=env, cwd=kw.pop("cwd", ROOT), **kw)
     if check_rc is not None:
         assert proc.returncode == check_rc, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
@@ -114,7 +109,14 @@ def test_help_and_session_listing_stay_light(args: list[str], tmp_path: Path):
 def test_python_m_assistant_and_the_root_group_map_errors_alike(tmp_path: Path):
     """`python -m assistant`, `assistant.cli.main` and calling the group itself (a console
     script pointing at `assistant.cli:cli`) give the same exit code and one line."""
-    via_m = run("search", "x", "--k", "0", home=tmp_path)
+    env = {**os.environ, "ASSISTANT_HOME": str(tmp_path)}
+    via_m = subprocess.run(
+        [sys.executable, "-m", "assistant", "search", "x", "--k", "0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     via_group = subprocess.run(
         [
             sys.executable,
@@ -123,7 +125,7 @@ def test_python_m_assistant_and_the_root_group_map_errors_alike(tmp_path: Path):
             "cli(['search', 'x', '--k', '0'], prog_name='assistant')",
         ],
         cwd=ROOT,
-        env={**os.environ, "ASSISTANT_HOME": str(tmp_path)},
+        env=env,
         capture_output=True,
         text=True,
     )
@@ -336,14 +338,7 @@ def test_missing_embedding_model_is_a_one_line_error(tmp_path: Path):
         "ASSISTANT_HOME": str(tmp_path / "home"),
         "ASSISTANT_EMBED_MODEL_DIR": str(tmp_path / "no-model"),
     }
-    proc = subprocess.run(
-        [sys.executable, "-m", "assistant", "search", "x"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_assistant(["search", "x"], env=env)
     assert proc.returncode == 2
     assert_one_line_error(proc, "ASSISTANT_EMBED_MODEL_DIR", "no-model")
 

@@ -10,7 +10,6 @@ import random
 import re
 import shutil
 import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 
@@ -23,7 +22,8 @@ from assistant.llm import ModelClient
 from assistant.store import Library
 from assistant.tokens import count_message_tokens
 
-from .conftest import ROOT, embed_model_dir, make_settings
+from .cli_runner import run_assistant
+from .conftest import embed_model_dir, make_settings
 from .fakeserver import FakeServer
 
 
@@ -35,7 +35,7 @@ def digest_home(sample_home: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def _cli(home: Path, server: str, *args: str) -> subprocess.CompletedProcess:
-    """`assistant digest ARGS` in a subprocess, against the endpoint at `server`."""
+    """`assistant digest ARGS` (in this process), against the endpoint at `server`."""
     env = {
         **os.environ,
         "ASSISTANT_HOME": str(home),
@@ -46,14 +46,7 @@ def _cli(home: Path, server: str, *args: str) -> subprocess.CompletedProcess:
     }
     if embed_model_dir():
         env["ASSISTANT_EMBED_MODEL_DIR"] = str(embed_model_dir())
-    return subprocess.run(
-        [sys.executable, "-m", "assistant", "digest", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
+    return run_assistant(["digest", *args], env=env)
 
 
 def test_digest_of_2024_groups_every_paper_once_and_cites_only_the_window(
@@ -521,13 +514,8 @@ def test_eval_digest_scores_by_the_rules_and_refuses_a_file_that_is_no_digest(tm
     junk = tmp_path / "notes.json"
     junk.write_text("{not json")
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "assistant", "eval", "digest", str(junk)],
-        cwd=ROOT,
-        env={**env, "ASSISTANT_HOME": str(tmp_path / "home")},
-        capture_output=True,
-        text=True,
-        timeout=120,
+    proc = run_assistant(
+        ["eval", "digest", str(junk)], env={**env, "ASSISTANT_HOME": str(tmp_path / "home")}
     )
     assert proc.returncode == 2 and "not a digest JSON file" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -32,6 +32,7 @@ from assistant.evaluation.runner import (
 from assistant.llm import EndpointUnreachable, ModelClient
 from assistant.retrieve import Hit
 
+from .cli_runner import run_assistant
 from .conftest import ROOT, embed_model_dir, make_settings
 from .fakeserver import FakeServer
 
@@ -507,22 +508,8 @@ def test_eval_compare_prints_deltas_with_n(tmp_path: Path):
         tmp_path / "b", [rec("q1", **right), rec("q2", **wrong), rec("q3", **right)], model="big"
     )
     env = {**os.environ}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "assistant",
-            "eval",
-            "compare",
-            str(tmp_path / "a"),
-            str(tmp_path / "b"),
-            "--json",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    proc = run_assistant(
+        ["eval", "compare", str(tmp_path / "a"), str(tmp_path / "b"), "--json"], env=env
     )
     assert proc.returncode == 0, proc.stderr
     diff = json.loads(proc.stdout)
@@ -534,34 +521,12 @@ def test_eval_compare_prints_deltas_with_n(tmp_path: Path):
     assert diff["questions"] == {"fixed": ["q1", "q3"], "broken": ["q2"], "common": 3}
     assert diff["settings_differ"]["model"] == {"a": "small", "b": "big"}
 
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "assistant",
-            "eval",
-            "compare",
-            str(tmp_path / "a"),
-            str(tmp_path / "b"),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_assistant(["eval", "compare", str(tmp_path / "a"), str(tmp_path / "b")], env=env)
     assert proc.returncode == 0, proc.stderr
     assert "answer_accuracy" in proc.stdout and "+0.333" in proc.stdout
     assert "broken in B: q2" in proc.stdout
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "assistant", "eval", "compare", str(tmp_path / "a"), str(tmp_path)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_assistant(["eval", "compare", str(tmp_path / "a"), str(tmp_path)], env=env)
     assert proc.returncode == 2 and "not a run folder" in proc.stderr
 
 
@@ -681,11 +646,8 @@ def test_eval_run_cli_on_local_server(sample_copy: Path, llama_server: str, tmp_
     }
     if embed_model_dir():
         env["ASSISTANT_EMBED_MODEL_DIR"] = str(embed_model_dir())
-    proc = subprocess.run(
+    proc = run_assistant(
         [
-            sys.executable,
-            "-m",
-            "assistant",
             "eval",
             "run",
             "--model",
@@ -700,11 +662,7 @@ def test_eval_run_cli_on_local_server(sample_copy: Path, llama_server: str, tmp_
             "smollm2",
             "--json",
         ],
-        cwd=ROOT,
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
     )
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
     report = json.loads(proc.stdout)

@@ -37,6 +37,7 @@ from assistant.sessions.repair import repair, restorable_rows
 from assistant.settings import Settings
 from assistant.tui.app import ChatApp
 
+from .cli_runner import run_assistant
 from .conftest import ROOT, make_settings
 from .fakeserver import FakeServer
 from .test_tui import (
@@ -226,14 +227,7 @@ def test_ask_stream_cut_leaves_the_partial_answer_on_the_terminal(sample_copy: P
 def test_ask_json_stream_cut_returns_the_partial_marked_partial(sample_copy: Path):
     with FakeServer(models=["smollm2"]) as server:
         server.add_stream(CUT_PIECES, cut_after=2)
-        proc = subprocess.run(
-            [sys.executable, "-m", "assistant", "ask", QUESTION, "--json"],
-            cwd=ROOT,
-            env=cli_env(sample_copy, server),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        proc = run_assistant(["ask", QUESTION, "--json"], env=cli_env(sample_copy, server))
     assert proc.returncode == 1, proc.stderr
     data = json.loads(proc.stdout)
     assert data["partial"] is True and data["answer"] == PARTIAL
@@ -245,14 +239,7 @@ def test_ask_no_stream_reply_cut_says_the_server_answered_then_broke(sample_copy
     with FakeServer(models=["smollm2"]) as server:
         for _ in range(4):  # the first try and three retries: nothing was shown yet
             server.add_cut_reply("MetaShift holds 12,868 sets [1].", keep_bytes=30)
-        proc = subprocess.run(
-            [sys.executable, "-m", "assistant", "ask", QUESTION, "--no-stream"],
-            cwd=ROOT,
-            env=cli_env(sample_copy, server),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        proc = run_assistant(["ask", QUESTION, "--no-stream"], env=cli_env(sample_copy, server))
         assert len(server.chat_requests) == 4
     assert proc.returncode == 1
     assert "accepted the request but closed the connection before the whole reply" in proc.stderr
@@ -321,15 +308,7 @@ def damage(home: Path, how: str) -> Path:
 
 
 def run_cli(*args: str, home: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ASSISTANT_HOME": str(home)}
-    return subprocess.run(
-        [sys.executable, "-m", "assistant", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_assistant(args, env={**os.environ, "ASSISTANT_HOME": str(home)})
 
 
 @pytest.mark.parametrize("how", ["garbage", "page"])

@@ -19,6 +19,7 @@ from assistant.fetch import run_fetch
 from assistant.fetch.days import week_days
 from assistant.store import Library
 
+from .cli_runner import run_assistant
 from .conftest import ROOT, embed_model_dir, make_settings
 from .replay import ARXIV_WEEK, MONDAY, WEEK, Replay, arxiv_ids, hf_ids, wait_for
 
@@ -199,7 +200,7 @@ def test_arxiv_error_entry_is_a_fault(tmp_path: Path, replay: Replay):
         check_page(body, "http://x/api/query")
 
 
-def _cli(home: Path, env_extra: dict[str, str], *args: str, **kw):
+def _env(home: Path, env_extra: dict[str, str]) -> dict[str, str]:
     env = {
         **os.environ,
         "ASSISTANT_HOME": str(home),
@@ -210,30 +211,38 @@ def _cli(home: Path, env_extra: dict[str, str], *args: str, **kw):
     if embed_model_dir():
         env["ASSISTANT_EMBED_MODEL_DIR"] = str(embed_model_dir())
     env.pop("OPENAI_API_KEY", None)
+    return env
+
+
+def _cli(home: Path, env_extra: dict[str, str], *args: str) -> subprocess.Popen:
+    """`assistant fetch ARGS` as a process, for a test that signals it from outside."""
     return subprocess.Popen(
         [sys.executable, "-m", "assistant", "fetch", *args],
-        env=env,
+        env=_env(home, env_extra),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=home.parent,
-        **kw,
     )
 
 
 def test_cli_fetch_json_and_offline_line(tmp_path: Path, replay: Replay):
     home = tmp_path / "home"
     env = {"ASSISTANT_HF_URL": replay.base, "ASSISTANT_ARXIV_URL": replay.base}
-    proc = _cli(home, env, "arxiv", "--category", "cs.CL", "--week", WEEK, "--json")
-    out, err = proc.communicate(timeout=300)
+    proc = run_assistant(
+        ["fetch", "arxiv", "--category", "cs.CL", "--week", WEEK, "--json"],
+        env=_env(home, env),
+        cwd=tmp_path,
+    )
+    out, err = proc.stdout, proc.stderr
     assert proc.returncode == 0, err
     data = json.loads(out)
     assert data["complete"] and data["fetched"] == 7 and data["ingest"]["added"] == 67
 
     # offline: nothing listens there any more
     replay.server.stop()
-    proc = _cli(home, env, "hf", "--week", WEEK)
-    out, err = proc.communicate(timeout=120)
+    proc = run_assistant(["fetch", "hf", "--week", WEEK], env=_env(home, env), cwd=tmp_path)
+    out, err = proc.stdout, proc.stderr
     assert proc.returncode == 1
     lines = [line for line in (out + err).splitlines() if line.strip()]
     assert len(lines) == 1, lines

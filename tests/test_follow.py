@@ -15,6 +15,7 @@ from assistant.follow import run_follow
 from assistant.llm import ModelClient
 from assistant.store import Library
 
+from .cli_runner import run_assistant
 from .conftest import make_settings
 from .fakeserver import FakeServer
 from .replay import MONDAY, Replay
@@ -97,8 +98,6 @@ def test_cli_follow_twice_one_digest_one_entry_one_mail(
 ):
     import json
     import os
-    import subprocess
-    import sys
 
     from .conftest import embed_model_dir
 
@@ -118,12 +117,12 @@ def test_cli_follow_twice_one_digest_one_entry_one_mail(
         env.pop("OPENAI_API_KEY", None)
         if embed_model_dir():
             env["ASSISTANT_EMBED_MODEL_DIR"] = str(embed_model_dir())
-        cmd = [sys.executable, "-m", "assistant", "follow", "--today", "2026-06-15"]
-        first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        cmd = ["follow", "--today", "2026-06-15"]
+        first = run_assistant(cmd, env=env)
         assert first.returncode == 0, first.stderr
         assert "2026-W24: digest of" in first.stdout and "e-mailed" in first.stdout
         assert smtp.url().split("@")[0].split(":")[-1] not in first.stdout + first.stderr
-        second = subprocess.run([*cmd, "--json"], env=env, capture_output=True, text=True)
+        second = run_assistant([*cmd, "--json"], env=env)
         assert second.returncode == 0, second.stderr
         assert json.loads(second.stdout)["weeks"] == []
         assert len(smtp.messages) == 1

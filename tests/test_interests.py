@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 
@@ -22,7 +20,8 @@ from assistant.interests import add_liked, load_interests
 from assistant.llm import ModelClient
 from assistant.store import Library
 
-from .conftest import ROOT, embed_model_dir, make_settings
+from .cli_runner import run_assistant
+from .conftest import embed_model_dir, make_settings
 from .fakeserver import FakeServer
 
 PAPERS = [
@@ -165,14 +164,7 @@ def test_export_bibtex_from_a_digest_uses_stored_metadata(tmp_path, embedder):
     env = {**os.environ, "ASSISTANT_HOME": str(home)}
     if embed_model_dir():
         env["ASSISTANT_EMBED_MODEL_DIR"] = str(embed_model_dir())
-    proc = subprocess.run(
-        [sys.executable, "-m", "assistant", "export", "bibtex", "--digest", str(digest_file)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_assistant(["export", "bibtex", "--digest", str(digest_file)], env=env)
     assert proc.returncode == 0, proc.stderr
     bib = proc.stdout
     assert bib.count("@misc{") == len(PAPERS)
@@ -181,14 +173,7 @@ def test_export_bibtex_from_a_digest_uses_stored_metadata(tmp_path, embedder):
     assert "@misc{turing2025speculative," in bib
     # The one listed category is the primary class; of two in arbitrary order, neither.
     assert bib.count("primaryClass = {cs.CL}") == 1
-    bad = subprocess.run(
-        [sys.executable, "-m", "assistant", "export", "bibtex"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    bad = run_assistant(["export", "bibtex"], env=env)
     assert bad.returncode == 2 and "exactly one of" in bad.stderr
     assert "Traceback" not in bad.stderr
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from assistant.ingest import expand_paths, merge_records
 from assistant.readers import read_file
 
+from .cli_runner import run_assistant
 from .conftest import ROOT, embed_model_dir
 
 WEEK = ROOT / "tests" / "data" / "arxiv-week-2025"
@@ -64,10 +63,10 @@ def test_cli_one_line_then_field(tmp_path: Path):
     env = {**os.environ, "ASSISTANT_HOME": str(tmp_path / "home")}
     if embed_model_dir():
         env["ASSISTANT_EMBED_MODEL_DIR"] = str(embed_model_dir())
-    base = [sys.executable, "-m", "assistant", "ingest", str(path)]
-    proc = subprocess.run(base, env=env, capture_output=True, text=True, timeout=300)
+    base = ["ingest", str(path)]
+    proc = run_assistant(base, env=env)
     assert proc.returncode == 1
     failed = [line for line in proc.stdout.splitlines() if line.startswith("failed")]
     assert len(failed) == 1 and "abs_text" in failed[0]
-    bad = subprocess.run([*base, "--field", "abstract"], env=env, capture_output=True, text=True)
+    bad = run_assistant([*base, "--field", "abstract"], env=env)
     assert bad.returncode == 2 and "OURS=THEIRS" in bad.stderr

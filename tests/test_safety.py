@@ -28,6 +28,7 @@ import pytest
 from assistant.safe_text import safe_line, safe_markdown, safe_text, safe_url
 from assistant.settings import Settings
 
+from .cli_runner import run_assistant
 from .conftest import ROOT, embed_model_dir, make_settings
 from .fakeserver import FakeServer
 
@@ -65,15 +66,19 @@ def env_for(home: Path, **extra: str) -> dict[str, str]:
 
 
 def cli(
-    *args: str | bytes, home: Path, timeout: float = 300, **extra: str
+    *args: str | bytes, home: Path, process: bool = False, **extra: str
 ) -> subprocess.CompletedProcess:
-    """`python -m assistant ARGS` as a user runs it; output as text (bad bytes replaced)."""
+    """`assistant ARGS` as a user runs it, output as text (bad bytes replaced): in this
+    process (tests/cli_runner.py) unless `process`, for a command that must not be able
+    to start anything here if it fails to refuse."""
+    if not process:
+        return run_assistant(args, env=env_for(home, **extra))
     proc = subprocess.run(
         [sys.executable, "-m", "assistant", *args],
         cwd=ROOT,
         env=env_for(home, **extra),
         capture_output=True,
-        timeout=timeout,
+        timeout=300,
     )
     return subprocess.CompletedProcess(
         proc.args,
@@ -440,7 +445,7 @@ def test_item6_a_second_serve_refuses_while_the_first_holds_the_home(tmp_path: P
         assert mine
         with serve_lock(tmp_path) as second:
             assert not second  # flock is per open file: refused in-process too
-        proc = cli("serve", home=tmp_path, timeout=120)
+        proc = cli("serve", home=tmp_path, process=True)
     one_line_error(proc, 2, "already runs")
     with serve_lock(tmp_path) as again:
         assert again  # released with its holder

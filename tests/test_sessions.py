@@ -27,6 +27,7 @@ from assistant.sessions.schema import MIGRATIONS, SCHEMA_VERSION
 from assistant.sessions.search import NO_FTS_NOTICE, SNIPPET_SESSIONS, fts_query, highlight_parts
 from assistant.sessions.store import DEFAULT_TITLE
 
+from .cli_runner import run_assistant
 from .conftest import ROOT
 
 ANSWER_DATA = {
@@ -230,15 +231,7 @@ def test_export_markdown_has_references(store: SessionStore, tmp_path: Path):
 
 
 def run(*args: str, home: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ASSISTANT_HOME": str(home)}
-    return subprocess.run(
-        [sys.executable, "-m", "assistant", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_assistant(args, env={**os.environ, "ASSISTANT_HOME": str(home)})
 
 
 def test_sessions_cli_json(tmp_path: Path):
