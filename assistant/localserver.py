@@ -224,6 +224,11 @@ class BundledServer:
                 str(self.n_ctx),
                 "--n_threads",
                 str(self.n_threads),
+                # llama-cpp-python reads prompts with one thread per logical CPU unless
+                # told: two servers then oversubscribe the cores and each reads at half
+                # the speed (bench/threads_bench.py: 56 against 100 tokens/s, 2 cores).
+                "--n_threads_batch",
+                str(self.n_threads),
                 *(["--api_key", self.api_key] if self.api_key else []),
             ],
             stdin=subprocess.DEVNULL,

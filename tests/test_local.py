@@ -254,9 +254,11 @@ def test_doctor_passes_with_the_bundled_model_and_uses_a_running_serve(
         url = serve.stdout.readline().strip()  # printed once the server answers
         assert url.startswith("http://127.0.0.1:"), serve.stderr.read() if not url else url
         (served,) = _servers_of(sample_copy)
-        # ASSISTANT_LOCAL_THREADS reaches llama.cpp: one generating thread, as asked.
+        # ASSISTANT_LOCAL_THREADS reaches llama.cpp: one thread generating and one
+        # reading prompts (whose default is every logical CPU), as asked.
         argv = Path(f"/proc/{served}/cmdline").read_bytes().split(b"\0")
         assert argv[argv.index(b"--n_threads") + 1] == b"1"
+        assert argv[argv.index(b"--n_threads_batch") + 1] == b"1"
         proc = _run("doctor", "--json", home=sample_copy, cwd=tmp_path)
         report = json.loads(proc.stdout)
         assert proc.returncode == 0, report
