@@ -44,11 +44,32 @@ def _check_resolves(answer) -> None:
     assert "?]" not in answer.full_text()  # no unsupported sentence is ever shown
 
 
-def test_answers_cite_sources_that_all_resolve(sample_retriever, client, model_settings):
-    answers = [
+@pytest.fixture(scope="module")
+def streamed(sample_retriever, client, model_settings) -> tuple[object, list[str]]:
+    """SmolLM2's answer to ANSWERABLE[0], streamed as `ask` and the chat do by default,
+    and the pieces it arrived in. Asked once for the module: each answer costs seconds."""
+    pieces: list[str] = []
+    answer = ask(
+        ANSWERABLE[0],
+        sample_retriever,
+        client,
+        stream=True,
+        on_token=pieces.append,
+        context_window=model_settings.context_window,
+    )
+    return answer, pieces
+
+
+@pytest.fixture(scope="module")
+def answers(streamed, sample_retriever, client, model_settings) -> list:
+    """SmolLM2's answers to ANSWERABLE, asked once for the module."""
+    return [streamed[0]] + [
         ask(q, sample_retriever, client, context_window=model_settings.context_window, stream=False)
-        for q in ANSWERABLE
+        for q in ANSWERABLE[1:]
     ]
+
+
+def test_answers_cite_sources_that_all_resolve(answers):
     for answer in answers:
         _check_resolves(answer)
         assert answer.usage.prompt_tokens > 0 and answer.usage.total_s > 0
@@ -70,30 +91,16 @@ def test_unanswerable_questions_abstain_plainly_without_the_model(
     assert fake_llm.chat_requests == []  # the library decided; no model output to trust
 
 
-def test_streaming_delivers_the_answer_in_pieces(sample_retriever, client, model_settings):
-    pieces: list[str] = []
-    answer = ask(
-        ANSWERABLE[0],
-        sample_retriever,
-        client,
-        stream=True,
-        on_token=pieces.append,
-        context_window=model_settings.context_window,
-    )
+def test_streaming_delivers_the_answer_in_pieces(streamed):
+    answer, pieces = streamed
     assert len(pieces) > 3
     assert "".join(pieces).strip() == answer.raw.strip()
     assert answer.usage.first_token_s is not None
     assert answer.usage.first_token_s < answer.usage.total_s
 
 
-def test_follow_up_is_rewritten_and_answered(sample_retriever, client, model_settings):
-    first = ask(
-        "What does Q-GaLore quantize to save memory?",
-        sample_retriever,
-        client,
-        stream=False,
-        context_window=model_settings.context_window,
-    )
+def test_follow_up_is_rewritten_and_answered(answers, sample_retriever, client, model_settings):
+    first = answers[2]  # which method quantizes the projection to INT4 (Q-GaLore)
     history = [Turn(first.question, first)]
     follow_up = "and how does it compare to GaLore?"
     standalone = condense(history, follow_up, client)

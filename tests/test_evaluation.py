@@ -629,7 +629,9 @@ def test_resume_after_interrupt_reuses_cached_answers(
 
 
 def test_eval_run_cli_on_local_server(sample_copy: Path, llama_server: str, tmp_path: Path):
-    wanted = {"q18-metashift-size", "q30-wheat-corpus-size", "q46-swebench-agents"}
+    # one answerable question and one the library cannot answer: each answer and each
+    # verdict costs SmolLM2 seconds of CPU
+    wanted = {"q18-metashift-size", "q46-swebench-agents"}
     lines = [
         line
         for line in (ROOT / "eval" / "questions.jsonl").read_text().splitlines()
@@ -667,7 +669,7 @@ def test_eval_run_cli_on_local_server(sample_copy: Path, llama_server: str, tmp_
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     assert set(report) >= {"metrics", "n", "failed", "run_dir"}
-    assert report["n"] == 3 and report["run_dir"] == str(out)
+    assert report["n"] == 2 and report["run_dir"] == str(out)
     assert proc.returncode == (1 if report["failed"] else 0)
     for name in ("results.jsonl", "metrics.json", "report.md", "metrics.png", CACHE_FILE):
         assert (out / name).is_file(), name
@@ -675,8 +677,8 @@ def test_eval_run_cli_on_local_server(sample_copy: Path, llama_server: str, tmp_
     summary = json.loads((out / "metrics.json").read_text())
     assert all(set(v) == {"value", "n"} for v in summary["metrics"].values())
     metrics, n = report["metrics"], report["metric_n"]
-    assert n["recall@2"] == 2 and metrics["recall@2"] == 1.0
-    done = 3 - len(report["failed"])
+    assert n["recall@2"] == 1 and metrics["recall@2"] == 1.0
+    done = 2 - len(report["failed"])
     assert n["accuracy"] == done and n["abstention_accuracy"] == (
         0 if "q46-swebench-agents" in report["failed"] else 1
     )

@@ -160,7 +160,7 @@ def test_arxiv_id_learnt_later_merges_with_the_title_only_paper(
 
 
 class _InterruptingEmbedder:
-    """The real embedder, interrupted (Ctrl-C) on its n-th call."""
+    """An embedder interrupted (Ctrl-C) on its n-th call."""
 
     def __init__(self, inner, interrupt_on: int):
         self.inner, self.calls, self.interrupt_on = inner, 0, interrupt_on
@@ -181,22 +181,23 @@ class _InterruptingEmbedder:
 ONE_FILE = bundled_corpus() / "001_6bca746acf7cc91f.txt"
 
 
-def test_ctrl_c_leaves_a_consistent_store_and_the_next_run_completes(tmp_path: Path, embedder):
+def test_ctrl_c_leaves_a_consistent_store_and_the_next_run_completes(tmp_path: Path, recorded):
     settings = make_settings(tmp_path / "home")
     library = Library.open(settings)
     first = ingest(
         [ONE_FILE],
         settings,
         library=library,
-        embedder=_InterruptingEmbedder(embedder, interrupt_on=3),
+        embedder=_InterruptingEmbedder(recorded, interrupt_on=3),
     )
     assert first.interrupted and first.exit_code == 1
     stored_papers, _ = library.counts()
     assert 0 < stored_papers < 93
-    second = ingest([ONE_FILE], settings, library=library, embedder=embedder)
+    second = ingest([ONE_FILE], settings, library=library, embedder=recorded)
     assert second.added == 93 - stored_papers and not second.interrupted
     assert second.total_papers == 93
     _assert_consistent(library)
+    assert recorded.misses == 0  # every vector came from the recording
 
 
 KILLER = """
@@ -205,7 +206,9 @@ from pathlib import Path
 from assistant.embed import MiniLMEmbedder
 from assistant.ingest import ingest
 from assistant.settings import Settings
-inner = MiniLMEmbedder(Path(sys.argv[2]) if sys.argv[2] else None)
+from tests.recorded_vectors import SAMPLE_VECTORS, RecordedEmbedder
+real = MiniLMEmbedder(Path(sys.argv[2]) if sys.argv[2] else None)
+inner = RecordedEmbedder(real, SAMPLE_VECTORS)
 calls = 0
 class Killer:
     name, dim, fits = inner.name, inner.dim, inner.fits
@@ -215,12 +218,12 @@ class Killer:
         if calls == 3:  # batch 2 is being written in the store thread right now
             os.kill(os.getpid(), signal.SIGKILL)
         return inner.embed(texts)
-settings = Settings(home=Path(sys.argv[1]), embed_model_dir=inner._model_dir)
+settings = Settings(home=Path(sys.argv[1]), embed_model_dir=real._model_dir)
 ingest([Path(sys.argv[3])], settings, embedder=Killer())
 """
 
 
-def test_kill_during_ingest_then_resume_without_duplicates(tmp_path: Path, embedder):
+def test_kill_during_ingest_then_resume_without_duplicates(tmp_path: Path, recorded):
     home = tmp_path / "home"
     from .conftest import embed_model_dir
 
@@ -236,10 +239,11 @@ def test_kill_during_ingest_then_resume_without_duplicates(tmp_path: Path, embed
     library = Library.open(settings)
     stored_before = library.counts()[0]
     assert stored_before < 93
-    report = ingest([ONE_FILE], settings, library=library, embedder=embedder)
+    report = ingest([ONE_FILE], settings, library=library, embedder=recorded)
     assert report.added == 93 - stored_before
     assert report.total_papers == 93
     _assert_consistent(library)
+    assert recorded.misses == 0
 
 
 def _assert_consistent(library: Library) -> None:
@@ -291,16 +295,16 @@ class _RenamedEmbedder:
         return self.inner.embed(texts)
 
 
-def test_reindex_switches_the_library_to_another_embedder(tmp_path: Path, embedder):
+def test_reindex_switches_the_library_to_another_embedder(tmp_path: Path, recorded):
     from assistant.ingest import reindex
     from assistant.retrieve import Retriever
 
     settings = make_settings(tmp_path / "home")
     library = Library.open(settings)
     one_file = bundled_corpus() / "004_de09b6e12a2e9100.txt"
-    ingest([one_file], settings, library=library, embedder=embedder)
+    ingest([one_file], settings, library=library, embedder=recorded)
     before = library.counts()
-    other = _RenamedEmbedder(embedder)
+    other = _RenamedEmbedder(recorded)
     with pytest.raises(EmbedderMismatch):
         Retriever(library, other, settings).search("personality of language models")
     assert reindex(settings, library, other) == before[0]
