@@ -44,9 +44,9 @@ from .test_tui import (
     METASHIFT_ANSWER,
     QUESTION,
     SIZE,
+    paste_and_send,
     run,
     seed,
-    type_and_send,
     views,
     wait_for,
 )
@@ -520,7 +520,7 @@ def test_escape_while_a_follow_up_is_rewritten_stops_it(sample_copy: Path):
         async def scenario() -> None:
             app = ChatApp(settings, session_id=session_id)
             async with app.run_test(size=SIZE) as pilot:
-                await type_and_send(pilot, FOLLOW_UP)
+                await paste_and_send(pilot, FOLLOW_UP)
                 await wait_for(pilot, lambda: bool(server.chat_requests), "the rewrite", 120)
                 await pilot.press("escape")
                 # The client would wait 600 s for the hung rewrite; Esc ends it now.

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 from rich.text import Text
+from textual import events
 from textual.pilot import Pilot
 from textual.widgets import Input, OptionList
 
@@ -92,13 +93,22 @@ async def wait_for(
 
 
 async def type_and_send(pilot: Pilot, text: str) -> None:
+    """Key by key, as typed (each key costs the pilot ~80 ms of redrawing)."""
     await pilot.press(*text)
     await pilot.press("enter")
 
 
-async def ask(pilot: Pilot, app: ChatApp, question: str) -> None:
-    """Type a question, send it, wait until its reply (or error) is in the conversation."""
-    await type_and_send(pilot, question)
+async def paste_and_send(pilot: Pilot, text: str) -> None:
+    """All at once, as a terminal delivers a paste to the focused widget."""
+    pilot.app.focused.post_message(events.Paste(text))
+    await pilot.pause()
+    await pilot.press("enter")
+
+
+async def ask(pilot: Pilot, app: ChatApp, question: str, typed: bool = False) -> None:
+    """Send a question (pasted, or `typed` key by key), wait until its reply (or error)
+    is in the conversation."""
+    await (type_and_send if typed else paste_and_send)(pilot, question)
     await wait_for(pilot, lambda: not app.replying, "the reply", REPLY_TIMEOUT)
     await app.workers.wait_for_complete()
     await pilot.pause()
@@ -164,7 +174,7 @@ def test_typed_question_is_answered_with_sources(chat_settings: Settings):
         app = ChatApp(chat_settings, new=True)
         async with app.run_test(size=SIZE) as pilot:
             assert app.focused is app.query_one("#prompt")  # typing works without a click
-            await ask(pilot, app, QUESTION)
+            await ask(pilot, app, QUESTION, typed=True)
             user, answer = views(app, "user"), views(app, "assistant")
             assert [v.body for v in user] == [QUESTION]
             assert len(answer) == 1 and answer[0].status == "done"
@@ -251,7 +261,7 @@ def test_escape_cancels_keeping_the_partial_answer_then_regenerate(
     async def scenario() -> None:
         app = ChatApp(fake_settings, new=True)
         async with app.run_test(size=SIZE) as pilot:
-            await type_and_send(pilot, QUESTION)
+            await paste_and_send(pilot, QUESTION)
             await wait_for(
                 pilot,
                 lambda: app._stream is not None and "word0 " in app._stream.text,
@@ -626,7 +636,7 @@ def test_snapshot_help_screen(snap_compare, offline_settings: Settings, utc):
 def test_snapshot_endpoint_down(snap_compare, offline_settings: Settings, utc):
     async def ask_offline(pilot: Pilot) -> None:
         await library_loaded(pilot)
-        await type_and_send(pilot, QUESTION)
+        await paste_and_send(pilot, QUESTION)
         await wait_for(pilot, lambda: not pilot.app.replying, "the error", 120)
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
