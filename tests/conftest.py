@@ -57,6 +57,26 @@ def _share_onnxruntime_threads(threads: int) -> None:
     onnxruntime.SessionOptions = SharedCores
 
 
+# The modules that take longest (`pytest --durations=0`, summed per module), longest
+# first: they are collected first, so pytest-xdist hands them out first and no worker
+# is left running one of them alone at the end of the run.
+SLOWEST_MODULES = (
+    "test_digest.py",
+    "test_local.py",
+    "test_faults_store.py",
+    "test_answer.py",
+    "test_tui.py",
+    "test_safety.py",
+    "test_fetch.py",
+    "test_digest_week.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(SLOWEST_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: in-module order
+
+
 def embed_model_dir() -> Path | None:
     """The offline copy of the model when there is one; else chromadb downloads it."""
     configured = os.environ.get("ASSISTANT_EMBED_MODEL_DIR")
@@ -113,6 +133,15 @@ def recorded(embedder):
     from .recorded_vectors import SAMPLE_VECTORS, RecordedEmbedder
 
     return RecordedEmbedder(embedder, SAMPLE_VECTORS)
+
+
+@pytest.fixture
+def replayed(embedder):
+    """As `recorded`, for the papers of the recorded HF and arXiv responses that
+    tests/replay.py serves to `fetch` and `follow`."""
+    from .recorded_vectors import REPLAY_VECTORS, RecordedEmbedder
+
+    return RecordedEmbedder(embedder, REPLAY_VECTORS)
 
 
 @pytest.fixture

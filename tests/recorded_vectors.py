@@ -10,7 +10,9 @@ of chunking makes the suite slower, never wrong. `test_digest_week` checks
 a sample of the recording against the real model on every run.
 
 The bundled sample is recorded the same way (`SAMPLE_VECTORS`): each test worker
-ingests it once. Re-record both after changing how abstracts are chunked:
+ingests it once; so are the papers of the recorded responses `fetch` is tested
+against (`REPLAY_VECTORS`). Re-record all three after changing how abstracts are
+chunked:
 
     python -m tests.recorded_vectors
 """
@@ -29,6 +31,9 @@ WEEK = ROOT / "tests" / "data" / "arxiv-week-2025"
 WEEK_VECTORS = ROOT / "tests" / "data" / "arxiv-week-2025.minilm-f16.npz"
 # The bundled sample (264 papers): ingested by every test worker's `sample_home`.
 SAMPLE_VECTORS = ROOT / "tests" / "data" / "sample.minilm-f16.npz"
+# The recorded Hugging Face and arXiv responses that tests/replay.py serves to `fetch`.
+REPLAYS = ROOT / "tests" / "data" / "recorded"
+REPLAY_VECTORS = ROOT / "tests" / "data" / "recorded.minilm-f16.npz"
 
 
 def text_key(text: str) -> bytes:
@@ -123,7 +128,19 @@ def _model_dir():
     return embed_model_dir()
 
 
+def _replay_files() -> list[Path]:
+    """The recorded responses that hold papers (not the one holding arXiv's error reply)."""
+    from assistant.readers import read_file
+
+    files = sorted(p for p in REPLAYS.rglob("*") if p.suffix in (".json", ".xml"))
+    return [p for p in files if not read_file(p).errors]
+
+
 if __name__ == "__main__":
-    for paths, out in (([], SAMPLE_VECTORS), ([WEEK], WEEK_VECTORS)):
+    for paths, out in (
+        ([], SAMPLE_VECTORS),
+        ([WEEK], WEEK_VECTORS),
+        (_replay_files(), REPLAY_VECTORS),
+    ):
         n = record(paths, out)
         print(f"{n} chunk vectors written to {out.relative_to(ROOT)}", file=sys.stderr)

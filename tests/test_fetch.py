@@ -1,5 +1,6 @@
 """`assistant fetch`: real recorded HF and arXiv responses replayed by a local server
-(tests/replay.py, tests/data/recorded/README.md), a real MiniLM embedder and a real Chroma store.
+(tests/replay.py, tests/data/recorded/README.md), the real MiniLM's vectors (recorded:
+tests/recorded_vectors.py) and a real Chroma store.
 No test reaches the internet; no test sleeps for arXiv's 3 s (ASSISTANT_ARXIV_DELAY=0)."""
 
 from __future__ import annotations
@@ -50,24 +51,24 @@ def _settings(home: Path, replay: Replay, **changes):
     return make_settings(home, **values)
 
 
-def _stored_ids(settings, embedder) -> set[str]:
+def _stored_ids(settings) -> set[str]:
     library = Library.open(settings)
     return {meta.get("arxiv_id") for _, meta, _ in library.iter_papers()}
 
 
 def test_hf_week_stores_each_recorded_paper_once_and_a_second_run_asks_nothing(
-    tmp_path: Path, replay: Replay, embedder
+    tmp_path: Path, replay: Replay, replayed
 ):
     settings = _settings(tmp_path / "home", replay)
     library = Library.open(settings)
     report = run_fetch(
-        settings, "hf", DAYS, today=TODAY, library=library, embedder=embedder, sleep=lambda s: None
+        settings, "hf", DAYS, today=TODAY, library=library, embedder=replayed, sleep=lambda s: None
     )
     assert report.complete and report.exit_code == 0
     assert replay.requests("/api/daily_papers") == 7
     expected = hf_ids(DAYS)
     assert len(expected) == 35  # 30 + 5 distinct papers, served on alternate days
-    assert _stored_ids(settings, embedder) == expected
+    assert _stored_ids(settings) == expected
     assert report.ingest.added == 35
     inbox = sorted(p.name for p in (tmp_path / "home" / "inbox" / "hf").iterdir())
     assert inbox == [f"{d.isoformat()}.json" for d in DAYS]
@@ -79,16 +80,17 @@ def test_hf_week_stores_each_recorded_paper_once_and_a_second_run_asks_nothing(
     ).read_bytes()
 
     again = run_fetch(
-        settings, "hf", DAYS, today=TODAY, library=library, embedder=embedder, sleep=lambda s: None
+        settings, "hf", DAYS, today=TODAY, library=library, embedder=replayed, sleep=lambda s: None
     )
     assert replay.requests("/api/daily_papers") == 7  # no request for days already fetched
     assert [r.status for r in again.results] == ["cached"] * 7
     assert again.ingest.added == 0 and again.ingest.unchanged == 35
     assert "7 already in the inbox (no request)" in again.line()
+    assert replayed.misses == 0  # the recording holds every chunk fetch stores
 
 
 def test_arxiv_week_pages_and_stores_each_recorded_paper_once(
-    tmp_path: Path, replay: Replay, embedder
+    tmp_path: Path, replay: Replay, replayed
 ):
     settings = _settings(tmp_path / "home", replay)
     library = Library.open(settings)
@@ -99,13 +101,13 @@ def test_arxiv_week_pages_and_stores_each_recorded_paper_once(
         ["cs.CL"],
         today=TODAY,
         library=library,
-        embedder=embedder,
+        embedder=replayed,
         sleep=lambda s: None,
     )
     assert report.complete, report.line()
     expected = arxiv_ids(DAYS)
     assert len(expected) == 67  # 60 paged + 1605.08386 + 1707.08567 (twice) + 5
-    assert _stored_ids(settings, embedder) == expected
+    assert _stored_ids(settings) == expected
     # Monday: 6 full pages and the empty page after them; every other day one request
     assert replay.requests("/api/query") == 7 + 6
     folder = tmp_path / "home/inbox/arxiv/cs.CL"
@@ -114,6 +116,7 @@ def test_arxiv_week_pages_and_stores_each_recorded_paper_once(
     assert not (folder / ".partial").exists()
     again = run_fetch(settings, "arxiv", DAYS, ["cs.CL"], today=TODAY, ingest=False)
     assert replay.requests("/api/query") == 13 and again.exit_code == 0
+    assert replayed.misses == 0
 
 
 def test_arxiv_pause_between_requests_is_kept(tmp_path: Path, replay: Replay):
@@ -125,7 +128,7 @@ def test_arxiv_pause_between_requests_is_kept(tmp_path: Path, replay: Replay):
 
 
 def test_plug_pulled_half_way_keeps_what_was_fetched_and_says_so(
-    tmp_path: Path, replay: Replay, embedder
+    tmp_path: Path, replay: Replay, replayed
 ):
     settings = _settings(tmp_path / "home", replay, fetch_timeout=2.0)
     library = Library.open(settings)
@@ -140,13 +143,13 @@ def test_plug_pulled_half_way_keeps_what_was_fetched_and_says_so(
         DAYS,
         today=TODAY,
         library=library,
-        embedder=embedder,
+        embedder=replayed,
         progress=pull_plug,
         sleep=lambda s: None,
     )
     assert not report.complete and report.exit_code == 1
     assert [r.status for r in report.results][:3] == ["fetched", "fetched", "failed"]
-    assert _stored_ids(settings, embedder) == hf_ids(DAYS[:2])
+    assert _stored_ids(settings) == hf_ids(DAYS[:2])
     line = report.line()
     assert "\n" not in line
     assert "fetched 2 days" in line and "NOT fetched: 5 days from hf 2026-06-10" in line
@@ -155,11 +158,11 @@ def test_plug_pulled_half_way_keeps_what_was_fetched_and_says_so(
     replay.server.start()
     before = replay.requests("/api/daily_papers")
     resumed = run_fetch(
-        settings, "hf", DAYS, today=TODAY, library=library, embedder=embedder, sleep=lambda s: None
+        settings, "hf", DAYS, today=TODAY, library=library, embedder=replayed, sleep=lambda s: None
     )
     assert resumed.complete
     assert replay.requests("/api/daily_papers") - before == 5
-    assert _stored_ids(settings, embedder) == hf_ids(DAYS)
+    assert _stored_ids(settings) == hf_ids(DAYS)
 
 
 @pytest.mark.parametrize(
@@ -226,7 +229,12 @@ def _cli(home: Path, env_extra: dict[str, str], *args: str) -> subprocess.Popen:
     )
 
 
-def test_cli_fetch_json_and_offline_line(tmp_path: Path, replay: Replay):
+def test_cli_fetch_json_and_offline_line(
+    tmp_path: Path, replay: Replay, replayed, monkeypatch: pytest.MonkeyPatch
+):
+    import assistant.embed
+
+    monkeypatch.setattr(assistant.embed, "make_embedder", lambda settings: replayed)
     home = tmp_path / "home"
     env = {"ASSISTANT_HF_URL": replay.base, "ASSISTANT_ARXIV_URL": replay.base}
     proc = run_assistant(
@@ -238,6 +246,7 @@ def test_cli_fetch_json_and_offline_line(tmp_path: Path, replay: Replay):
     assert proc.returncode == 0, err
     data = json.loads(out)
     assert data["complete"] and data["fetched"] == 7 and data["ingest"]["added"] == 67
+    assert replayed.misses == 0
 
     # offline: nothing listens there any more
     replay.server.stop()

@@ -1,5 +1,6 @@
 """`assistant follow` run twice in a week: one digest, one feed entry, one e-mail. Real parts:
-the replay server with recorded HF responses, MiniLM, Chroma, an SMTP server on loopback; the
+the replay server with recorded HF responses, MiniLM (its vectors for those papers recorded:
+tests/recorded_vectors.py), Chroma, an SMTP server on loopback; the
 digest's model is the scripted fake server (its words are not what is tested here)."""
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def replay():
 
 
 def test_follow_twice_in_a_week_delivers_once(
-    tmp_path: Path, replay: Replay, embedder, fake_llm: FakeServer, monkeypatch
+    tmp_path: Path, replay: Replay, replayed, fake_llm: FakeServer, monkeypatch
 ):
     with SMTPServer(tmp_path) as smtp:
         monkeypatch.setenv("SSL_CERT_FILE", str(smtp.cert))
@@ -52,7 +53,7 @@ def test_follow_twice_in_a_week_delivers_once(
 
         today = MONDAY + timedelta(days=7)  # the Monday after 2026-W24
         first = run_follow(
-            settings, today=today, library=library, embedder=embedder, make_client=client
+            settings, today=today, library=library, embedder=replayed, make_client=client
         )
         assert first.exit_code == 0, first.lines()
         assert [w.week for w in first.weeks] == ["2026-W24"]
@@ -63,7 +64,7 @@ def test_follow_twice_in_a_week_delivers_once(
             settings,
             today=today + timedelta(days=2),
             library=library,
-            embedder=embedder,
+            embedder=replayed,
             make_client=client,
         )
         assert second.exit_code == 0 and second.weeks == []  # nothing is due twice
@@ -85,7 +86,7 @@ def test_follow_twice_in_a_week_delivers_once(
             settings,
             today=today + timedelta(days=21),
             library=library,
-            embedder=embedder,
+            embedder=replayed,
             make_client=client,
             fetch=False,
         )
@@ -94,10 +95,14 @@ def test_follow_twice_in_a_week_delivers_once(
 
 
 def test_cli_follow_twice_one_digest_one_entry_one_mail(
-    tmp_path: Path, replay: Replay, fake_llm: FakeServer
+    tmp_path: Path, replay: Replay, replayed, fake_llm: FakeServer, monkeypatch
 ):
     import json
     import os
+
+    import assistant.embed
+
+    monkeypatch.setattr(assistant.embed, "make_embedder", lambda settings: replayed)
 
     from .conftest import embed_model_dir
 

@@ -156,33 +156,50 @@ def test_stale_serve_state_is_ignored_and_removed(tmp_path: Path):
 # -- real model: the bundled SmolLM2 through llama.cpp's server -----------------------------
 
 
-def test_bundled_ask_from_stdin_then_continue(sample_copy: Path, tmp_path: Path):
-    """The README's main job: no endpoint set, a piped question, a cited answer; then -c."""
+README_QUESTION = "How does GaLore reduce memory when training LLMs?"  # the README's
+
+
+def test_bundled_ask_from_stdin(sample_copy: Path, tmp_path: Path):
+    """The README's main job: no endpoint set, a piped question, a cited answer, stored
+    as the session `-c` and `assistant chat` continue (`-c` is tested against `serve`
+    below: each start of the bundled server costs seconds)."""
     from assistant.sessions import SessionStore
 
-    question = "How does GaLore reduce memory when training LLMs?"  # the README's
-    proc = _run("ask", "--json", home=sample_copy, cwd=tmp_path, stdin=question + "\n")
+    proc = _run("ask", "--json", home=sample_copy, cwd=tmp_path, stdin=README_QUESTION + "\n")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "bundled SmolLM2-135M" in proc.stderr and "OPENAI_BASE_URL" in proc.stderr
     first = json.loads(proc.stdout)
     assert not first["abstained"] and first["citations"], first
     assert any("GaLore" in s["title"] for s in first["sources"])
     assert _servers_of(sample_copy) == []
-
-    proc = _run(
-        "ask", "-c", "How much memory does it save?", "--json", home=sample_copy, cwd=tmp_path
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    follow_up = json.loads(proc.stdout)
-    assert follow_up["session_id"] == first["session_id"]
-    assert _servers_of(sample_copy) == []
     with SessionStore.open(sample_copy) as store:
         messages = store.messages(first["session_id"])
-        assert [m.role for m in messages] == ["user", "assistant", "user", "assistant"]
-        assert messages[0].content == question
-        assert messages[2].content == "How much memory does it save?"
+        assert [m.role for m in messages] == ["user", "assistant"]
+        assert messages[0].content == README_QUESTION
         assert messages[1].answer and messages[1].answer.citations
-        assert store.latest_session().id == first["session_id"]  # what `assistant chat` opens
+        assert store.latest_session().id == first["session_id"]  # what `-c` and `chat` open
+
+
+def _seed_galore_session(home: Path) -> int:
+    """A stored turn, as the bundled `ask` above leaves one."""
+    from assistant.answer import Answer
+    from assistant.sessions import SessionStore
+
+    title = "GaLore: Memory-Efficient LLM Training by Gradient Low-Rank Projection"
+    answer = Answer.from_dict(
+        {
+            "question": README_QUESTION,
+            "answer": "GaLore projects gradients into a low-rank subspace, which cuts the "
+            "memory of optimizer states [1].",
+            "citations": [{"n": 1, "paper_id": "galore", "title": title, "supported": True}],
+            "sources": [{"n": 1, "paper_id": "galore", "title": title, "passage": ""}],
+        }
+    )
+    with SessionStore.open(home) as store:
+        session = store.create_session(model="smollm2", filters={"k": 4})
+        store.add_message(session.id, "user", README_QUESTION)
+        store.add_message(session.id, "assistant", answer.text, answer=answer)
+        return session.id
 
 
 def test_failed_and_interrupted_ask_leave_no_server(sample_copy: Path, tmp_path: Path):
@@ -230,9 +247,11 @@ def test_failed_and_interrupted_ask_leave_no_server(sample_copy: Path, tmp_path:
     assert _servers_of(sample_copy) == []
 
 
-def test_doctor_passes_with_the_bundled_model_and_uses_a_running_serve(
+def test_doctor_passes_with_the_bundled_model_and_ask_and_doctor_use_a_running_serve(
     sample_copy: Path, tmp_path: Path
 ):
+    from assistant.sessions import SessionStore
+
     proc = _run("doctor", "--json", home=sample_copy, cwd=tmp_path)
     report = json.loads(proc.stdout)
     assert proc.returncode == 0, report
@@ -264,6 +283,14 @@ def test_doctor_passes_with_the_bundled_model_and_uses_a_running_serve(
         assert proc.returncode == 0, report
         assert f"`assistant serve` at {url}" in report["checks"][1]["detail"]
         assert _servers_of(sample_copy) == [served]  # shared: no second server was started
+
+        # `ask -c` continues the latest session, on the running server too.
+        session_id = _seed_galore_session(sample_copy)
+        follow_up = "How much memory does it save?"
+        proc = _run("ask", "-c", follow_up, "--json", home=sample_copy, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert json.loads(proc.stdout)["session_id"] == session_id
+        assert _servers_of(sample_copy) == [served]
         serve.send_signal(signal.SIGINT)
         serve.communicate(timeout=60)
     finally:
@@ -272,3 +299,7 @@ def test_doctor_passes_with_the_bundled_model_and_uses_a_running_serve(
     assert serve.returncode == 130
     assert not (sample_copy / "serve.json").exists()
     assert _servers_of(sample_copy) == []
+    with SessionStore.open(sample_copy) as store:
+        messages = store.messages(session_id)
+        assert [m.role for m in messages] == ["user", "assistant", "user", "assistant"]
+        assert messages[2].content == follow_up and messages[3].answer is not None
