@@ -11,8 +11,8 @@ a sample of the recording against the real model on every run.
 
 The bundled sample is recorded the same way (`SAMPLE_VECTORS`): each test worker
 ingests it once; so are the papers of the recorded responses `fetch` is tested
-against (`REPLAY_VECTORS`). Re-record all three after changing how abstracts are
-chunked:
+against (`REPLAY_VECTORS`) and the digest budget test's 500 synthetic papers
+(`SYNTHETIC_VECTORS`). Re-record them all after changing how abstracts are chunked:
 
     python -m tests.recorded_vectors
 """
@@ -34,6 +34,9 @@ SAMPLE_VECTORS = ROOT / "tests" / "data" / "sample.minilm-f16.npz"
 # The recorded Hugging Face and arXiv responses that tests/replay.py serves to `fetch`.
 REPLAYS = ROOT / "tests" / "data" / "recorded"
 REPLAY_VECTORS = ROOT / "tests" / "data" / "recorded.minilm-f16.npz"
+# 500 one-sentence papers made from the sample's sentences (`write_synthetic`), for the
+# digest's prompt-budget test.
+SYNTHETIC_VECTORS = ROOT / "tests" / "data" / "synthetic-500.minilm-f16.npz"
 
 
 def text_key(text: str) -> bytes:
@@ -128,6 +131,38 @@ def _model_dir():
     return embed_model_dir()
 
 
+def write_synthetic(path: Path, papers: int = 500) -> Path:
+    """`papers` one-sentence papers dated 2030-03-01..07, each sentence drawn (seeded)
+    from the bundled sample's abstracts: a week the size of a busy one, for tests about
+    prompt budgets rather than prose."""
+    import json
+    import random
+
+    from assistant.ingest import bundled_corpus
+    from assistant.readers import read_file
+
+    sentences = [
+        s.strip() + "."
+        for file in sorted(bundled_corpus().iterdir())
+        for paper in read_file(file).papers
+        for s in paper.abstract.split(". ")
+        if len(s) > 40
+    ]
+    rng = random.Random(7)
+    lines = [
+        json.dumps(
+            {
+                "title": f"Synthetic study {i}",
+                "abstract": rng.choice(sentences),
+                "published": f"2030-03-0{1 + i % 7}",
+            }
+        )
+        for i in range(papers)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def _replay_files() -> list[Path]:
     """The recorded responses that hold papers (not the one holding arXiv's error reply)."""
     from assistant.readers import read_file
@@ -137,10 +172,13 @@ def _replay_files() -> list[Path]:
 
 
 if __name__ == "__main__":
-    for paths, out in (
-        ([], SAMPLE_VECTORS),
-        ([WEEK], WEEK_VECTORS),
-        (_replay_files(), REPLAY_VECTORS),
-    ):
-        n = record(paths, out)
-        print(f"{n} chunk vectors written to {out.relative_to(ROOT)}", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as folder:
+        synthetic = write_synthetic(Path(folder) / "synthetic.jsonl")
+        for paths, out in (
+            ([], SAMPLE_VECTORS),
+            ([WEEK], WEEK_VECTORS),
+            (_replay_files(), REPLAY_VECTORS),
+            ([synthetic], SYNTHETIC_VECTORS),
+        ):
+            n = record(paths, out)
+            print(f"{n} chunk vectors written to {out.relative_to(ROOT)}", file=sys.stderr)

@@ -62,11 +62,16 @@ def streamed(sample_retriever, client, model_settings) -> tuple[object, list[str
 
 @pytest.fixture(scope="module")
 def answers(streamed, sample_retriever, client, model_settings) -> list:
-    """SmolLM2's answers to ANSWERABLE, asked once for the module."""
-    return [streamed[0]] + [
-        ask(q, sample_retriever, client, context_window=model_settings.context_window, stream=False)
-        for q in ANSWERABLE[1:]
-    ]
+    """SmolLM2's answers to the first and last of ANSWERABLE (a count and a method), asked
+    once for the module; the middle one is asked of the fake endpoint below."""
+    last = ask(
+        ANSWERABLE[2],
+        sample_retriever,
+        client,
+        context_window=model_settings.context_window,
+        stream=False,
+    )
+    return [streamed[0], last]
 
 
 def test_answers_cite_sources_that_all_resolve(answers):
@@ -100,7 +105,7 @@ def test_streaming_delivers_the_answer_in_pieces(streamed):
 
 
 def test_follow_up_is_rewritten_and_answered(answers, sample_retriever, client, model_settings):
-    first = answers[2]  # which method quantizes the projection to INT4 (Q-GaLore)
+    first = answers[1]  # which method quantizes the projection to INT4 (Q-GaLore)
     history = [Turn(first.question, first)]
     follow_up = "and how does it compare to GaLore?"
     standalone = condense(history, follow_up, client)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import shutil
 import subprocess
@@ -176,40 +175,22 @@ def test_topic_and_no_overwrite(digest_home: Path, fake_llm: FakeServer):
     assert out.read_text() == first
 
 
-def test_500_papers_fit_a_small_context_window(
-    tmp_path: Path, embedder, fake_llm: FakeServer, sample_home: Path
-):
-    rng = random.Random(7)
-    sentences = []
-    for _pid, _meta, extra in Library.open(make_settings(sample_home)).iter_papers(
-        ("metadatas", "documents")
-    ):
-        sentences.extend(s.strip() + "." for s in extra["document"].split(". ") if len(s) > 40)
-    lines = []
-    for i in range(500):
-        abstract = rng.choice(sentences)  # one sentence: the test is about budgets, not prose
-        lines.append(
-            json.dumps(
-                {
-                    "title": f"Synthetic study {i}",
-                    "abstract": abstract,
-                    "published": f"2030-03-0{1 + i % 7}",
-                }
-            )
-        )
-    data = tmp_path / "synthetic.jsonl"
-    data.write_text("\n".join(lines) + "\n")
+def test_500_papers_fit_a_small_context_window(tmp_path: Path, embedder, fake_llm: FakeServer):
+    from .recorded_vectors import SYNTHETIC_VECTORS, RecordedEmbedder, write_synthetic
+
+    data = write_synthetic(tmp_path / "synthetic.jsonl")  # one sentence each: about budgets
+    recorded = RecordedEmbedder(embedder, SYNTHETIC_VECTORS)
     window = 1536
     settings = make_settings(
         tmp_path / "home", base_url=fake_llm.url, model="smollm2", context_window=window
     )
     library = Library.open(settings)
-    report = ingest([data], settings, library=library, embedder=embedder)
-    assert report.total_papers == 500
+    report = ingest([data], settings, library=library, embedder=recorded)
+    assert report.total_papers == 500 and recorded.misses == 0
     digest = build_digest(
         settings,
         library,
-        embedder,
+        recorded,
         ModelClient(settings),
         date(2030, 3, 1),
         date(2030, 3, 7),
