@@ -96,6 +96,9 @@ def condense(
         not rewritten
         or len(rewritten) > 4 * len(question) + 200
         or (own and not own & content_words(rewritten))
+        # said back unchanged, "it" still unresolved (SmolLM2 does this with "How much
+        # memory does it save?"): retrieval would search for "it"
+        or rewritten.rstrip("?. ").casefold() == question.rstrip("?. ").casefold()
     ):
         return fallback
     return rewritten

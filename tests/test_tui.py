@@ -301,23 +301,23 @@ def test_unknown_model_and_slash_commands(fake_settings: Settings, server: FakeS
         app = ChatApp(fake_settings, new=True)
         async with app.run_test(size=SIZE) as pilot:
             status = app.query_one("#status")
-            await type_and_send(pilot, "/since 2024-01-01")
-            await type_and_send(pilot, "/k 6")
+            await paste_and_send(pilot, "/since 2024-01-01")
+            await paste_and_send(pilot, "/k 6")
             await wait_for(pilot, lambda: app.service.ready.is_set(), "the library")
             await pilot.pause()
             assert "since 2024-01-01" in plain(status)
             assert "k=6" in plain(status) and "264 papers" in plain(status)
-            await type_and_send(pilot, "/k 0")
+            await paste_and_send(pilot, "/k 0")
             assert "/k wants a whole number" in views(app, "error")[-1].body
-            await type_and_send(pilot, "/export")
+            await paste_and_send(pilot, "/export")
             assert "Nothing to export yet" in views(app)[-1].body
-            await type_and_send(pilot, "/help")
+            await paste_and_send(pilot, "/help")
             assert isinstance(app.screen, HelpScreen)
             await pilot.press("escape")
-            await type_and_send(pilot, "/since off")
+            await paste_and_send(pilot, "/since off")
             assert "since" not in plain(status)
 
-            await type_and_send(pilot, "/model no-such-model")
+            await paste_and_send(pilot, "/model no-such-model")
             await ask(pilot, app, QUESTION)
             error = views(app, "error")[-1].body
             assert "model 'no-such-model' not found" in error and "smollm2" in error
@@ -326,20 +326,20 @@ def test_unknown_model_and_slash_commands(fake_settings: Settings, server: FakeS
 
             # The question goes through once the model is right; then the session exports.
             app.query_one("#prompt", Input).value = ""
-            await type_and_send(pilot, "/model smollm2")
+            await paste_and_send(pilot, "/model smollm2")
             await ask(pilot, app, QUESTION)
             assert len(views(app, "assistant")) == 1
             with SessionStore.open(fake_settings.home) as store:
                 session = store.get_session(app.session_id)
                 assert session.model == "smollm2" and session.filters["k"] == 6
-            await type_and_send(pilot, "/export")
+            await paste_and_send(pilot, "/export")
             shown = views(app)[-1].body
             assert "Exported the session to" in shown
             exported = list((fake_settings.home / "exports").glob("session-*.md"))
             assert len(exported) == 1 and str(exported[0]) in shown
             assert "## All references" in exported[0].read_text()
 
-            await type_and_send(pilot, "/digest")
+            await paste_and_send(pilot, "/digest")
             await app.workers.wait_for_complete()
             await pilot.pause()
             last = views(app)[-1]
