@@ -21,6 +21,7 @@ import pytest
 
 from assistant.doctor import CHECK_NAMES
 
+from .cli_runner import run_assistant
 from .conftest import embed_model_dir
 
 
@@ -76,7 +77,9 @@ def _servers_of(home: Path) -> list[int]:
 
 def test_doctor_with_nothing_configured_prints_every_check_and_fails(tmp_path: Path):
     home = tmp_path / "home"
-    proc = _run("doctor", "--json", home=home, cwd=tmp_path, ASSISTANT_LOCAL_MODEL="off")
+    # In this process (tests/cli_runner.py): with the bundled model off nothing is started.
+    env = _env(home, ASSISTANT_LOCAL_MODEL="off")
+    proc = run_assistant(["doctor", "--json"], env=env, cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     report = json.loads(proc.stdout)
@@ -89,7 +92,7 @@ def test_doctor_with_nothing_configured_prints_every_check_and_fails(tmp_path: P
     assert not rows["store"]["ok"] and "assistant ingest" in rows["store"]["fix"]
     assert all(c["fix"] for c in report["checks"] if not c["ok"])
 
-    proc = _run("doctor", home=home, cwd=tmp_path, ASSISTANT_LOCAL_MODEL="off")
+    proc = run_assistant(["doctor"], env=env, cwd=tmp_path)
     assert proc.returncode == 1
     for name in CHECK_NAMES:
         assert name in proc.stdout
@@ -102,12 +105,10 @@ def test_dotenv_base_url_does_not_get_the_environment_key(tmp_path: Path):
 
     url = f"http://127.0.0.1:{free_port()}/v1"
     (tmp_path / ".env").write_text(f"OPENAI_BASE_URL={url}\n")
-    proc = _run(
-        "doctor",
-        "--json",
-        home=tmp_path / "home",
+    proc = run_assistant(
+        ["doctor", "--json"],
+        env=_env(tmp_path / "home", OPENAI_API_KEY="sk-secret-from-the-environment-1234"),
         cwd=tmp_path,
-        OPENAI_API_KEY="sk-secret-from-the-environment-1234",
     )
     assert proc.returncode == 1
     assert "sk-secret" not in proc.stdout + proc.stderr
