@@ -9,7 +9,12 @@ sample) with SmolLM2-135M in two processes at once, `--repeat` times each (defau
 `BundledServer` passes (`ASSISTANT_LOCAL_THREADS` split between them), and once
 alone; it prints each process's median tokens per second.
 
+`--embedder` does the same for the MiniLM embedder (200 sample abstracts per round,
+onnxruntime's default threads against one per process), which is why the test suite's
+xdist workers each give their ONNX sessions their share of the cores (tests/conftest.py).
+
     .venv/bin/python bench/threads_bench.py --repeat 4
+    ASSISTANT_EMBED_MODEL_DIR=... .venv/bin/python bench/threads_bench.py --embedder --repeat 3
 """
 
 from __future__ import annotations
@@ -48,7 +53,39 @@ def read_prompt(batch_threads: int, threads: int, repeat: int) -> list[float]:
     return speeds
 
 
+def embed_texts(threads: int, repeat: int) -> list[float]:
+    """Abstracts per second embedded by MiniLM with `threads` ONNX threads (0: the default)."""
+    import os
+    from pathlib import Path
+
+    import onnxruntime
+
+    if threads:
+        default = onnxruntime.SessionOptions
+
+        class Limited(default):  # chromadb builds its session with SessionOptions()
+            def __init__(self) -> None:
+                super().__init__()
+                self.intra_op_num_threads = threads
+                self.inter_op_num_threads = 1
+
+        onnxruntime.SessionOptions = Limited
+    from assistant.embed import MiniLMEmbedder
+
+    model_dir = os.environ.get("ASSISTANT_EMBED_MODEL_DIR")
+    embedder = MiniLMEmbedder(Path(model_dir) if model_dir else None)
+    texts = [line for line in SAMPLE.read_text().splitlines() if len(line) > 400][:200]
+    embedder.embed(texts[:8])  # load the model before timing
+    speeds = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        embedder.embed(texts)
+        speeds.append(len(texts) / (time.perf_counter() - started))
+    return speeds
+
+
 def run_child(batch_threads: int, threads: int, repeat: int) -> subprocess.Popen[str]:
+    """`batch_threads` 0 with `threads` N: the embedder at N ONNX threads (0: default)."""
     return subprocess.Popen(
         [sys.executable, __file__, "--child", str(batch_threads), str(threads), str(repeat)],
         cwd=REPO,
@@ -66,16 +103,23 @@ def speeds_of(proc: subprocess.Popen[str]) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=4)
+    parser.add_argument("--embedder", action="store_true", help="time the MiniLM embedder")
     parser.add_argument("--child", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(" ".join(f"{s:.1f}" for s in read_prompt(*args.child)))
+        batch, threads, repeat = args.child
+        speeds = read_prompt(*args.child) if batch else embed_texts(threads, repeat)
+        print(" ".join(f"{s:.1f}" for s in speeds))
         return
     logical = multiprocessing.cpu_count()
     from assistant.localserver import physical_cores
 
     each = max(1, physical_cores() // 2)
     print(machine_line())
+    if args.embedder:
+        embedder_table(each, args.repeat)
+        print(load_line())
+        return
     rows = []
     for label, batch in ((f"default ({logical} each)", logical), (f"{each} each", each)):
         pair = [run_child(batch, each, args.repeat) for _ in range(2)]
@@ -99,6 +143,35 @@ def main() -> None:
         rows,
     )
     print(load_line())
+
+
+def embedder_table(each: int, repeat: int) -> None:
+    rows = []
+    for label, threads in (("default", 0), (f"{each} each", each)):
+        pair = [run_child(0, threads, repeat) for _ in range(2)]
+        speeds = [speeds_of(proc) for proc in pair]
+        for i, got in enumerate(speeds, 1):
+            rows.append(
+                [
+                    f"two embedders, ONNX threads {label}",
+                    i,
+                    f"{median(got):.1f}",
+                    spread(got, "{:.1f}"),
+                ]
+            )
+        rows.append(
+            [
+                f"two embedders, ONNX threads {label}",
+                "sum",
+                f"{sum(median(got) for got in speeds):.1f}",
+                "",
+            ]
+        )
+    print_table(
+        "MiniLM embedding, 200 sample abstracts a round",
+        ["setting", "process", "abstracts/s (median)", "min..max"],
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -42,8 +42,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def _share_onnxruntime_threads(threads: int) -> None:
     """The embedder's ONNX sessions (chromadb builds them with onnxruntime's default, a
     thread per core) in this worker, and the CLI commands it runs in-process, use its
-    share of the cores: two workers embedding at once at the default embed about 30%
-    less in all than at one thread each (measured on 2 cores, 11 against 16 texts/s)."""
+    share of the cores: two embedders at onnxruntime's default embed less in all than at
+    one thread each (`bench/threads_bench.py --embedder`: 6.7 against 8.8 abstracts/s on
+    2 cores, under load)."""
     import onnxruntime
 
     default = onnxruntime.SessionOptions

@@ -93,7 +93,7 @@ async def wait_for(
 
 
 async def type_and_send(pilot: Pilot, text: str) -> None:
-    """Key by key, as typed (each key costs the pilot ~80 ms of redrawing)."""
+    """Key by key, as typed (each key costs the pilot a redraw of the whole screen)."""
     await pilot.press(*text)
     await pilot.press("enter")
 
