@@ -20,6 +20,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from .attribution import (
+    SIZE,
+    claims_other_method,
+    foreign_names,
+    names_other_paper,
+    points_elsewhere,
+    spelled_before,
+)
 from .text import content_words, numbers, split_sentences, stem
 
 # A sentence is attributed to a source when at least this share of its content
@@ -248,9 +256,6 @@ def says_no_answer(answer: str) -> bool:
 # A line's structure (bullet, numbered item, heading) is kept around its sentences.
 _LINE_PREFIX = re.compile(r"^(\s*(?:[-*+•]|\d{1,2}[.)]|#{1,6})\s+)")
 _HEADER_PLACEHOLDER = re.compile(r"\((unknown|undated|n\.?d\.?)\)", re.IGNORECASE)
-# Tokens that name something: inner capitals (GaLore), digits with letters (GPT-4),
-# or all capitals of three letters or more (CSKV).
-_NAMEISH = re.compile(r"\b(?=[A-Za-z0-9\-]*[A-Za-z])[A-Za-z0-9][A-Za-z0-9\-]*\b")
 # An invented reference: "Name: Some Title (2019)".
 _INVENTED_REF = re.compile(r"\b[A-Z][\w\-]*:\s+[A-Z][^()]{3,120}\((19|20)\d\d\)")
 # A title-shaped line, "Name: A Subtitle", is a header, not a statement.
@@ -353,46 +358,6 @@ class Review:
         return len(self.sentences) + len(self.removed)
 
 
-def _nameish(token: str) -> bool:
-    inner_cap = any(c.isupper() for c in token[1:]) and any(c.islower() for c in token)
-    digit_mix = any(c.isdigit() for c in token) and any(c.isalpha() for c in token)
-    caps = len(token) >= 3 and token.isupper() and token.isalpha()
-    return inner_cap or digit_mix or caps
-
-
-_SIZE = re.compile(r"\b\d+(?:\.\d+)?[KMBT]\b")  # "10B", "1.5B", "8K": sizes, not names
-
-
-def _spelled_before(token: str, text: str, known_folded: str) -> bool:
-    """ "Equal-Info Windows (EIW)": an acronym the sentence spells out just before it,
-    from words a source says, names nothing new (Qwen abbreviates what it quotes)."""
-    at = text.find(f"({token})")
-    if at < 0 or not token.isalpha():
-        return False
-    words = re.findall(r"[A-Za-z]+", text[:at])
-    for size in range(len(token), min(len(words), 2 * len(token)) + 1):
-        phrase = words[-size:]
-        capitals = "".join(w[0] for w in phrase if w[0].isupper())
-        if token.upper() in (capitals.upper(), "".join(w[0] for w in phrase).upper()):
-            spelled = re.escape(" ".join(phrase)).replace(r"\ ", r"[\s\-]+")
-            return bool(re.search(spelled, known_folded, re.IGNORECASE))
-    return False
-
-
-def foreign_names(text: str, known: str) -> list[str]:
-    """Name-like tokens of `text` found nowhere in `known` (the sources' titles and text)."""
-    known_folded = known.casefold()
-    found = []
-    for token in _NAMEISH.findall(text):
-        if (
-            _nameish(token)
-            and token.casefold() not in known_folded
-            and not _spelled_before(token, text, known_folded)
-        ):
-            found.append(token)
-    return found
-
-
 # A verb that makes a title's words a statement: "GaLore is a memory-efficient method".
 _STATES = re.compile(
     r"\b(is|are|was|were|reduces?|improves?|proposes?|introduces?|uses?|achieves?|"
@@ -407,22 +372,6 @@ def _title_shaped(text: str) -> bool:
         return False
     after = [w for w in text.split(":", 1)[1].split() if len(w) > 3]
     return bool(after) and sum(w[0].isupper() for w in after) >= 0.6 * len(after)
-
-
-def _names_other_paper(text: str, titles: list[str], cited: str) -> bool:
-    """Whether `text` names a retrieved paper by its title's name ("Natural GaLore" of
-    "Natural GaLore: Accelerating ...") that the cited source never mentions: Qwen 1.5B
-    put 8-bit GaLore's figures under "Natural GaLore ... [GaLore]". A plain word such as
-    "Natural" is no name to `foreign_names`, so the whole title name is looked for."""
-    folded, in_cited = text.casefold(), " ".join(cited.casefold().split())
-    for title in titles:
-        name, colon, _ = title.partition(":")
-        name = " ".join(name.split()).casefold()
-        if not colon or not 1 < len(name.split()) <= 4 or name in in_cited:
-            continue
-        if re.search(rf"(?<!\w){re.escape(name)}(?!\w)", folded):
-            return True
-    return False
 
 
 def _title_cased(text: str) -> bool:
@@ -513,6 +462,7 @@ def review(
     lines_out: list[str] = []
     pending_heading: str | None = None
     seen: list[set[str]] = []
+    previous: CitedSentence | None = None  # the sentence before, shown or not
     blank = False
     for line in _attach_marker_lines(answer):
         if not line.strip():
@@ -552,10 +502,19 @@ def review(
                 sentence.text, [by_n[n] for n in sentence.cited if n in by_n]
             ):
                 reason = "unsupported"
+            if not reason and claims_other_method(
+                sentence.text, [by_n[n] for n in sentence.cited if n in by_n]
+            ):
+                reason = "wrong-paper"
+            if not reason and points_elsewhere(
+                sentence.text, sentence.cited, previous and previous.cited
+            ):
+                reason = "wrong-paper"
             if not reason and mixes_papers(sentence, sources, question):
                 reason = "mixed-papers"
             if not reason and focus and not set(sentence.cited) & focus:
                 reason = "off-question"
+            previous = sentence
             if reason:
                 removed.append(Removed(sentence.text, reason, list(sentence.cited)))
                 continue
@@ -637,7 +596,7 @@ def _verdict(
     spelled = {
         a.casefold()
         for a in re.findall(r"\(([A-Z]{2,})\)", sentence.text)
-        if _spelled_before(a, sentence.text, question.casefold())
+        if spelled_before(a, sentence.text, question.casefold())
     }
     new = set(stem(sorted(words - spelled - {"yes", "no"}))) - set(stem(sorted(asked)))
     adds = len(new) >= ECHO_NEW_WORDS or bool(numbers(sentence.text) - numbers(question))
@@ -650,12 +609,12 @@ def _verdict(
     if unfinished(sentence.text, known):
         return "cut-off"  # the model stopped mid-sentence ("... integrating length extension into")
     # A size the question itself says ("a 10B+ parameter model") is no invented name.
-    sizes = " ".join(_SIZE.findall(question))
+    sizes = " ".join(SIZE.findall(question))
     if _INVENTED_REF.search(sentence.text) or foreign_names(sentence.text, f"{known} {sizes}"):
         return "unknown-paper"
     if sentence.cited and cited_texts:
         cited = " ".join(cited_texts.get(n, "") for n in sentence.cited)
-        if foreign_names(sentence.text, f"{cited} {sizes}") or _names_other_paper(
+        if foreign_names(sentence.text, f"{cited} {sizes}") or names_other_paper(
             sentence.text, titles, cited
         ):
             return "wrong-paper"  # names something from another source than the one it cites
